@@ -1,0 +1,1 @@
+"""ufd command-line tools (typer apps behind the console scripts)."""

@@ -1,0 +1,119 @@
+"""``ufd-export``: turn a CLIP checkpoint and a UnivFD head into an ONNX bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ufd.cli.common import handle_errors, setup_logging
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+@app.command(
+    help=(
+        "Export a CLIP visual encoder and a UnivFD linear head to an ONNX bundle. "
+        "The export checks itself against the torch pipeline on probe images and "
+        "writes nothing if fp32 logits differ by more than 1e-4. "
+        "Example: ufd-export --out univfd-vitl14 (ViT-L-14, OpenAI weights, official head)."
+    )
+)
+@handle_errors
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to create.")],
+    model: Annotated[
+        str, typer.Option(help="open_clip model name, e.g. ViT-L-14, ViT-B-16, ufd-tiny-vit.")
+    ] = "ViT-L-14",
+    pretrained: Annotated[
+        str,
+        typer.Option(
+            help="open_clip pretrained tag (openai, laion2b_s32b_b82k, ...), a local "
+            "checkpoint file (open_clip state dict), or 'none' for random weights."
+        ),
+    ] = "openai",
+    head: Annotated[
+        str,
+        typer.Option(
+            help="'univfd' (official head, downloaded once and cached), a .pth state dict "
+            "{'weight': [1, D], 'bias': [1]}, or 'none' (features only)."
+        ),
+    ] = "univfd",
+    precision: Annotated[
+        str, typer.Option(help="Comma-separated encoder precisions: fp32, fp16, int8.")
+    ] = "fp32,int8",
+    probe_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of real images to validate on (default: synthetic probes)."),
+    ] = None,
+    probes: Annotated[int, typer.Option(min=1, help="Number of probe images.")] = 10,
+    resize: Annotated[
+        bool,
+        typer.Option(
+            "--resize/--no-resize",
+            help="Resize the shorter side to 256 before the crop (older UnivFD pipeline). "
+            "Off by default, as in the official test code.",
+        ),
+    ] = False,
+    quick_gelu: Annotated[
+        bool | None,
+        typer.Option(
+            "--quick-gelu/--no-quick-gelu",
+            help="Force QuickGELU on/off. Default: from the model name and tag "
+            "(OpenAI weights need it; set it for local OpenAI checkpoints).",
+        ),
+    ] = None,
+    max_logit_error: Annotated[
+        float | None,
+        typer.Option(help="Refuse fp16/int8 graphs whose max |Δlogit| vs torch exceeds this."),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="Default decision threshold on p(fake) stored in the bundle.")
+    ] = 0.5,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    force: Annotated[bool, typer.Option(help="Replace an existing bundle at --out.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+) -> None:
+    """Run the export (see the command help)."""
+    setup_logging(verbose)
+    from ufd.export.build import ExportOptions, export_bundle
+    from ufd.runtime.manifest import PreprocessConfig
+
+    options = ExportOptions(
+        out=out,
+        model=model,
+        pretrained=pretrained,
+        head=head,
+        precisions=tuple(p.strip() for p in precision.split(",") if p.strip()),
+        probe_dir=probe_dir,
+        n_probes=probes,
+        opset=opset,
+        quick_gelu=quick_gelu,
+        preprocess=PreprocessConfig(mode="resize_center_crop" if resize else "center_crop"),
+        max_logit_error=max_logit_error,
+        threshold=threshold,
+        force=force,
+    )
+    steps = iter(range(1, 100))
+    manifest = export_bundle(
+        options, on_step=lambda text: typer.echo(f"[{next(steps)}] {text}", err=True)
+    )
+    typer.echo(f"bundle written to {out}")
+    for name, entry in manifest.files.items():
+        typer.echo(f"  {name:<22} {entry.size / 1e6:9.1f} MB")
+    for precision_name, report in manifest.parity.items():
+        line = f"  parity {precision_name}: feature cosine >= {report.min_feature_cosine:.6f}"
+        if report.max_abs_logit_error is not None:
+            line += (
+                f", max |Δlogit| {report.max_abs_logit_error:.2e}, "
+                f"decision agreement {report.decision_agreement:.1%}"
+            )
+        typer.echo(line)
+    for note in manifest.notes:
+        typer.echo(f"  note: {note}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""ufd build-time side: torch + open_clip -> ONNX bundles. Needs the [export] extra."""

@@ -1,0 +1,167 @@
+"""Build a bundle: load, export, derive precisions, validate everything, then write.
+
+Nothing is written unless every graph passed its checks: graphs are staged in
+a hidden directory that :class:`BundleWriter` publishes in one rename.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ufd.export.heads import load_head
+from ufd.export.models import load_visual
+from ufd.export.onnx_export import (
+    DEFAULT_OPSET,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    HEAD_INPUT,
+    HEAD_OUTPUT,
+    export_encoder,
+    export_linear_head,
+)
+from ufd.export.precision import make_fp16, make_int8_dynamic
+from ufd.export.probes import folder_probes, synthetic_probes
+from ufd.export.validate import enforce, measure_parity, torch_reference
+from ufd.export.writer import BundleWriter, check_destination
+from ufd.runtime import __version__
+from ufd.runtime.errors import ExportError
+from ufd.runtime.manifest import PRECISIONS, GraphEntry, Manifest, PreprocessConfig
+
+logger = logging.getLogger(__name__)
+
+HEAD_FILE = "head.onnx"
+
+
+def encoder_file(precision: str) -> str:
+    """File name of the encoder graph of ``precision``."""
+    return f"encoder.{precision}.onnx"
+
+
+@dataclass
+class ExportOptions:
+    """What ``ufd-export`` builds; defaults are the official UnivFD setting."""
+
+    out: Path
+    model: str = "ViT-L-14"
+    pretrained: str = "openai"
+    head: str = "univfd"
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    probe_dir: Path | None = None
+    n_probes: int = 10
+    opset: int = DEFAULT_OPSET
+    quick_gelu: bool | None = None
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    max_logit_error: float | None = None
+    threshold: float = 0.5
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise ExportError(
+                f"unknown precision(s) {bad}; choose from {', '.join(PRECISIONS)}, "
+                "comma-separated (e.g. fp32,int8)"
+            )
+        if not 0.0 < self.threshold < 1.0:
+            raise ExportError(f"threshold {self.threshold} must lie strictly between 0 and 1")
+
+
+def export_bundle(
+    options: ExportOptions, on_step: Callable[[str], None] = lambda _: None
+) -> Manifest:
+    """Build and validate the bundle ``options`` describe and write it atomically.
+
+    Args:
+        options: what to build.
+        on_step: called with a short line as each step starts (for progress).
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        ExportError: a graph failed validation; nothing was written.
+        ModelLoadError: the model or head cannot be loaded.
+    """
+    started = time.perf_counter()
+    check_destination(Path(options.out).absolute(), options.force)
+    on_step(f"loading {options.model} ({options.pretrained})")
+    loaded = load_visual(options.model, options.pretrained, options.quick_gelu)
+    head = load_head(options.head, loaded.info.feature_dim)
+    preprocess = dataclasses.replace(options.preprocess, crop_size=loaded.info.image_size)
+
+    on_step("preparing probe images and the torch reference")
+    if options.probe_dir is not None:
+        probes = folder_probes(options.probe_dir, options.n_probes)
+    else:
+        probes = synthetic_probes(options.n_probes)
+    reference = torch_reference(loaded.visual, head.linear, probes, preprocess)
+
+    graphs: dict[str, GraphEntry] = {}
+    parity = {}
+    with BundleWriter(options.out, options.force) as writer:
+        on_step("exporting the fp32 encoder to ONNX")
+        fp32_path = writer.path(encoder_file("fp32"))
+        export_encoder(loaded.visual, fp32_path, loaded.info.image_size, options.opset)
+        del loaded.visual  # free the torch weights before deriving other graphs
+        head_path = None
+        if head.linear is not None:
+            head_path = writer.path(HEAD_FILE)
+            export_linear_head(head.linear, head_path, options.opset)
+            graphs["head"] = GraphEntry("head", "fp32", HEAD_FILE, HEAD_INPUT, HEAD_OUTPUT)
+
+        for precision in _ordered(options.precisions):
+            path = writer.path(encoder_file(precision))
+            if precision == "int8":
+                on_step("quantising the encoder to int8 (dynamic, per-channel)")
+                make_int8_dynamic(fp32_path, path)
+            elif precision == "fp16":
+                on_step("converting the encoder to fp16")
+                make_fp16(fp32_path, path)
+            on_step(f"validating {precision} against torch on {len(probes)} probes")
+            report = measure_parity(precision, path, head_path, reference)
+            enforce(report, options.max_logit_error)
+            parity[precision] = report
+            graphs[f"encoder.{precision}"] = GraphEntry(
+                "encoder", precision, encoder_file(precision), ENCODER_INPUT, ENCODER_OUTPUT
+            )
+        if "fp32" not in options.precisions:  # validated as the source, not shipped
+            fp32_path.unlink()
+            del graphs["encoder.fp32"]
+
+        on_step("hashing files and writing the manifest")
+        manifest = Manifest(
+            ufd_version=__version__,
+            created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+            model=loaded.info,
+            preprocess=preprocess,
+            head=head.info,
+            graphs=graphs,
+            parity=parity,
+            files=writer.file_entries(),
+            opset=options.opset,
+            threshold=options.threshold,
+            notes=_notes(options),
+        )
+        writer.commit(manifest)
+    logger.info("export took %.1f s", time.perf_counter() - started)
+    return manifest
+
+
+def _ordered(precisions: tuple[str, ...]) -> list[str]:
+    """fp32 is always validated first: the others derive from it."""
+    return ["fp32"] + [p for p in PRECISIONS if p in precisions and p != "fp32"]
+
+
+def _notes(options: ExportOptions) -> list[str]:
+    notes = []
+    if options.pretrained.lower() in ("none", "random"):
+        notes.append("RANDOM-INIT WEIGHTS: scores are meaningless; for tests and timings only.")
+    if options.probe_dir is None:
+        notes.append("parity measured on synthetic probe images (use --probe-dir for real ones)")
+    return notes

@@ -1,0 +1,95 @@
+"""torch -> ONNX for the visual encoder and the linear head (dynamic batch axis).
+
+Uses the TorchScript exporter (``dynamo=False``) with ``dynamic_axes``: the dynamo
+exporter silently specialises the batch dimension (pytorch#157621). The fused
+MultiheadAttention fastpath is switched off while exporting, since the
+TorchScript exporter cannot export ``aten::_native_multi_head_attention``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+import torch
+
+from ufd.runtime.errors import ExportError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+ENCODER_INPUT, ENCODER_OUTPUT = "pixels", "features"
+HEAD_INPUT, HEAD_OUTPUT = "features", "logits"
+
+
+@contextlib.contextmanager
+def _export_mode() -> Iterator[None]:
+    """No grad, no MHA fastpath, exporter warnings silenced."""
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
+def export_encoder(
+    visual: torch.nn.Module, path: Path, image_size: int, opset: int = DEFAULT_OPSET
+) -> None:
+    """Write the visual encoder as ONNX: ``pixels`` (N,3,S,S) -> ``features`` (N,D)."""
+    example = torch.zeros(2, 3, image_size, image_size)
+    _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset)
+
+
+def export_linear_head(linear: torch.nn.Linear, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """Write the head as ONNX: ``features`` (N,D) -> ``logits`` (N,1)."""
+    example = torch.zeros(2, linear.in_features)
+    _export(linear, example, path, HEAD_INPUT, HEAD_OUTPUT, opset)
+
+
+def _export(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    input_name: str,
+    output_name: str,
+    opset: int,
+) -> None:
+    module = module.eval()
+    try:
+        with _export_mode():
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        check_graph(path)
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"ONNX export of {path.name} failed: {e}") from e
+    logger.info("exported %s (%.1f MB)", path.name, path.stat().st_size / 1e6)
+
+
+def check_graph(path: Path) -> None:
+    """Run the ONNX checker on a saved graph (by path, so >2 GB graphs work).
+
+    Raises:
+        ExportError: the checker rejects the graph.
+    """
+    try:
+        onnx.checker.check_model(str(path), full_check=False)
+    except Exception as e:
+        raise ExportError(f"ONNX checker rejected {path.name}: {e}") from e

@@ -1,0 +1,222 @@
+"""The runtime's Python API: open a bundle, score images.
+
+>>> detector = Detector.open("bundle/", precision="fp32", provider="cpu")
+>>> for record in detector.score(["photo.jpg", "folder/"]):
+...     print(record.path, record.prob, record.label)
+
+Data flows one way: path -> :func:`decode_image` -> preprocessor ->
+:class:`EncoderSession` -> feature -> :class:`LinearHeadSession` -> logit ->
+:class:`Record`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ufd.runtime.bundle import Bundle
+from ufd.runtime.decode import DEFAULT_MAX_PIXELS, decode_image
+from ufd.runtime.errors import BundleError, ImageError
+from ufd.runtime.inputs import InputItem, expand_inputs
+from ufd.runtime.manifest import GraphEntry
+from ufd.runtime.preprocess import build_preprocessor
+from ufd.runtime.records import Record, label_for, sigmoid
+from ufd.runtime.sessions import (
+    EncoderSession,
+    LinearHeadSession,
+    best_precision,
+    resolve_provider,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 8
+
+
+@dataclass
+class _Prepared:
+    item: InputItem
+    pixels: np.ndarray | None = None
+    error: str | None = None
+
+
+class Detector:
+    """A bundle loaded for inference: encoder, head, preprocessing and threshold."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        encoder: EncoderSession,
+        head: LinearHeadSession | None,
+        precision: str,
+        threshold: float,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.bundle = bundle
+        self.encoder = encoder
+        self.head = head
+        self.precision = precision
+        self.threshold = threshold
+        self.max_pixels = max_pixels
+        self.preprocess_config = bundle.manifest.preprocess
+        self.preprocessor = build_preprocessor(self.preprocess_config)
+
+    @classmethod
+    def open(
+        cls,
+        bundle: str | Path | Bundle,
+        precision: str | None = None,
+        provider: str = "auto",
+        threads: int | None = None,
+        threshold: float | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        verify: bool = True,
+    ) -> Detector:
+        """Load a bundle.
+
+        Args:
+            bundle: bundle directory (or an opened :class:`Bundle`).
+            precision: ``fp32``, ``fp16`` or ``int8``; ``None`` picks the fastest
+                the bundle has for the provider (CPU: int8, CUDA: fp16).
+            provider: ``auto`` (CUDA when available, else CPU), ``cuda`` or ``cpu``.
+            threads: onnxruntime intra-op threads (``None``: onnxruntime's default).
+            threshold: decision threshold on p(fake); ``None`` uses the manifest's.
+            max_pixels: refuse images with more decoded pixels than this.
+            verify: check each loaded file's sha256 against the manifest.
+
+        Raises:
+            BundleError: the bundle is damaged or lacks what was asked for.
+            ProviderError: the provider cannot be used.
+        """
+        if not isinstance(bundle, Bundle):
+            bundle = Bundle.open(bundle)
+        manifest = bundle.manifest
+        resolved = resolve_provider(provider)
+        precision = precision or best_precision(manifest.precisions, resolved)
+        encoder_graph = manifest.encoder(precision)
+        # fp16 graphs on the CPU provider crash onnxruntime at ENABLE_ALL (RUNTIME-NOTES).
+        level = "extended" if precision == "fp16" and resolved == "cpu" else "all"
+        encoder = EncoderSession(
+            _graph_path(bundle, encoder_graph, verify), resolved, threads, level
+        )
+        head_graph = manifest.head_graph()
+        head = None
+        if head_graph is not None:
+            head = LinearHeadSession(_graph_path(bundle, head_graph, verify), "cpu", threads)
+        logger.info(
+            "loaded %s (%s %s, %s on %s)",
+            bundle.root,
+            manifest.model.name,
+            manifest.model.pretrained,
+            precision,
+            encoder.provider,
+        )
+        return cls(
+            bundle,
+            encoder,
+            head,
+            precision,
+            manifest.threshold if threshold is None else threshold,
+            max_pixels,
+        )
+
+    @property
+    def provider(self) -> str:
+        """The provider the encoder actually runs on (``cuda`` or ``cpu``)."""
+        return self.encoder.provider
+
+    def prepare(self, path: str | Path) -> np.ndarray:
+        """Decode and preprocess one image file to the encoder's input.
+
+        Raises:
+            ImageError: the file cannot be decoded or preprocessed.
+        """
+        image = decode_image(path, self.max_pixels, self.preprocess_config.exif_transpose)
+        try:
+            return self.preprocessor(image)
+        except Exception as e:
+            raise ImageError(f"preprocessing failed ({type(e).__name__}: {e})") from e
+
+    def features(self, pixels: np.ndarray) -> np.ndarray:
+        """Encoder features (N, D) of a preprocessed batch (N, 3, H, W)."""
+        return self.encoder(pixels)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Linear-head logits (N,) of a feature batch.
+
+        Raises:
+            BundleError: the bundle has no head.
+        """
+        if self.head is None:
+            raise BundleError(
+                "this bundle has no linear head (exported with --head none); "
+                "re-export it with --head univfd or --head PATH.pth"
+            )
+        return self.head(features)
+
+    def score(
+        self, inputs: Iterable[str | Path], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[Record]:
+        """One record per input file, in input order (directories and globs expand)."""
+        for batch in self.score_batches(expand_inputs(inputs), batch_size):
+            yield from batch
+
+    def score_batches(
+        self, items: Iterable[InputItem], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[list[Record]]:
+        """Score expanded items, yielding the records of each batch in input order."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.head is None:
+            self.logits(np.zeros((0, 0), np.float32))  # raises the explanatory BundleError
+        pending: list[_Prepared] = []
+        n_ready = 0
+        for item in items:
+            prepared = self._prepare_item(item)
+            pending.append(prepared)
+            n_ready += prepared.pixels is not None
+            if n_ready >= batch_size:
+                yield self._run(pending)
+                pending, n_ready = [], 0
+        if pending:
+            yield self._run(pending)
+
+    def _prepare_item(self, item: InputItem) -> _Prepared:
+        if item.error is not None:
+            return _Prepared(item, error=item.error)
+        try:
+            return _Prepared(item, pixels=self.prepare(item.path))
+        except ImageError as e:
+            return _Prepared(item, error=str(e))
+
+    def _run(self, batch: list[_Prepared]) -> list[Record]:
+        ready = [p for p in batch if p.pixels is not None]
+        logits: list[float] = []
+        failure = None
+        if ready:
+            try:
+                pixels = np.stack([p.pixels for p in ready])
+                logits = self.logits(self.features(pixels)).tolist()
+            except Exception as e:  # noqa: BLE001 - report, never crash the run
+                logger.error("inference failed on a batch of %d: %s", len(ready), e)
+                failure = f"inference failed: {type(e).__name__}: {e}"
+        scores = iter(logits)
+        records = []
+        for p in batch:
+            if p.pixels is None or failure is not None:
+                records.append(Record(p.item.path, error=p.error or failure))
+                continue
+            logit = float(next(scores))
+            prob = sigmoid(logit)
+            records.append(Record(p.item.path, logit, prob, label_for(prob, self.threshold)))
+        return records
+
+
+def _graph_path(bundle: Bundle, graph: GraphEntry, verify: bool) -> Path:
+    for companion in bundle.companion_files(graph.path):
+        bundle.verified_path(companion, verify)
+    return bundle.verified_path(graph.path, verify)

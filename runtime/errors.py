@@ -1,0 +1,34 @@
+"""The few exception classes ufd raises on purpose.
+
+Every message says what went wrong *and* what to do next; the CLI prints the
+message alone (no traceback) and exits with status 2.
+"""
+
+from __future__ import annotations
+
+
+class UfdError(Exception):
+    """Base class of every error ufd raises on purpose."""
+
+
+class BundleError(UfdError):
+    """A bundle is missing, damaged, tampered with, or of an unknown schema."""
+
+
+class ImageError(UfdError):
+    """One input image cannot be decoded or preprocessed.
+
+    Never fatal for a run: the detector turns it into an error record.
+    """
+
+
+class ProviderError(UfdError):
+    """The requested onnxruntime execution provider cannot be used."""
+
+
+class ModelLoadError(UfdError):
+    """A CLIP model, checkpoint or head cannot be loaded (export side)."""
+
+
+class ExportError(UfdError):
+    """An export failed its own validation; nothing was written."""

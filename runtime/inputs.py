@@ -1,0 +1,87 @@
+"""Turn command-line inputs (files, directories, globs) into an ordered work list.
+
+Nothing is dropped silently: an input that names nothing becomes an item with
+an error, so it still yields one record.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp",
+        ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2",
+    }
+)  # fmt: skip
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One unit of work: a path to score, or an input that could not be expanded."""
+
+    path: str
+    error: str | None = None
+
+
+def is_image_name(name: str) -> bool:
+    """True when ``name`` has an image extension (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[InputItem]:
+    """Expand inputs in order: files as given, directories recursively, globs sorted.
+
+    Directories yield their image files (by extension, case-insensitive) in
+    sorted order, follow symlinked directories once and never loop. A file
+    given by name is scored whatever its extension.
+    """
+    for raw in inputs:
+        text = os.fspath(raw)
+        path = Path(text)
+        if path.is_dir():
+            yield from _walk_directory(path)
+        elif path.exists() or path.is_symlink():
+            yield InputItem(text)
+        elif _GLOB_CHARS & set(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                yield InputItem(text, "glob pattern matched no files")
+            for match in matches:
+                if Path(match).is_dir():
+                    yield from _walk_directory(Path(match))
+                else:
+                    yield InputItem(match)
+        else:
+            yield InputItem(text, "no such file or directory")
+
+
+def _walk_directory(root: Path) -> Iterator[InputItem]:
+    found = False
+    seen: set[tuple[int, int]] = set()
+    unreadable: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable.append):
+        try:
+            stat = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen:  # a symlink loop or a second link to a visited folder
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames.sort()
+        for name in sorted(filenames):
+            if is_image_name(name):
+                found = True
+                yield InputItem(os.path.join(dirpath, name))
+    for error in unreadable:
+        yield InputItem(str(error.filename), f"cannot list directory: {error.strerror}")
+    if not found and not unreadable:
+        yield InputItem(str(root), "directory holds no image files (by extension)")
