@@ -132,3 +132,7 @@ def _open_output(output: Path | None):
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

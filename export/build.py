@@ -124,11 +124,17 @@ def export_bundle(
                 on_step("converting the encoder to fp16")
                 make_fp16(fp32_path, path)
             on_step(f"validating {precision} against torch on {len(probes)} probes")
-            report = measure_parity(precision, path, head_path, reference)
+            batch_invariant = precision != "int8"  # dynamic int8: per-tensor activation scales
+            report = measure_parity(precision, path, head_path, reference, batch_invariant)
             enforce(report, options.max_logit_error)
             parity[precision] = report
             graphs[f"encoder.{precision}"] = GraphEntry(
-                "encoder", precision, encoder_file(precision), ENCODER_INPUT, ENCODER_OUTPUT
+                "encoder",
+                precision,
+                encoder_file(precision),
+                ENCODER_INPUT,
+                ENCODER_OUTPUT,
+                batch_invariant,
             )
         if "fp32" not in options.precisions:  # validated as the source, not shipped
             fp32_path.unlink()

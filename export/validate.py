@@ -78,11 +78,16 @@ def torch_reference(
 
 
 def measure_parity(
-    precision: str, encoder_path: Path, head_path: Path | None, reference: Reference
+    precision: str,
+    encoder_path: Path,
+    head_path: Path | None,
+    reference: Reference,
+    batch_invariant: bool = True,
 ) -> ParityReport:
     """Compare an ONNX encoder (+ head) under onnxruntime CPU with the reference."""
     level = "extended" if precision == "fp16" else "all"
     encoder = EncoderSession(encoder_path, "cpu", optimization=level)
+    encoder.batch_invariant = batch_invariant  # run it as the runtime will
     feats = np.concatenate(
         [encoder(reference.pixels[i : i + _BATCH]) for i in range(0, len(reference.pixels), _BATCH)]
     )

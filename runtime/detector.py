@@ -103,6 +103,7 @@ class Detector:
         encoder = EncoderSession(
             _graph_path(bundle, encoder_graph, verify), resolved, threads, level
         )
+        encoder.batch_invariant = encoder_graph.batch_invariant
         head_graph = manifest.head_graph()
         head = None
         if head_graph is not None:

@@ -86,6 +86,9 @@ class GraphEntry:
     path: str
     input_name: str
     output_name: str
+    batch_invariant: bool = True
+    """False when an image's output depends on the rest of its batch (dynamic int8
+    quantises activations per tensor): the runtime then runs one image per call."""
 
 
 @dataclass(frozen=True)

@@ -111,11 +111,20 @@ class OrtSession:
 
 
 class EncoderSession(OrtSession):
-    """The CLIP visual encoder: (N, 3, H, W) float32 -> (N, D) float32 features."""
+    """The CLIP visual encoder: (N, 3, H, W) float32 -> (N, D) float32 features.
+
+    With ``batch_invariant=False`` (dynamic int8 graphs) images are run one per
+    call, so an image's score never depends on its batch neighbours.
+    """
+
+    batch_invariant: bool = True
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """Encode a batch of preprocessed images."""
-        return np.asarray(self.run(np.ascontiguousarray(pixels, dtype=np.float32)), np.float32)
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if self.batch_invariant or len(pixels) <= 1:
+            return np.asarray(self.run(pixels), np.float32)
+        return np.concatenate([np.asarray(self.run(x[None]), np.float32) for x in pixels])
 
 
 class LinearHeadSession(OrtSession):

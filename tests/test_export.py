@@ -1,0 +1,195 @@
+"""ufd-export on a tiny random-init model: parity, dynamic batch, atomicity, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY_MODEL
+
+from ufd.export.build import ExportOptions, export_bundle
+from ufd.export.heads import UNIVFD_HEAD_SHA256 as HEAD_SHA256
+from ufd.export.models import load_visual
+from ufd.runtime import Detector
+from ufd.runtime.errors import ExportError, ModelLoadError
+from ufd.runtime.manifest import Manifest
+
+
+def test_recorded_parity_is_sane(tiny_bundle: Path) -> None:
+    manifest = Manifest.read(tiny_bundle / "manifest.json")
+    fp32, fp16, int8 = (manifest.parity[p] for p in ("fp32", "fp16", "int8"))
+    assert fp32.max_abs_logit_error <= 1e-4
+    assert fp32.min_feature_cosine >= 0.99999
+    assert fp16.max_abs_logit_error < 0.05
+    assert int8.max_abs_logit_error < 0.5
+    assert int8.decision_agreement >= 0.8
+    for report in (fp32, fp16, int8):
+        assert report.n_probes == 10
+        assert report.p50_abs_logit_error <= report.p99_abs_logit_error
+        assert report.p99_abs_logit_error <= report.max_abs_logit_error
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bundle(tmp_path_factory: pytest.TempPathFactory, official_head: Path):
+    """A tiny model saved as a local checkpoint, exported with --pretrained PATH."""
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(123)
+    model = open_clip.create_model(TINY_MODEL).eval()
+    checkpoint = folder / "tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    out = folder / "bundle"
+    export_bundle(
+        ExportOptions(
+            out=out,
+            model=TINY_MODEL,
+            pretrained=str(checkpoint),
+            head=str(official_head),
+            precisions=("fp32",),
+        )
+    )
+    return out, model
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4, 5])
+def test_dynamic_batch_logits_match_torch(checkpoint_bundle, official_head: Path, batch: int):
+    """Any batch size runs, and logits equal torch's encode_image + official head."""
+    out, model = checkpoint_bundle
+    state = torch.load(official_head, map_location="cpu", weights_only=True)
+    torch.manual_seed(batch)
+    x = torch.randn(batch, 3, 224, 224)
+    with torch.no_grad():
+        expected = (model.encode_image(x) @ state["weight"].T + state["bias"]).reshape(-1)
+    detector = Detector.open(out, precision="fp32", provider="cpu")
+    logits = detector.logits(detector.features(x.numpy()))
+    assert logits.shape == (batch,)
+    assert np.abs(logits - expected.numpy()).max() <= 1e-4
+
+
+def test_local_checkpoint_is_recorded(checkpoint_bundle) -> None:
+    out, _ = checkpoint_bundle
+    manifest = Manifest.read(out / "manifest.json")
+    assert manifest.model.pretrained == "tiny.pt"
+    assert manifest.model.checkpoint_sha256 is not None
+    assert manifest.head.sha256 == HEAD_SHA256
+    assert not any("RANDOM" in note for note in manifest.notes)
+
+
+def test_failed_validation_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ufd.export.build as build
+
+    def refuse(report, max_logit_error=None) -> None:
+        raise ExportError("simulated parity failure")
+
+    monkeypatch.setattr(build, "enforce", refuse)
+    out = tmp_path / "bundle"
+    with pytest.raises(ExportError, match="simulated"):
+        export_bundle(ExportOptions(out=out, model=TINY_MODEL, pretrained="none", head="none"))
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no staging directory left behind
+
+
+def test_existing_bundle_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    options = ExportOptions(
+        out=out, model=TINY_MODEL, pretrained="none", head="none", precisions=("fp32",)
+    )
+    export_bundle(options)
+    first = (out / "manifest.json").read_text()
+    with pytest.raises(ExportError, match="--force"):
+        export_bundle(options)
+    options.force = True
+    export_bundle(options)
+    assert (out / "manifest.json").read_text() != first  # replaced (new timestamp/hashes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_refuses_to_replace_a_directory_that_is_not_a_bundle(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(ExportError, match="not a ufd bundle"):
+        export_bundle(ExportOptions(out=tmp_path, model=TINY_MODEL, pretrained="none", force=True))
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_headless_bundle_exports_features_only(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    manifest = export_bundle(
+        ExportOptions(out=out, model=TINY_MODEL, pretrained="none", head="none")
+    )
+    assert manifest.head_graph() is None
+    assert manifest.parity["fp32"].max_abs_logit_error is None
+    assert manifest.parity["fp32"].max_abs_feature_error < 1e-4
+
+
+def test_fp32_not_requested_is_validated_but_not_shipped(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    manifest = export_bundle(
+        ExportOptions(
+            out=out, model=TINY_MODEL, pretrained="none", head="none", precisions=("int8",)
+        )
+    )
+    assert manifest.precisions == ["int8"]
+    assert "fp32" in manifest.parity
+    assert not (out / "encoder.fp32.onnx").exists()
+
+
+def test_max_logit_error_refuses_a_quantised_graph(tmp_path: Path, official_head: Path) -> None:
+    with pytest.raises(ExportError, match="--max-logit-error"):
+        export_bundle(
+            ExportOptions(
+                out=tmp_path / "b",
+                model=TINY_MODEL,
+                pretrained="none",
+                head=str(official_head),
+                precisions=("fp32", "int8"),
+                max_logit_error=1e-9,
+            )
+        )
+    assert not (tmp_path / "b").exists()
+
+
+def test_offline_tag_says_to_pass_a_local_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import open_clip
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Failed to download weights for tag 'openai': no network")
+
+    monkeypatch.setattr(open_clip, "create_model", offline)
+    with pytest.raises(ModelLoadError, match="--pretrained /path/to/ViT-L-14"):
+        load_visual("ViT-L-14", "openai")
+
+
+def test_openai_tag_turns_on_quick_gelu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import open_clip
+
+    seen = {}
+
+    def fake_create(name, pretrained=None, force_quick_gelu=False, **kwargs):
+        seen["quick_gelu"] = force_quick_gelu
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(open_clip, "create_model", fake_create)
+    with pytest.raises(ModelLoadError):
+        load_visual("ViT-L-14", "openai")
+    assert seen["quick_gelu"] is True
+
+
+@pytest.mark.parametrize(
+    ("model", "pretrained", "message"),
+    [
+        ("ViT-Q-99", "none", "unknown open_clip model"),
+        ("ViT-B-16", "no-such-tag", "neither a file nor a pretrained tag"),
+        ("ViT-B-16", "/no/such/file.pt", "not found"),
+    ],
+)
+def test_bad_model_arguments_explain_themselves(model: str, pretrained: str, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        load_visual(model, pretrained)
+
+
+def test_unknown_precision_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="unknown precision"):
+        ExportOptions(out=tmp_path, precisions=("fp8",))

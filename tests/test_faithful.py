@@ -1,0 +1,78 @@
+"""Faithfulness: ufd scores real photos exactly as the official UnivFD pipeline.
+
+The reference is built independently of ufd's export code: PIL
+``open().convert("RGB")`` -> torchvision CenterCrop/ToTensor/Normalize ->
+open_clip ``encode_image`` -> ``nn.Linear`` loaded from the official head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+from helpers import TINY_MODEL
+from PIL import Image
+from torchvision import transforms
+
+from ufd.export.build import ExportOptions, export_bundle
+from ufd.runtime import Detector
+from ufd.runtime.manifest import CLIP_MEAN, CLIP_STD
+
+OFFICIAL_TRANSFORM = transforms.Compose(
+    [transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(CLIP_MEAN, CLIP_STD)]
+)
+
+
+def official_logit(model: torch.nn.Module, fc: torch.nn.Linear, path: Path) -> float:
+    x = OFFICIAL_TRANSFORM(Image.open(path).convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        return float(fc(model.encode_image(x)).item())
+
+
+@pytest.fixture(scope="module")
+def reference_setup(tmp_path_factory: pytest.TempPathFactory, official_head: Path):
+    folder = tmp_path_factory.mktemp("faithful")
+    torch.manual_seed(7)
+    model = open_clip.create_model(TINY_MODEL).eval()
+    checkpoint = folder / "ckpt.pt"
+    torch.save(model.state_dict(), checkpoint)
+    bundle = folder / "bundle"
+    export_bundle(
+        ExportOptions(
+            out=bundle,
+            model=TINY_MODEL,
+            pretrained=str(checkpoint),
+            head=str(official_head),
+            precisions=("fp32", "int8"),
+        )
+    )
+    fc = torch.nn.Linear(768, 1)
+    fc.load_state_dict(torch.load(official_head, map_location="cpu", weights_only=True))
+    return bundle, model.eval(), fc.eval()
+
+
+def test_fp32_logits_equal_official_pipeline_on_real_photos(reference_setup, sample_dir: Path):
+    bundle, model, fc = reference_setup
+    detector = Detector.open(bundle, precision="fp32", provider="cpu")
+    records = list(detector.score([sample_dir], batch_size=3))
+    scored = [r for r in records if r.ok]
+    assert len(scored) >= 40, [r.error for r in records if not r.ok]
+    modes = set()
+    for record in scored:
+        with Image.open(record.path) as img:
+            modes.add(img.mode)
+        expected = official_logit(model, fc, Path(record.path))
+        assert abs(record.logit - expected) <= 1e-4, record.path
+    assert {"RGB", "L", "RGBA", "P", "CMYK"} <= modes  # many modes really were covered
+
+
+def test_int8_decisions_mostly_agree_with_fp32(reference_setup, sample_dir: Path) -> None:
+    bundle, _, _ = reference_setup
+    fp32 = list(Detector.open(bundle, precision="fp32", provider="cpu").score([sample_dir]))
+    int8 = list(Detector.open(bundle, precision="int8", provider="cpu").score([sample_dir]))
+    pairs = [(a, b) for a, b in zip(fp32, int8, strict=True) if a.ok]
+    agree = sum(a.label == b.label for a, b in pairs) / len(pairs)
+    assert agree >= 0.9
+    assert max(abs(a.logit - b.logit) for a, b in pairs) < 0.5
