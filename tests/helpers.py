@@ -19,3 +19,21 @@ def random_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int
     pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     Image.fromarray(pixels, "RGB").convert(mode).save(path)
     return path
+
+
+def official_logit(model, fc, path: Path) -> float:
+    """The official UnivFD test pipeline, built without ufd code.
+
+    ``PIL.Image.open(path).convert("RGB")`` -> torchvision ``CenterCrop(224)``,
+    ``ToTensor``, ``Normalize(CLIP)`` -> CLIP ``encode_image`` -> linear head.
+    """
+    import torch
+    from torchvision import transforms
+
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    official = transforms.Compose(
+        [transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(mean, std)]
+    )
+    x = official(Image.open(path).convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        return float(fc(model.encode_image(x)).item())

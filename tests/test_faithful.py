@@ -12,23 +12,11 @@ from pathlib import Path
 import open_clip
 import pytest
 import torch
-from helpers import TINY_MODEL
+from helpers import TINY_MODEL, official_logit
 from PIL import Image
-from torchvision import transforms
 
 from ufd.export.build import ExportOptions, export_bundle
 from ufd.runtime import Detector
-from ufd.runtime.manifest import CLIP_MEAN, CLIP_STD
-
-OFFICIAL_TRANSFORM = transforms.Compose(
-    [transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(CLIP_MEAN, CLIP_STD)]
-)
-
-
-def official_logit(model: torch.nn.Module, fc: torch.nn.Linear, path: Path) -> float:
-    x = OFFICIAL_TRANSFORM(Image.open(path).convert("RGB")).unsqueeze(0)
-    with torch.no_grad():
-        return float(fc(model.encode_image(x)).item())
 
 
 @pytest.fixture(scope="module")
