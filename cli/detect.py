@@ -14,7 +14,7 @@ from ufd.cli.common import fail, handle_errors, setup_logging
 from ufd.runtime.decode import DEFAULT_MAX_PIXELS
 from ufd.runtime.detector import DEFAULT_BATCH_SIZE, Detector
 from ufd.runtime.inputs import expand_inputs
-from ufd.runtime.records import FORMATS, make_writer
+from ufd.runtime.records import FORMATS, METHODS, make_writer
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -24,7 +24,8 @@ EXIT_OK, EXIT_SOME_FAILED = 0, 1
 @app.command(
     help=(
         "Score images with a ufd bundle: one record per input (path, logit, prob = p(fake), "
-        "label, error), in input order. INPUTS are files, directories (recursive, image "
+        "label, error; with --method nn: nn_score, nn_label, nn_dist_real, nn_dist_fake), "
+        "in input order. INPUTS are files, directories (recursive, image "
         "extensions) or glob patterns. Files that cannot be read get an error record; the "
         "run goes on. Exit status: 0 all inputs scored, 1 some failed, 2 usage or bundle error."
     )
@@ -33,6 +34,21 @@ EXIT_OK, EXIT_SOME_FAILED = 0, 1
 def detect(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory made by ufd-export.")],
     inputs: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="linear (UnivFD LC head), nn (k-NN vote on the bank built by ufd-index) "
+            "or all (both per image)."
+        ),
+    ] = "linear",
+    k: Annotated[int, typer.Option("--k", min=1, help="Neighbours that vote (nn, all).")] = 1,
+    exact: Annotated[
+        bool | None,
+        typer.Option(
+            "--exact/--hnsw",
+            help="NN search: exact (brute force) or HNSW. Default: by bank size (shown).",
+        ),
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option(help="fp32, fp16 or int8. Default: fastest in the bundle for the provider."),
@@ -75,6 +91,8 @@ def detect(
     fmt = fmt or _format_from_suffix(output)
     if fmt not in FORMATS:
         raise fail(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if method not in METHODS:
+        raise fail(f"unknown --method {method!r}; use one of {', '.join(METHODS)}")
     detector = Detector.open(
         bundle,
         precision=precision,
@@ -83,10 +101,17 @@ def detect(
         threshold=threshold,
         max_pixels=max_pixels,
     )
+    if method != "linear":
+        bank = detector.nn_bank
+        if k > len(bank.bank):
+            raise fail(f"--k {k} exceeds the bank's {len(bank.bank)} vectors")
+        search = "exact" if bank.use_exact(exact) else f"HNSW (ef={bank.bank.ef})"
+        if not quiet:
+            typer.echo(f"nn: {k}-NN vote, {search} search over {len(bank.bank)} vectors", err=True)
     items = list(expand_inputs(inputs))
     n_scored = n_failed = 0
     with _open_output(output) as stream:
-        writer = make_writer(fmt, stream)
+        writer = make_writer(fmt, stream, method)
         bar = tqdm(
             total=len(items),
             unit="img",
@@ -95,13 +120,12 @@ def detect(
             leave=False,
         )
         with bar:
-            for records in detector.score_batches(items, batch_size):
+            for records in detector.score_batches(items, batch_size, method, k, exact):
                 writer.write(records)
                 ok = sum(r.ok for r in records)
                 n_scored += ok
                 n_failed += len(records) - ok
                 bar.update(len(records))
-        writer.close()
     if not quiet:
         typer.echo(
             f"{n_scored} scored, {n_failed} failed ({detector.precision} on {detector.provider})",

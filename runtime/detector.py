@@ -5,8 +5,8 @@
 ...     print(record.path, record.prob, record.label)
 
 Data flows one way: path -> :func:`decode_image` -> preprocessor ->
-:class:`EncoderSession` -> feature -> :class:`LinearHeadSession` -> logit ->
-:class:`Record`.
+:class:`EncoderSession` -> feature -> :class:`LinearHeadSession` (logit) and/or
+:class:`LabelledBank` (k-NN vote) -> :class:`Record`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from ufd.runtime.decode import DEFAULT_MAX_PIXELS, decode_image
 from ufd.runtime.errors import BundleError, ImageError
 from ufd.runtime.inputs import InputItem, expand_inputs
 from ufd.runtime.manifest import GraphEntry
+from ufd.runtime.neighbours import LabelledBank
+from ufd.runtime.nn_bank import open_labelled_bank
 from ufd.runtime.preprocess import build_preprocessor
-from ufd.runtime.records import Record, label_for, sigmoid
+from ufd.runtime.records import Record, fields_for, label_for, sigmoid
 from ufd.runtime.sessions import (
     EncoderSession,
     LinearHeadSession,
@@ -34,11 +36,16 @@ from ufd.runtime.sessions import (
 
 logger = logging.getLogger(__name__)
 
+FeatureBatch = tuple[list["Prepared"], np.ndarray | None, str | None]
+"""A batch of inputs, the features of those that decoded, and an encoder failure."""
+
 DEFAULT_BATCH_SIZE = 8
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """One input after decoding and preprocessing: its pixels, or why there are none."""
+
     item: InputItem
     pixels: np.ndarray | None = None
     error: str | None = None
@@ -55,6 +62,7 @@ class Detector:
         precision: str,
         threshold: float,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        verify: bool = True,
     ) -> None:
         self.bundle = bundle
         self.encoder = encoder
@@ -64,6 +72,8 @@ class Detector:
         self.max_pixels = max_pixels
         self.preprocess_config = bundle.manifest.preprocess
         self.preprocessor = build_preprocessor(self.preprocess_config)
+        self.verify = verify
+        self._nn_bank: LabelledBank | None = None
 
     @classmethod
     def open(
@@ -123,6 +133,7 @@ class Detector:
             precision,
             manifest.threshold if threshold is None else threshold,
             max_pixels,
+            verify,
         )
 
     @property
@@ -159,62 +170,148 @@ class Detector:
             )
         return self.head(features)
 
+    @property
+    def nn_bank(self) -> LabelledBank:
+        """The bundle's nearest-neighbour bank, loaded (and verified) on first use.
+
+        Raises:
+            BundleError: the bundle has no index, or a damaged one.
+        """
+        if self._nn_bank is None:
+            self._nn_bank = open_labelled_bank(self.bundle, self.verify)
+        return self._nn_bank
+
     def score(
-        self, inputs: Iterable[str | Path], batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        inputs: Iterable[str | Path],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        method: str = "linear",
+        k: int = 1,
+        exact: bool | None = None,
     ) -> Iterator[Record]:
         """One record per input file, in input order (directories and globs expand)."""
-        for batch in self.score_batches(expand_inputs(inputs), batch_size):
+        for batch in self.score_batches(expand_inputs(inputs), batch_size, method, k, exact):
             yield from batch
 
     def score_batches(
-        self, items: Iterable[InputItem], batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        items: Iterable[InputItem],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        method: str = "linear",
+        k: int = 1,
+        exact: bool | None = None,
     ) -> Iterator[list[Record]]:
-        """Score expanded items, yielding the records of each batch in input order."""
+        """Score expanded items, yielding the records of each batch in input order.
+
+        Args:
+            items: expanded inputs.
+            batch_size: images per encoder call.
+            method: ``linear`` (the head), ``nn`` (k-NN vote on the bank) or ``all``.
+            k: neighbours that vote (``nn``/``all``).
+            exact: force exact (True) or HNSW (False) search; ``None`` chooses
+                by bank size.
+
+        Raises:
+            BundleError: the bundle lacks what the method needs.
+            ValueError: bad ``method``, ``k`` or ``batch_size``.
+        """
+        fields_for(method)  # validates the method name
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if method in ("linear", "all") and self.head is None:
+            self.logits(np.zeros((0, 0), np.float32))  # raises the explanatory BundleError
+        if method in ("nn", "all"):
+            bank = self.nn_bank
+            if k > len(bank.bank):
+                raise ValueError(f"k={k} exceeds the bank's {len(bank.bank)} vectors")
+        for batch, features, failure in self.feature_batches(items, batch_size):
+            yield self._records(batch, features, failure, method, k, exact)
+
+    def feature_batches(
+        self, items: Iterable[InputItem], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[FeatureBatch]:
+        """Decode, preprocess and encode items in batches.
+
+        Yields:
+            ``(batch, features, failure)``: the batch's items in input order
+            (each with its pixels or its error), the features of the items that
+            have pixels (in order), and the reason the encoder failed, if it did.
+        """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if self.head is None:
-            self.logits(np.zeros((0, 0), np.float32))  # raises the explanatory BundleError
-        pending: list[_Prepared] = []
+        pending: list[Prepared] = []
         n_ready = 0
         for item in items:
             prepared = self._prepare_item(item)
             pending.append(prepared)
             n_ready += prepared.pixels is not None
             if n_ready >= batch_size:
-                yield self._run(pending)
+                yield self._encode(pending)
                 pending, n_ready = [], 0
         if pending:
-            yield self._run(pending)
+            yield self._encode(pending)
 
-    def _prepare_item(self, item: InputItem) -> _Prepared:
+    def _prepare_item(self, item: InputItem) -> Prepared:
         if item.error is not None:
-            return _Prepared(item, error=item.error)
+            return Prepared(item, error=item.error)
         try:
-            return _Prepared(item, pixels=self.prepare(item.path))
+            return Prepared(item, pixels=self.prepare(item.path))
         except ImageError as e:
-            return _Prepared(item, error=str(e))
+            return Prepared(item, error=str(e))
 
-    def _run(self, batch: list[_Prepared]) -> list[Record]:
-        ready = [p for p in batch if p.pixels is not None]
-        logits: list[float] = []
-        failure = None
-        if ready:
-            try:
-                pixels = np.stack([p.pixels for p in ready])
-                logits = self.logits(self.features(pixels)).tolist()
-            except Exception as e:  # noqa: BLE001 - report, never crash the run
-                logger.error("inference failed on a batch of %d: %s", len(ready), e)
-                failure = f"inference failed: {type(e).__name__}: {e}"
-        scores = iter(logits)
-        records = []
+    def _encode(self, batch: list[Prepared]) -> FeatureBatch:
+        ready = [p.pixels for p in batch if p.pixels is not None]
+        if not ready:
+            return batch, None, None
+        try:
+            return batch, self.features(np.stack(ready)), None
+        except Exception as e:  # noqa: BLE001 - report, never crash the run
+            logger.error("inference failed on a batch of %d: %s", len(ready), e)
+            return batch, None, f"inference failed: {type(e).__name__}: {e}"
+
+    def _records(
+        self,
+        batch: list[Prepared],
+        features: np.ndarray | None,
+        failure: str | None,
+        method: str,
+        k: int,
+        exact: bool | None,
+    ) -> list[Record]:
+        scores: dict[str, list] = {}
+        if features is not None:
+            if method in ("linear", "all"):
+                scores["logit"] = self.logits(features).tolist()
+            if method in ("nn", "all"):
+                vote = self.nn_bank.vote(features, k, exact)
+                scores["nn"] = list(
+                    zip(vote.is_fake, vote.score, vote.dist_real, vote.dist_fake, strict=True)
+                )
+        records, row = [], 0
         for p in batch:
             if p.pixels is None or failure is not None:
                 records.append(Record(p.item.path, error=p.error or failure))
                 continue
-            logit = float(next(scores))
-            prob = sigmoid(logit)
-            records.append(Record(p.item.path, logit, prob, label_for(prob, self.threshold)))
+            fields: dict = {}
+            if "logit" in scores:
+                logit = float(scores["logit"][row])
+                prob = sigmoid(logit)
+                fields.update(logit=logit, prob=prob, label=label_for(prob, self.threshold))
+            if "nn" in scores:
+                is_fake, score, d_real, d_fake = scores["nn"][row]
+                fields.update(
+                    nn_score=float(score),
+                    nn_label="fake" if is_fake else "real",
+                    nn_dist_real=_finite(d_real),
+                    nn_dist_fake=_finite(d_fake),
+                )
+            records.append(Record(p.item.path, **fields))
+            row += 1
         return records
+
+
+def _finite(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def _graph_path(bundle: Bundle, graph: GraphEntry, verify: bool) -> Path:

@@ -31,4 +31,4 @@ class ModelLoadError(UfdError):
 
 
 class ExportError(UfdError):
-    """An export failed its own validation; nothing was written."""
+    """Building a bundle or a part of it (graphs, index, head) failed; nothing was written."""

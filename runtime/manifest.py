@@ -18,7 +18,8 @@ from typing import Any
 
 from ufd.runtime.errors import BundleError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: encoder, head, parity. 2: adds ``index`` (nearest-neighbour bank)."""
 MANIFEST_NAME = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -117,6 +118,41 @@ class ParityReport:
 
 
 @dataclass(frozen=True)
+class IndexQuality:
+    """HNSW vs exact search, measured at build time (leave-one-out on a bank sample)."""
+
+    n_queries: int
+    k: int
+    recall_at_1: float
+    recall_at_k: float
+    vote_agreement_k1: float
+    vote_agreement_k: float
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """The nearest-neighbour bank: an hnswlib index and one label per vector.
+
+    hnswlib saves neither its space, its dimension nor its query ``ef``; they
+    live here and are applied at every load.
+    """
+
+    file: str
+    labels_file: str
+    dim: int
+    counts: dict[str, int]
+    m: int
+    ef_construction: int
+    ef: int
+    seed: int
+    exact_below: int
+    encoder_precision: str
+    build_seconds: float
+    space: str = "cosine"
+    quality: IndexQuality | None = None
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a device needs to know to run a bundle."""
 
@@ -132,6 +168,7 @@ class Manifest:
     threshold: float = 0.5
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
+    index: IndexInfo | None = None
 
     @property
     def precisions(self) -> list[str]:

@@ -1,20 +1,24 @@
-"""UnivFD's nearest-neighbour method: banks of real and fake features, k-NN vote.
+"""UnivFD's nearest-neighbour method: one labelled bank of features, k-NN vote.
 
 Features are L2-normalised and compared by cosine distance ``d = 1 - cos``.
-Each class has its own bank (an hnswlib index), so a query gets, per class,
-its k nearest distances. From those two sorted lists:
+The bank holds real and fake features with a label each (0 real, 1 fake) in
+one hnswlib index. A query fetches its ``K = max(k, 16)`` nearest neighbours:
 
 * **k = 1** (the paper's rule): fake when the nearest fake is closer than the
-  nearest real. ``nn_score = d_real / (d_real + d_fake)``: above 0.5 exactly
-  when the nearest fake is closer (0.5 when both distances are 0).
-* **k > 1**: the k nearest of the union (exact: the union's top k lies within
-  the two per-class top k) vote; fake when fakes are the majority; a tie (even
-  k) goes to the class whose neighbours have the smaller mean distance.
-  ``nn_score`` = share of fake neighbours.
+  nearest real, i.e. when the nearest neighbour is fake.
+  ``nn_score = d_real / (d_real + d_fake)``: above 0.5 exactly when the
+  nearest fake is closer (0.5 when both are 0).
+* **k > 1**: the k nearest vote; fake when fakes are the majority; a tie (even
+  k) goes to the class whose voters have the smaller mean distance.
+  ``nn_score`` = share of fake voters.
+* ``d_real`` / ``d_fake`` are the distances to the nearest real / fake among
+  the K candidates. A class absent from them is farther than the K-th
+  candidate: its distance is reported as ``None`` and, in the k = 1 score,
+  bounded by the K-th distance.
 
-Search is exact (numpy, brute force) below ``exact_below`` vectors per bank,
-HNSW above it; ``hnswlib`` does not store its query ``ef``, so it is set after
-every load from the manifest.
+Search is exact (numpy, brute force) below ``exact_below`` vectors, HNSW
+above it. hnswlib saves neither its space, dim nor query ``ef``: they come from
+the manifest at every load.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 SPACE = "cosine"
+CANDIDATES = 16
 _EXACT_CHUNK = 256
 
 
@@ -40,7 +45,7 @@ def l2_normalise(features: np.ndarray) -> np.ndarray:
 
 
 class HnswBank:
-    """One class's bank of unit feature vectors behind an hnswlib index."""
+    """Unit feature vectors behind an hnswlib index (ids 0..n-1 in insertion order)."""
 
     def __init__(self, index: hnswlib.Index, ef: int) -> None:
         self.index = index
@@ -68,7 +73,7 @@ class HnswBank:
 
     @classmethod
     def load(cls, path: Path, dim: int, ef: int) -> HnswBank:
-        """Load a saved index; ``dim`` and ``ef`` come from the manifest (hnswlib keeps neither)."""
+        """Load a saved index; ``dim`` and ``ef`` come from the manifest."""
         index = hnswlib.Index(space=SPACE, dim=dim)
         index.load_index(str(path))
         return cls(index, ef)
@@ -105,23 +110,14 @@ class HnswBank:
     def search(
         self, queries: np.ndarray, k: int, exact: bool, threads: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest (ids, cosine distances) per query, nearest first.
-
-        Banks smaller than ``k`` pad with id -1 and distance ``inf``.
-        """
+        """The ``min(k, len)`` nearest (ids, cosine distances) per query, nearest first."""
         queries = l2_normalise(queries)
-        k_eff = min(k, len(self))
+        k = min(k, len(self))
         if exact:
-            ids, dist = _exact_knn(self.vectors(), queries, k_eff)
-        else:
-            self.index.set_ef(max(self.ef, k_eff))
-            ids, dist = self.index.knn_query(queries, k=k_eff, num_threads=threads)
-            ids, dist = ids.astype(np.int64), dist.astype(np.float32)
-        if k_eff < k:
-            pad = k - k_eff
-            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
-            dist = np.pad(dist, ((0, 0), (0, pad)), constant_values=np.inf)
-        return ids, dist
+            return _exact_knn(self.vectors(), queries, k)
+        self.index.set_ef(max(self.ef, k))
+        ids, dist = self.index.knn_query(queries, k=k, num_threads=threads)
+        return ids.astype(np.int64), dist.astype(np.float32)
 
 
 def _exact_knn(bank: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +125,9 @@ def _exact_knn(bank: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarra
     dist_out = np.empty((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), _EXACT_CHUNK):
         dist = 1.0 - queries[start : start + _EXACT_CHUNK] @ bank.T
-        part = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < bank.shape[0] else None
-        if part is None:
+        if k < bank.shape[0]:
+            part = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        else:
             part = np.broadcast_to(np.arange(bank.shape[0]), dist.shape)
         part_dist = np.take_along_axis(dist, part, axis=1)
         order = np.argsort(part_dist, axis=1, kind="stable")
@@ -144,27 +141,62 @@ class Vote:
     """The NN decision for a batch of queries."""
 
     is_fake: np.ndarray  # (N,) bool
-    score: np.ndarray  # (N,) float in [0, 1], higher = more fake
-    dist_real: np.ndarray  # (N,) distance to the nearest real
-    dist_fake: np.ndarray  # (N,) distance to the nearest fake
+    score: np.ndarray  # (N,) in [0, 1], higher = more fake
+    dist_real: np.ndarray  # (N,) nearest real among the candidates, nan if none
+    dist_fake: np.ndarray  # (N,) nearest fake among the candidates, nan if none
 
 
-def knn_vote(dist_real: np.ndarray, dist_fake: np.ndarray, k: int) -> Vote:
-    """Vote from per-class sorted neighbour distances (N, >=k) each; see the module doc."""
-    d_real, d_fake = dist_real[:, 0].astype(np.float64), dist_fake[:, 0].astype(np.float64)
+def knn_vote(dist: np.ndarray, fake: np.ndarray, k: int) -> Vote:
+    """Vote from candidates sorted by distance: ``dist`` (N, K) and ``fake`` (N, K) bool.
+
+    See the module docstring for the rules; ``K >= k`` is required.
+    """
+    if dist.shape[1] < k:
+        raise ValueError(f"need at least k={k} candidates, got {dist.shape[1]}")
+    dist = dist.astype(np.float64)
+    fake = fake.astype(bool)
+    d_real = _first(dist, ~fake)
+    d_fake = _first(dist, fake)
     if k == 1:
-        total = d_real + d_fake
-        score = np.where(total > 0, d_real / np.where(total > 0, total, 1.0), 0.5)
-        return Vote(d_fake < d_real, score, d_real, d_fake)
-    dist = np.concatenate([dist_real[:, :k], dist_fake[:, :k]], axis=1).astype(np.float64)
-    fake_flag = np.concatenate([np.zeros_like(dist_real[:, :k]), np.ones_like(dist_fake[:, :k])], 1)
-    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    top_dist = np.take_along_axis(dist, order, axis=1)
-    top_fake = np.take_along_axis(fake_flag, order, axis=1).astype(bool)
+        bound = dist[:, -1]
+        r, f = np.where(np.isnan(d_real), bound, d_real), np.where(np.isnan(d_fake), bound, d_fake)
+        total = r + f
+        score = np.where(total > 0, r / np.where(total > 0, total, 1.0), 0.5)
+        return Vote(fake[:, 0].copy(), score, d_real, d_fake)
+    top_dist, top_fake = dist[:, :k], fake[:, :k]
     n_fake = top_fake.sum(axis=1)
     n_real = k - n_fake
     mean_fake = np.where(top_fake, top_dist, 0).sum(1) / np.maximum(n_fake, 1)
     mean_real = np.where(~top_fake, top_dist, 0).sum(1) / np.maximum(n_real, 1)
-    tie_to_fake = (n_fake == n_real) & (mean_fake < mean_real)
-    is_fake = (n_fake > n_real) | tie_to_fake
+    is_fake = (n_fake > n_real) | ((n_fake == n_real) & (mean_fake < mean_real))
     return Vote(is_fake, n_fake / k, d_real, d_fake)
+
+
+def _first(dist: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row, the first (smallest) distance where ``mask`` holds, else nan."""
+    has = mask.any(axis=1)
+    idx = np.argmax(mask, axis=1)
+    return np.where(has, dist[np.arange(len(dist)), idx], np.nan)
+
+
+class LabelledBank:
+    """An :class:`HnswBank` plus one label per vector (1 fake, 0 real)."""
+
+    def __init__(self, bank: HnswBank, labels: np.ndarray, exact_below: int) -> None:
+        if len(labels) != len(bank):
+            raise ValueError(f"{len(labels)} labels for {len(bank)} vectors")
+        self.bank = bank
+        self.labels = labels.astype(bool)
+        self.exact_below = exact_below
+
+    def vote(
+        self, features: np.ndarray, k: int, exact: bool | None = None, threads: int = 1
+    ) -> Vote:
+        """k-NN vote for each feature row; ``exact=None`` chooses by bank size."""
+        use_exact = self.use_exact(exact)
+        ids, dist = self.bank.search(features, max(k, CANDIDATES), use_exact, threads)
+        return knn_vote(dist, self.labels[ids], k)
+
+    def use_exact(self, exact: bool | None) -> bool:
+        """Whether a search runs exact: forced, or chosen by bank size."""
+        return len(self.bank) < self.exact_below if exact is None else exact

@@ -10,21 +10,31 @@ import csv
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import IO, Protocol
 
 FORMATS = ("table", "jsonl", "csv")
 
 
+METHODS = ("linear", "nn", "all")
+LINEAR_FIELDS = ("logit", "prob", "label")
+NN_FIELDS = ("nn_score", "nn_label", "nn_dist_real", "nn_dist_fake")
+
+
 @dataclass(frozen=True)
 class Record:
-    """The result for one input: a score, or the reason there is none.
+    """The result for one input: scores, or the reason there are none.
 
     Attributes:
         path: the input as expanded (file path).
-        logit: the linear head's logit, ``None`` on error or without a head.
+        logit: the linear head's logit (``--method linear``).
         prob: ``sigmoid(logit)`` = p(fake).
         label: ``"fake"`` when ``prob > threshold``, else ``"real"``.
+        nn_score: nearest-neighbour score in [0, 1] (``--method nn``); see
+            :mod:`ufd.runtime.neighbours`.
+        nn_label: the k-NN vote, ``"fake"`` or ``"real"``.
+        nn_dist_real: cosine distance to the nearest real feature of the bank.
+        nn_dist_fake: cosine distance to the nearest fake feature of the bank.
         error: ``None``, or a short reason the input could not be scored.
     """
 
@@ -32,12 +42,25 @@ class Record:
     logit: float | None = None
     prob: float | None = None
     label: str | None = None
+    nn_score: float | None = None
+    nn_label: str | None = None
+    nn_dist_real: float | None = None
+    nn_dist_fake: float | None = None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         """True when the input was scored."""
         return self.error is None
+
+
+def fields_for(method: str) -> tuple[str, ...]:
+    """The record fields a method reports, in output order."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    linear = LINEAR_FIELDS if method in ("linear", "all") else ()
+    nn = NN_FIELDS if method in ("nn", "all") else ()
+    return ("path", *linear, *nn, "error")
 
 
 def sigmoid(logit: float) -> float:
@@ -59,74 +82,90 @@ class RecordWriter(Protocol):
     def write(self, records: Iterable[Record]) -> None:
         """Write and flush a batch of records."""
 
-    def close(self) -> None:
-        """Finish the output (does not close the stream)."""
-
 
 class JsonlWriter:
-    """One JSON object per line."""
+    """One JSON object per line, with the method's fields."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], fields: tuple[str, ...]) -> None:
         self.stream = stream
+        self.fields = fields
 
     def write(self, records: Iterable[Record]) -> None:
         """Write one line per record, then flush."""
         for record in records:
-            self.stream.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+            row = {name: getattr(record, name) for name in self.fields}
+            self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.stream.flush()
-
-    def close(self) -> None:
-        """Nothing to finish for JSON lines."""
 
 
 class CsvWriter:
     """CSV with a header row; empty cells for missing values."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], fields: tuple[str, ...]) -> None:
         self.stream = stream
+        self.fields = fields
         self.writer = csv.writer(stream, lineterminator="\n")
-        self.writer.writerow(["path", "logit", "prob", "label", "error"])
+        self.writer.writerow(fields)
 
     def write(self, records: Iterable[Record]) -> None:
         """Write one row per record, then flush."""
         for r in records:
-            self.writer.writerow(
-                [r.path, _num(r.logit, 6), _num(r.prob, 6), r.label or "", r.error or ""]
-            )
+            self.writer.writerow([_cell(getattr(r, name), 6) for name in self.fields])
         self.stream.flush()
 
-    def close(self) -> None:
-        """Nothing to finish for CSV."""
+
+_TABLE_COLUMNS = {
+    "label": ("label", 6),
+    "prob": ("p(fake)", 8),
+    "logit": ("logit", 9),
+    "nn_label": ("nn", 6),
+    "nn_score": ("nn_score", 8),
+    "nn_dist_real": ("d_real", 7),
+    "nn_dist_fake": ("d_fake", 7),
+}
 
 
 class TableWriter:
     """Fixed-width columns for people; the path comes last so long paths stay readable."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], fields: tuple[str, ...]) -> None:
         self.stream = stream
-        self.stream.write(f"{'label':<6} {'p(fake)':>8} {'logit':>9}  path\n")
+        self.columns = [name for name in _TABLE_COLUMNS if name in fields]
+        header = " ".join(_pad(*_TABLE_COLUMNS[name]) for name in self.columns)
+        self.stream.write(f"{header}  path\n")
 
     def write(self, records: Iterable[Record]) -> None:
         """Write one line per record, then flush."""
         for r in records:
             if r.error is not None:
-                line = f"{'ERROR':<6} {'-':>8} {'-':>9}  {r.path}  ({r.error})"
+                cells = ["ERROR"] + ["-"] * (len(self.columns) - 1)
+                tail = f"{r.path}  ({r.error})"
             else:
-                line = f"{r.label or '-':<6} {_num(r.prob, 4):>8} {_num(r.logit, 4):>9}  {r.path}"
-            self.stream.write(line + "\n")
+                cells = [_cell(getattr(r, name), 4) or "-" for name in self.columns]
+                tail = r.path
+            line = " ".join(
+                _pad(cell, _TABLE_COLUMNS[name][1])
+                for cell, name in zip(cells, self.columns, strict=True)
+            )
+            self.stream.write(f"{line}  {tail}\n")
         self.stream.flush()
 
-    def close(self) -> None:
-        """Nothing to finish for a table."""
+
+def _pad(text: str, width: int) -> str:
+    return text.ljust(width) if width <= 6 else text.rjust(width)
 
 
-def _num(value: float | None, digits: int) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
+def _cell(value: object, digits: int) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
 
 
-def make_writer(fmt: str, stream: IO[str]) -> RecordWriter:
+def make_writer(fmt: str, stream: IO[str], method: str = "linear") -> RecordWriter:
     """The writer for ``fmt`` (one of :data:`FORMATS`) over ``stream``."""
     writers = {"table": TableWriter, "jsonl": JsonlWriter, "csv": CsvWriter}
     if fmt not in writers:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return writers[fmt](stream)
+    return writers[fmt](stream, fields_for(method))

@@ -1,0 +1,210 @@
+"""Build the nearest-neighbour bank of a bundle (``ufd-index``).
+
+Features come from the bundle's own encoder (fp32 by default) or from ``.npy``
+files computed elsewhere. They are L2-normalised and indexed with hnswlib in
+cosine space, one label per vector. After building, HNSW is checked against
+exact search, leave-one-out on a sample of the bank (each sampled vector
+queries the bank, its own entry removed): recall@1, recall@k and vote
+agreement go into the manifest. Needs no torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ufd.export.bundle_update import publish_folder, staged_folder
+from ufd.runtime.detector import Detector
+from ufd.runtime.errors import ExportError
+from ufd.runtime.inputs import InputItem
+from ufd.runtime.manifest import IndexInfo, IndexQuality, Manifest
+from ufd.runtime.neighbours import HnswBank, knn_vote
+from ufd.runtime.nn_bank import INDEX_DIR, INDEX_FILE, LABELS_FILE, open_labelled_bank
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXACT_BELOW = 50_000
+"""Banks smaller than this are searched exactly by default (see ARCHITECTURE.md)."""
+MIN_RECALL_AT_1 = 0.99
+
+
+@dataclass
+class IndexOptions:
+    """hnswlib parameters and the build-time quality check."""
+
+    m: int = 16
+    ef_construction: int = 200
+    ef: int = 128
+    seed: int = 100
+    exact_below: int = DEFAULT_EXACT_BELOW
+    check_queries: int = 500
+    check_k: int = 9
+    threads: int = -1
+
+
+def encode_items(
+    detector: Detector,
+    items: Iterable[InputItem],
+    batch_size: int = 8,
+    on_skip: Callable[[str, str], None] = lambda path, reason: None,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> np.ndarray:
+    """Features of every decodable item; each skipped one is reported to ``on_skip``."""
+    chunks = []
+    for batch, features, failure in detector.feature_batches(items, batch_size):
+        for prepared in batch:
+            if prepared.pixels is None or failure is not None:
+                on_skip(prepared.item.path, prepared.error or failure or "unknown error")
+        if features is not None and failure is None:
+            chunks.append(features)
+        on_batch(len(batch))
+    dim = detector.bundle.manifest.model.feature_dim
+    return np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
+
+
+def load_feature_file(path: Path, dim: int) -> np.ndarray:
+    """A ``.npy`` of features, one row per image, checked for shape and finiteness.
+
+    Raises:
+        ExportError: unreadable, pickled, wrong shape or non-finite values.
+    """
+    try:
+        features = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise ExportError(f"cannot read features {path}: {e} (need a plain .npy array)") from e
+    if features.ndim != 2 or features.shape[1] != dim:
+        raise ExportError(
+            f"{path} holds an array of shape {features.shape}; expected (N, {dim}): one row "
+            f"per image, the bundle's {dim}-d features"
+        )
+    features = np.asarray(features, dtype=np.float32)
+    if not np.isfinite(features).all():
+        raise ExportError(f"{path} holds NaN or infinite values")
+    return features
+
+
+def build_index(
+    bundle_dir: Path,
+    real: np.ndarray,
+    fake: np.ndarray,
+    options: IndexOptions,
+    append: bool = False,
+    encoder_precision: str = "fp32",
+) -> Manifest:
+    """Build (or extend) the bundle's labelled bank and record it in the manifest.
+
+    Raises:
+        ExportError: an empty bank, a single class, or a dimension mismatch.
+    """
+    from ufd.runtime.bundle import Bundle
+
+    bundle = Bundle.open(bundle_dir)
+    dim = bundle.manifest.model.feature_dim
+    for name, feats in (("real", real), ("fake", fake)):
+        if len(feats) and feats.shape[1] != dim:
+            raise ExportError(f"{name} features are {feats.shape[1]}-d, the bundle's are {dim}-d")
+    new_labels = np.concatenate([np.zeros(len(real), np.uint8), np.ones(len(fake), np.uint8)])
+    new_vectors = np.concatenate([real, fake]) if len(new_labels) else np.zeros((0, dim))
+    started = time.perf_counter()
+    if append and bundle.manifest.index is not None:
+        existing = open_labelled_bank(bundle)
+        bank, labels = existing.bank, existing.labels.astype(np.uint8)
+        if len(new_vectors):
+            bank.add(new_vectors, options.threads)
+        labels = np.concatenate([labels, new_labels])
+    else:
+        _check_classes(new_labels)
+        bank = HnswBank.build(
+            new_vectors,
+            options.m,
+            options.ef_construction,
+            options.ef,
+            options.seed,
+            options.threads,
+        )
+        labels = new_labels
+    _check_classes(labels)
+    build_seconds = time.perf_counter() - started
+    quality = measure_quality(bank, labels, options)
+    if quality.recall_at_1 < MIN_RECALL_AT_1:
+        logger.warning(
+            "HNSW recall@1 is %.3f (< %.2f): raise --ef (query time, no rebuild) or "
+            "--ef-construction / --m (rebuild), or search with --exact",
+            quality.recall_at_1,
+            MIN_RECALL_AT_1,
+        )
+    previous = bundle.manifest.index
+    kept = previous if append and previous is not None else None  # appended graphs keep these
+    info = IndexInfo(
+        file=INDEX_FILE,
+        labels_file=LABELS_FILE,
+        dim=dim,
+        counts={"real": int((labels == 0).sum()), "fake": int((labels == 1).sum())},
+        m=kept.m if kept else options.m,
+        ef_construction=kept.ef_construction if kept else options.ef_construction,
+        ef=options.ef,
+        seed=options.seed,
+        exact_below=options.exact_below,
+        encoder_precision=encoder_precision,
+        build_seconds=round(build_seconds, 3),
+        quality=quality,
+    )
+    with staged_folder(bundle, INDEX_DIR) as staging:
+        bank.save(staging / Path(INDEX_FILE).name)
+        np.save(staging / Path(LABELS_FILE).name, labels, allow_pickle=False)
+        return publish_folder(bundle, INDEX_DIR, staging, index=info)
+
+
+def _check_classes(labels: np.ndarray) -> None:
+    n_fake = int(labels.sum())
+    n_real = len(labels) - n_fake
+    if n_real == 0 or n_fake == 0:
+        missing = "real" if n_real == 0 else "fake"
+        raise ExportError(
+            f"the bank has {n_real} real and {n_fake} fake features: the NN vote needs both. "
+            f"Add {missing} images with --{missing} DIR or --{missing}-features FILE.npy"
+        )
+
+
+def measure_quality(bank: HnswBank, labels: np.ndarray, options: IndexOptions) -> IndexQuality:
+    """Leave-one-out recall and vote agreement of HNSW against exact search."""
+    n = min(options.check_queries, len(bank))
+    k = min(options.check_k, len(bank) - 1)
+    rng = np.random.default_rng(options.seed)
+    ids = np.sort(rng.choice(len(bank), n, replace=False))
+    queries = np.asarray(bank.index.get_items(ids), dtype=np.float32)
+    e_ids, e_dist = _without_self(*bank.search(queries, k + 1, exact=True), ids)
+    h_ids, h_dist = _without_self(*bank.search(queries, k + 1, exact=False, threads=-1), ids)
+    fake = labels.astype(bool)
+    votes = {
+        kk: np.mean(
+            knn_vote(e_dist, fake[e_ids], kk).is_fake == knn_vote(h_dist, fake[h_ids], kk).is_fake
+        )
+        for kk in (1, k)
+    }
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(h_ids, e_ids, strict=True)]
+    return IndexQuality(
+        n_queries=n,
+        k=k,
+        recall_at_1=float(np.mean(h_ids[:, 0] == e_ids[:, 0])),
+        recall_at_k=float(np.mean(overlap)),
+        vote_agreement_k1=float(votes[1]),
+        vote_agreement_k=float(votes[k]),
+    )
+
+
+def _without_self(
+    ids: np.ndarray, dist: np.ndarray, self_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each query's own entry (or its last candidate when not found)."""
+    is_self = ids == self_ids[:, None]
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), ids.shape[1] - 1)
+    keep = np.ones_like(ids, dtype=bool)
+    keep[np.arange(len(ids)), drop] = False
+    k = ids.shape[1] - 1
+    return ids[keep].reshape(-1, k), dist[keep].reshape(-1, k)

@@ -1,0 +1,196 @@
+"""UnivFD NN: the vote rules, the bank, ufd-index and ufd-detect --method nn."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import random_image
+from typer.testing import CliRunner
+
+from ufd.cli.detect import app as detect_app
+from ufd.cli.index import app as index_app
+from ufd.export.index_build import IndexOptions, build_index
+from ufd.runtime import BundleError, Detector
+from ufd.runtime.errors import ExportError
+from ufd.runtime.manifest import Manifest
+from ufd.runtime.neighbours import HnswBank, LabelledBank, knn_vote, l2_normalise
+
+runner = CliRunner()
+DIM = 768
+
+
+def clustered(n: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(0).normal(size=(20, DIM))
+    x = centres[rng.integers(0, 20, n)] + rng.normal(0, 0.3, (n, DIM))
+    x[:, :8] += shift
+    return x.astype(np.float32)
+
+
+# --- the vote rules -------------------------------------------------------------------
+
+
+def paper_k1(query: np.ndarray, real: np.ndarray, fake: np.ndarray) -> bool:
+    """UnivFD NN, k=1: fake iff min_i d(x, fake_i) < min_i d(x, real_i), cosine distance."""
+    q = query / np.linalg.norm(query)
+    d_real = 1 - (real / np.linalg.norm(real, axis=1, keepdims=True)) @ q
+    d_fake = 1 - (fake / np.linalg.norm(fake, axis=1, keepdims=True)) @ q
+    return bool(d_fake.min() < d_real.min())
+
+
+def test_k1_rule_equals_the_paper_formula() -> None:
+    real, fake = clustered(300, 1), clustered(300, 2, shift=0.4)
+    bank = LabelledBank(
+        HnswBank.build(np.concatenate([real, fake])),
+        np.r_[np.zeros(300), np.ones(300)].astype(np.uint8),
+        exact_below=10**9,
+    )
+    queries = np.concatenate([clustered(100, 3), clustered(100, 4, shift=0.4)])
+    vote = bank.vote(queries, k=1, exact=True)
+    expected = [paper_k1(q, real, fake) for q in queries]
+    assert vote.is_fake.tolist() == expected
+    assert 0.1 < np.mean(expected) < 0.9  # both outcomes really occur
+    assert ((vote.score > 0.5) == vote.is_fake).all()
+
+
+def test_k_vote_majority_and_tie_break() -> None:
+    dist = np.array([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4], [0.1, 0.25, 0.3, 0.35]])
+    fake = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [0, 1, 1, 0]], dtype=bool)
+    vote = knn_vote(dist, fake, k=3)
+    assert vote.is_fake.tolist() == [True, True, True]
+    np.testing.assert_allclose(vote.score, [2 / 3, 2 / 3, 2 / 3])
+    tie = knn_vote(dist, fake, k=4)  # two each: smaller mean distance wins
+    # row 0: fake mean 0.15 < real 0.35; row 1: fake 0.25 = real 0.25 -> real (not smaller)
+    assert tie.is_fake.tolist() == [True, False, False]
+    np.testing.assert_allclose(vote.dist_real, [0.3, 0.1, 0.1])
+    np.testing.assert_allclose(vote.dist_fake, [0.1, 0.2, 0.25])
+
+
+def test_absent_class_distance_is_nan_and_score_bounded() -> None:
+    dist = np.array([[0.1, 0.2, 0.3]])
+    vote = knn_vote(dist, np.zeros((1, 3), bool), k=1)
+    assert not vote.is_fake[0] and np.isnan(vote.dist_fake[0])
+    assert vote.score[0] == pytest.approx(0.1 / (0.1 + 0.3))  # fake bounded by the 3rd
+
+
+def test_hnsw_votes_equal_exact_on_a_small_bank() -> None:
+    real, fake = clustered(1000, 5), clustered(1000, 6, shift=0.3)
+    bank = LabelledBank(
+        HnswBank.build(np.concatenate([real, fake]), ef=200),
+        np.r_[np.zeros(1000), np.ones(1000)].astype(np.uint8),
+        exact_below=0,
+    )
+    queries = np.concatenate([clustered(200, 7), clustered(200, 8, shift=0.3)])
+    for k in (1, 3, 9):
+        exact, hnsw = bank.vote(queries, k, exact=True), bank.vote(queries, k, exact=False)
+        assert (exact.is_fake == hnsw.is_fake).all()
+        np.testing.assert_allclose(exact.score, hnsw.score, atol=1e-5)
+
+
+def test_bank_save_load_round_trip_and_append(tmp_path: Path) -> None:
+    vectors = clustered(500, 9)
+    bank = HnswBank.build(vectors[:300], ef=50)
+    bank.add(vectors[300:])
+    bank.save(tmp_path / "b.hnsw")
+    loaded = HnswBank.load(tmp_path / "b.hnsw", DIM, ef=77)
+    assert len(loaded) == 500 and loaded.ef == 77
+    np.testing.assert_allclose(loaded.vectors(), l2_normalise(vectors), atol=1e-6)
+    ids, dist = loaded.search(vectors[:5], 3, exact=False)
+    assert ids[:, 0].tolist() == [0, 1, 2, 3, 4] and np.abs(dist[:, 0]).max() < 1e-5
+
+
+# --- building into a bundle -----------------------------------------------------------
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, target)
+    return target
+
+
+def test_build_index_records_parameters_and_quality(bundle_copy: Path) -> None:
+    options = IndexOptions(ef=64, exact_below=100)
+    manifest = build_index(bundle_copy, clustered(400, 1), clustered(300, 2, 0.4), options)
+    info = manifest.index
+    assert info.counts == {"real": 400, "fake": 300} and info.dim == DIM and info.ef == 64
+    assert info.quality.recall_at_1 >= 0.95 and info.quality.n_queries == 500
+    assert {"index/bank.hnsw", "index/labels.npy"} <= set(manifest.files)
+    reread = Manifest.read(bundle_copy / "manifest.json")
+    assert reread == manifest
+    bank = Detector.open(bundle_copy, precision="fp32", provider="cpu").nn_bank
+    assert len(bank.bank) == 700 and bank.bank.ef == 64 and not bank.use_exact(None)
+
+    appended = build_index(
+        bundle_copy, clustered(10, 3), np.zeros((0, DIM), np.float32), options, append=True
+    )
+    assert appended.index.counts == {"real": 410, "fake": 300}
+
+
+@pytest.mark.parametrize(
+    ("real", "fake", "message"),
+    [
+        (0, 0, "0 real and 0 fake"),
+        (50, 0, "Add fake images"),
+        (0, 50, "Add real images"),
+    ],
+)
+def test_empty_or_one_class_bank_is_refused(
+    bundle_copy: Path, real: int, fake: int, message: str
+) -> None:
+    with pytest.raises(ExportError, match=message):
+        build_index(bundle_copy, clustered(real, 1), clustered(fake, 2), IndexOptions())
+    assert Manifest.read(bundle_copy / "manifest.json").index is None
+
+
+def test_feature_dimension_mismatch_is_refused(bundle_copy: Path, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.ones((10, 512), np.float32))
+    result = runner.invoke(index_app, [str(bundle_copy), "--real-features", str(wrong)])
+    assert result.exit_code == 2 and "expected (N, 768)" in result.stderr
+    # an index whose dimension disagrees with the encoder is refused at load
+    build_index(bundle_copy, clustered(20, 1), clustered(20, 2), IndexOptions())
+    data = json.loads((bundle_copy / "manifest.json").read_text())
+    data["index"]["dim"] = 512
+    (bundle_copy / "manifest.json").write_text(json.dumps(data))
+    detector = Detector.open(bundle_copy, precision="fp32", provider="cpu")
+    with pytest.raises(BundleError, match="512-d features but the encoder gives 768-d"):
+        detector.nn_bank  # noqa: B018 - loading is the point
+
+
+def test_ufd_index_cli_encodes_folders_and_skips_bad_images(
+    bundle_copy: Path, tmp_path: Path
+) -> None:
+    real_dir, fake_dir = tmp_path / "real", tmp_path / "fake"
+    real_dir.mkdir(), fake_dir.mkdir()
+    for i in range(4):
+        random_image(real_dir / f"r{i}.png", (240, 240), seed=i)
+        random_image(fake_dir / f"f{i}.jpg", (300, 200), "L", seed=10 + i)
+    (fake_dir / "broken.png").write_bytes(b"nope")
+    result = runner.invoke(
+        index_app, [str(bundle_copy), "--real", str(real_dir), "--fake", str(fake_dir)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "indexed 4 real + 4 fake" in result.stdout and "1 images skipped" in result.stdout
+    assert "skipped" in result.stderr and "broken.png" in result.stderr
+
+    images = [str(real_dir / "r0.png"), str(fake_dir / "f1.jpg")]
+    options = ["--method", "all", "--k", "1", "--format", "jsonl", "--precision", "fp32"]
+    out = runner.invoke(detect_app, [str(bundle_copy), *images, *options])
+    assert out.exit_code == 0, out.output
+    records = [json.loads(line) for line in out.stdout.splitlines()]
+    # a bank member is its own nearest neighbour: distance ~0, its own label
+    assert records[0]["nn_label"] == "real" and records[0]["nn_dist_real"] < 1e-5
+    assert records[1]["nn_label"] == "fake" and records[1]["nn_dist_fake"] < 1e-5
+    assert {"logit", "prob", "label", "nn_score"} <= set(records[0])
+    assert "exact search over 8 vectors" in out.stderr
+
+
+def test_detect_nn_without_index_explains(tiny_bundle: Path, tmp_path: Path) -> None:
+    image = random_image(tmp_path / "x.png", (224, 224))
+    result = runner.invoke(detect_app, [str(tiny_bundle), str(image), "--method", "nn"])
+    assert result.exit_code == 2 and "ufd-index" in result.stderr
