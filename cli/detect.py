@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -14,11 +15,11 @@ from ufd.cli.common import fail, handle_errors, setup_logging
 from ufd.runtime.decode import DEFAULT_MAX_PIXELS
 from ufd.runtime.detector import DEFAULT_BATCH_SIZE, Detector
 from ufd.runtime.inputs import expand_inputs
-from ufd.runtime.records import FORMATS, METHODS, make_writer
+from ufd.runtime.records import FORMATS, METHODS, done_paths, make_writer
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
-EXIT_OK, EXIT_SOME_FAILED = 0, 1
+EXIT_OK, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 @app.command(
@@ -27,7 +28,9 @@ EXIT_OK, EXIT_SOME_FAILED = 0, 1
         "label, error; with --method nn: nn_score, nn_label, nn_dist_real, nn_dist_fake), "
         "in input order. INPUTS are files, directories (recursive, image "
         "extensions) or glob patterns. Files that cannot be read get an error record; the "
-        "run goes on. Exit status: 0 all inputs scored, 1 some failed, 2 usage or bundle error."
+        "run goes on (--strict: stops). Records are flushed per batch; --resume continues a "
+        "killed run. Exit status: 0 all inputs scored, 1 some failed, 2 usage or bundle "
+        "error, 130 interrupted."
     )
 )
 @handle_errors
@@ -83,6 +86,11 @@ def detect(
         bool | None,
         typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: TTY)."),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Skip inputs already in --output (jsonl/csv) and append the rest."),
+    ] = False,
+    strict: Annotated[bool, typer.Option(help="Stop at the first input that fails.")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
 ) -> None:
@@ -109,9 +117,21 @@ def detect(
         if not quiet:
             typer.echo(f"nn: {k}-NN vote, {search} search over {len(bank.bank)} vectors", err=True)
     items = list(expand_inputs(inputs))
-    n_scored = n_failed = 0
-    with _open_output(output) as stream:
-        writer = make_writer(fmt, stream, method)
+    done: set[str] = set()
+    if resume:
+        if output is None:
+            raise fail("--resume needs --output FILE (the file a previous run wrote)")
+        try:
+            done = done_paths(output, fmt)
+        except ValueError as e:
+            raise fail(str(e)) from None
+        todo = [item for item in items if item.path not in done]
+        if not quiet:
+            typer.echo(f"resuming: {len(items) - len(todo)} inputs already in {output}", err=True)
+        items = todo
+    counts = _Counts()
+    with _open_output(output, append=bool(done)) as stream:
+        writer = make_writer(fmt, stream, method, appending=bool(done))
         bar = tqdm(
             total=len(items),
             unit="img",
@@ -119,19 +139,43 @@ def detect(
             disable=(not progress) if progress is not None else None,
             leave=False,
         )
-        with bar:
-            for records in detector.score_batches(items, batch_size, method, k, exact):
-                writer.write(records)
-                ok = sum(r.ok for r in records)
-                n_scored += ok
-                n_failed += len(records) - ok
-                bar.update(len(records))
+        try:
+            with bar:
+                for records in detector.score_batches(items, batch_size, method, k, exact):
+                    if strict and not all(r.ok for r in records):
+                        first_bad = next(i for i, r in enumerate(records) if not r.ok)
+                        records = records[: first_bad + 1]
+                    writer.write(records)
+                    counts.add(records)
+                    bar.update(len(records))
+                    if strict and counts.failed:
+                        bad = records[-1]
+                        typer.echo(f"stopped (--strict) at {bad.path}: {bad.error}", err=True)
+                        break
+        except KeyboardInterrupt:
+            typer.echo(
+                f"interrupted: {counts.scored + counts.failed} records written"
+                + (f" to {output}; rerun with --resume to go on" if output else ""),
+                err=True,
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
     if not quiet:
         typer.echo(
-            f"{n_scored} scored, {n_failed} failed ({detector.precision} on {detector.provider})",
+            f"{counts.scored} scored, {counts.failed} failed "
+            f"({detector.precision} on {detector.provider})",
             err=True,
         )
-    raise typer.Exit(EXIT_SOME_FAILED if n_failed else EXIT_OK)
+    raise typer.Exit(EXIT_SOME_FAILED if counts.failed else EXIT_OK)
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.scored = self.failed = 0
+
+    def add(self, records: list) -> None:
+        ok = sum(r.ok for r in records)
+        self.scored += ok
+        self.failed += len(records) - ok
 
 
 def _format_from_suffix(output: Path | None) -> str:
@@ -141,12 +185,12 @@ def _format_from_suffix(output: Path | None) -> str:
 
 
 @contextlib.contextmanager
-def _open_output(output: Path | None):
+def _open_output(output: Path | None, append: bool = False) -> Iterator[IO[str]]:
     if output is None:
         yield sys.stdout
         return
     try:
-        stream: IO[str] = output.open("w", encoding="utf-8", newline="")
+        stream: IO[str] = output.open("a" if append else "w", encoding="utf-8", newline="")
     except OSError as e:
         raise fail(f"cannot write --output {output}: {e.strerror}") from None
     with stream:

@@ -42,7 +42,7 @@ def index(
     ] = 128,
     exact_below: Annotated[
         int, typer.Option(min=0, help="Search exactly (numpy) while the bank is smaller.")
-    ] = 50_000,
+    ] = 10_000,
     seed: Annotated[int, typer.Option(help="HNSW random seed.")] = 100,
     precision: Annotated[str, typer.Option(help="Encoder precision for features.")] = "fp32",
     provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",

@@ -1,10 +1,16 @@
 """Step 1 of the flow: an image file becomes an RGB ``PIL.Image``.
 
-Policy (matches the official UnivFD test pipeline unless configured):
-``Image.open(path).convert("RGB")``; the first frame of animated files; EXIF
-orientation is *not* applied (``exif_transpose=True`` applies it). The pixel
-count is checked from the header before any pixel is decoded, so a
-decompression bomb is refused without using its memory.
+Policy (the official UnivFD test pipeline unless noted):
+
+* ``Image.open(path).convert("RGB")``: grayscale, palette (with or without
+  transparency), RGBA (alpha dropped), CMYK and the rest convert as Pillow does.
+* 16-bit images are scaled to 8 bits (``value >> 8``); Pillow's ``convert``
+  would clip them to white. 8-bit images are unchanged.
+* Animated files (GIF, WebP, APNG): the first frame.
+* EXIF orientation is **not** applied (the official pipeline ignores it);
+  ``exif_transpose=True`` applies it.
+* The pixel count is checked on the header, before any pixel is decoded, so a
+  decompression bomb is refused without using its memory.
 """
 
 from __future__ import annotations
@@ -12,12 +18,15 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ufd.runtime.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Default cap on decoded pixels (about 8000 x 8000); 192 MB as RGB."""
+
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 
 def decode_image(
@@ -41,8 +50,10 @@ def decode_image(
     try:
         if path.is_file() and path.stat().st_size == 0:
             raise ImageError("empty file (0 bytes)")
+        if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+            Image.MAX_IMAGE_PIXELS = max_pixels  # the caller's cap is the authority
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # bomb warnings, palette transparency notes
             with Image.open(path) as img:
                 width, height = img.size
                 if width * height > max_pixels:
@@ -52,7 +63,7 @@ def decode_image(
                     )
                 img.seek(0)
                 frame = ImageOps.exif_transpose(img) if exif_transpose else img
-                rgb = frame.convert("RGB")
+                return to_rgb(frame)
     except ImageError:
         raise
     except IsADirectoryError as e:
@@ -70,4 +81,15 @@ def decode_image(
         raise ImageError(f"damaged image data: {e}") from e
     except Exception as e:
         raise ImageError(f"cannot decode image ({type(e).__name__}: {e})") from e
-    return rgb
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB version of a decoded frame (16-bit scaled to 8-bit, not clipped)."""
+    if image.mode in _SIXTEEN_BIT:
+        pixels = np.asarray(image, dtype=np.int64)
+        scaled = np.clip(pixels >> 8, 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled, "L").convert("RGB")
+    if image.mode == "RGB":
+        image.load()
+        return image
+    return image.convert("RGB")

@@ -26,7 +26,8 @@ from ufd.runtime.manifest import GraphEntry
 from ufd.runtime.neighbours import LabelledBank
 from ufd.runtime.nn_bank import open_labelled_bank
 from ufd.runtime.preprocess import build_preprocessor
-from ufd.runtime.records import Record, fields_for, label_for, sigmoid
+from ufd.runtime.records import Record, fields_for
+from ufd.runtime.scoring import batch_records
 from ufd.runtime.sessions import (
     EncoderSession,
     LinearHeadSession,
@@ -118,6 +119,7 @@ class Detector:
         head = None
         if head_graph is not None:
             head = LinearHeadSession(_graph_path(bundle, head_graph, verify), "cpu", threads)
+        _check_dimensions(manifest.model.feature_dim, encoder, head)
         logger.info(
             "loaded %s (%s %s, %s on %s)",
             bundle.root,
@@ -278,40 +280,31 @@ class Detector:
         k: int,
         exact: bool | None,
     ) -> list[Record]:
-        scores: dict[str, list] = {}
-        if features is not None:
+        logits = vote = None
+        if features is not None and failure is None:
             if method in ("linear", "all"):
-                scores["logit"] = self.logits(features).tolist()
+                logits = self.logits(features)
             if method in ("nn", "all"):
                 vote = self.nn_bank.vote(features, k, exact)
-                scores["nn"] = list(
-                    zip(vote.is_fake, vote.score, vote.dist_real, vote.dist_fake, strict=True)
-                )
-        records, row = [], 0
-        for p in batch:
-            if p.pixels is None or failure is not None:
-                records.append(Record(p.item.path, error=p.error or failure))
-                continue
-            fields: dict = {}
-            if "logit" in scores:
-                logit = float(scores["logit"][row])
-                prob = sigmoid(logit)
-                fields.update(logit=logit, prob=prob, label=label_for(prob, self.threshold))
-            if "nn" in scores:
-                is_fake, score, d_real, d_fake = scores["nn"][row]
-                fields.update(
-                    nn_score=float(score),
-                    nn_label="fake" if is_fake else "real",
-                    nn_dist_real=_finite(d_real),
-                    nn_dist_fake=_finite(d_fake),
-                )
-            records.append(Record(p.item.path, **fields))
-            row += 1
-        return records
+        errors = [p.error or failure if p.pixels is None or failure else None for p in batch]
+        paths = [p.item.path for p in batch]
+        return batch_records(paths, errors, logits, vote, self.threshold)
 
 
-def _finite(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
+def _check_dimensions(
+    feature_dim: int, encoder: EncoderSession, head: LinearHeadSession | None
+) -> None:
+    """The encoder's output, the head's input and the manifest must agree."""
+    shapes = {"encoder output": encoder.session.get_outputs()[0].shape}
+    if head is not None:
+        shapes["head input"] = head.session.get_inputs()[0].shape
+    for name, shape in shapes.items():
+        width = shape[-1] if shape else None
+        if isinstance(width, int) and width != feature_dim:
+            raise BundleError(
+                f"the {name} is {width}-d but the manifest says {feature_dim}-d features: "
+                "the bundle mixes graphs of different models; re-export it"
+            )
 
 
 def _graph_path(bundle: Bundle, graph: GraphEntry, verify: bool) -> Path:

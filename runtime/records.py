@@ -6,11 +6,14 @@ interrupted run keeps every record it produced.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Protocol
 
 FORMATS = ("table", "jsonl", "csv")
@@ -101,11 +104,12 @@ class JsonlWriter:
 class CsvWriter:
     """CSV with a header row; empty cells for missing values."""
 
-    def __init__(self, stream: IO[str], fields: tuple[str, ...]) -> None:
+    def __init__(self, stream: IO[str], fields: tuple[str, ...], header: bool = True) -> None:
         self.stream = stream
         self.fields = fields
         self.writer = csv.writer(stream, lineterminator="\n")
-        self.writer.writerow(fields)
+        if header:
+            self.writer.writerow(fields)
 
     def write(self, records: Iterable[Record]) -> None:
         """Write one row per record, then flush."""
@@ -163,9 +167,45 @@ def _cell(value: object, digits: int) -> str:
     return str(value)
 
 
-def make_writer(fmt: str, stream: IO[str], method: str = "linear") -> RecordWriter:
-    """The writer for ``fmt`` (one of :data:`FORMATS`) over ``stream``."""
-    writers = {"table": TableWriter, "jsonl": JsonlWriter, "csv": CsvWriter}
+def make_writer(
+    fmt: str, stream: IO[str], method: str = "linear", appending: bool = False
+) -> RecordWriter:
+    """The writer for ``fmt`` (one of :data:`FORMATS`) over ``stream``.
+
+    ``appending`` (``--resume`` onto a non-empty file) skips the CSV header.
+    """
+    fields = fields_for(method)
+    if fmt == "csv":
+        return CsvWriter(stream, fields, header=not appending)
+    writers = {"table": TableWriter, "jsonl": JsonlWriter}
     if fmt not in writers:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return writers[fmt](stream, fields_for(method))
+    return writers[fmt](stream, fields)
+
+
+def done_paths(output: Path, fmt: str) -> set[str]:
+    """Paths already recorded in ``output`` (JSONL or CSV), for ``--resume``.
+
+    A run killed mid-write can leave a partial last line: it is cut off here,
+    so appending starts on a clean line and that record is redone.
+
+    Raises:
+        ValueError: ``fmt`` cannot be resumed (``table``).
+    """
+    if fmt not in ("jsonl", "csv"):
+        raise ValueError("--resume needs --format jsonl or csv (a table cannot be parsed back)")
+    if not output.exists():
+        return set()
+    data = output.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with output.open("r+b") as fh:
+            fh.truncate(len(complete))
+    text = complete.decode("utf-8")
+    if fmt == "jsonl":
+        paths = set()
+        for line in text.splitlines():
+            with contextlib.suppress(json.JSONDecodeError, TypeError, KeyError):
+                paths.add(json.loads(line)["path"])
+        return paths
+    return {row["path"] for row in csv.DictReader(io.StringIO(text)) if row.get("path")}
