@@ -12,7 +12,7 @@ Data flows one way: path -> :func:`decode_image` -> preprocessor ->
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,9 +230,18 @@ class Detector:
             yield self._records(batch, features, failure, method, k, exact)
 
     def feature_batches(
-        self, items: Iterable[InputItem], batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        items: Iterable[InputItem],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        prepare: Callable[[str], np.ndarray] | None = None,
     ) -> Iterator[FeatureBatch]:
         """Decode, preprocess and encode items in batches.
+
+        Args:
+            items: inputs, in order.
+            batch_size: images per encoder call.
+            prepare: path -> encoder input; default :meth:`prepare` (evaluation
+                and training pass perturbing or augmenting versions).
 
         Yields:
             ``(batch, features, failure)``: the batch's items in input order
@@ -241,10 +250,11 @@ class Detector:
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        prepare = prepare or self.prepare
         pending: list[Prepared] = []
         n_ready = 0
         for item in items:
-            prepared = self._prepare_item(item)
+            prepared = _prepare_item(item, prepare)
             pending.append(prepared)
             n_ready += prepared.pixels is not None
             if n_ready >= batch_size:
@@ -253,13 +263,23 @@ class Detector:
         if pending:
             yield self._encode(pending)
 
-    def _prepare_item(self, item: InputItem) -> Prepared:
-        if item.error is not None:
-            return Prepared(item, error=item.error)
-        try:
-            return Prepared(item, pixels=self.prepare(item.path))
-        except ImageError as e:
-            return Prepared(item, error=str(e))
+    def encode_for_cache(
+        self,
+        items: list[InputItem],
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        prepare: Callable[[str], np.ndarray] | None = None,
+    ) -> Iterator[tuple[list[InputItem], np.ndarray, list[tuple[str, str]]]]:
+        """Batches of (encoded items, their features, skipped (path, reason))."""
+        for batch, features, failure in self.feature_batches(items, batch_size, prepare):
+            done = [p.item for p in batch if p.pixels is not None and failure is None]
+            skipped = [
+                (p.item.path, p.error or failure or "unknown error")
+                for p in batch
+                if p.pixels is None or failure is not None
+            ]
+            if features is None or failure is not None:
+                features = np.zeros((0, 0), np.float32)
+            yield done, features, skipped
 
     def _encode(self, batch: list[Prepared]) -> FeatureBatch:
         ready = [p.pixels for p in batch if p.pixels is not None]
@@ -289,6 +309,17 @@ class Detector:
         errors = [p.error or failure if p.pixels is None or failure else None for p in batch]
         paths = [p.item.path for p in batch]
         return batch_records(paths, errors, logits, vote, self.threshold)
+
+
+def _prepare_item(item: InputItem, prepare: Callable[[str], np.ndarray]) -> Prepared:
+    if item.error is not None:
+        return Prepared(item, error=item.error)
+    try:
+        return Prepared(item, pixels=prepare(item.path))
+    except ImageError as e:
+        return Prepared(item, error=str(e))
+    except Exception as e:  # noqa: BLE001 - a perturbation must not stop a run either
+        return Prepared(item, error=f"preprocessing failed ({type(e).__name__}: {e})")
 
 
 def _check_dimensions(

@@ -153,6 +153,36 @@ class IndexInfo:
 
 
 @dataclass(frozen=True)
+class CalibrationInfo:
+    """How the decision threshold was set (``ufd-calibrate``)."""
+
+    method: str
+    target_fpr: float
+    achieved_fpr: float
+    n_real: int
+    threshold: float
+    created_utc: str
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """How a head was trained (``ufd-train``)."""
+
+    method: str
+    n_train_real: int
+    n_train_fake: int
+    n_val: int
+    epochs_run: int
+    best_epoch: int
+    best_val_acc: float
+    final_lr: float
+    augment: bool
+    views: int
+    seed: int
+    max_abs_logit_error_onnx: float
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a device needs to know to run a bundle."""
 
@@ -169,6 +199,8 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
     index: IndexInfo | None = None
+    calibration: CalibrationInfo | None = None
+    training: TrainingSummary | None = None
 
     @property
     def precisions(self) -> list[str]:

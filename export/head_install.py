@@ -1,0 +1,84 @@
+"""Put a newly trained linear head into an existing bundle.
+
+The head is exported to ONNX under a new name, checked against torch on the
+validation features (refused if |Δlogit| > 1e-4), then the manifest is
+switched to it atomically and the old head file removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ufd.export.bundle_update import write_manifest
+from ufd.export.onnx_export import HEAD_INPUT, HEAD_OUTPUT, export_linear_head
+from ufd.runtime.bundle import Bundle, sha256_file
+from ufd.runtime.errors import ExportError
+from ufd.runtime.manifest import FileEntry, GraphEntry, HeadInfo, Manifest, TrainingSummary
+from ufd.runtime.sessions import LinearHeadSession
+
+MAX_HEAD_LOGIT_ERROR = 1e-4
+
+
+def head_onnx_error(linear: torch.nn.Linear, path: Path, features: np.ndarray) -> float:
+    """Max |Δlogit| between the ONNX head at ``path`` and torch on ``features``."""
+    with torch.no_grad():
+        expected = linear(torch.from_numpy(features.astype(np.float32))).reshape(-1).numpy()
+    got = LinearHeadSession(path, "cpu")(features)
+    return float(np.abs(got - expected).max()) if len(features) else 0.0
+
+
+def install_linear_head(
+    bundle: Bundle, linear: torch.nn.Linear, summary: TrainingSummary, check: np.ndarray
+) -> Manifest:
+    """Export ``linear`` into ``bundle`` and make it the bundle's head.
+
+    Raises:
+        ExportError: the ONNX head does not reproduce torch within 1e-4.
+    """
+    root = bundle.root
+    digest = hashlib.sha256(
+        b"".join(p.detach().numpy().tobytes() for p in linear.parameters())
+    ).hexdigest()[:12]
+    name = f"head.trained-{digest}.onnx"
+    path = root / name
+    export_linear_head(linear, path)
+    error = head_onnx_error(linear, path, check)
+    if error > MAX_HEAD_LOGIT_ERROR:
+        path.unlink()
+        raise ExportError(f"the ONNX head differs from torch by {error:.2e}; head not installed")
+    old = bundle.manifest.head_graph()
+    files = {k: v for k, v in bundle.manifest.files.items() if old is None or k != old.path}
+    files[name] = FileEntry(sha256=sha256_file(path), size=path.stat().st_size)
+    graphs = {k: v for k, v in bundle.manifest.graphs.items() if v.role != "head"}
+    graphs["head"] = GraphEntry("head", "fp32", name, HEAD_INPUT, HEAD_OUTPUT)
+    # Export-time logit parity was measured with the previous head: keep the
+    # feature figures (still true), drop the stale logit figures.
+    parity = {
+        precision: dataclasses.replace(
+            report,
+            max_abs_logit_error=None,
+            p50_abs_logit_error=None,
+            p99_abs_logit_error=None,
+            decision_agreement=None,
+        )
+        for precision, report in bundle.manifest.parity.items()
+    }
+    manifest = dataclasses.replace(
+        bundle.manifest,
+        files=files,
+        graphs=graphs,
+        parity=parity,
+        head=HeadInfo(kind="linear", source="ufd-train", sha256=files[name].sha256),
+        training=dataclasses.replace(summary, max_abs_logit_error_onnx=error),
+        calibration=None,  # a new head needs a new calibration
+        threshold=0.5,
+    )
+    write_manifest(root, manifest)
+    if old is not None and old.path != name:
+        (root / old.path).unlink(missing_ok=True)
+    return manifest
