@@ -19,9 +19,10 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @app.command(
     help=(
-        "Set the bundle's decision threshold from held-out REAL images so that the "
+        "Set a method's decision threshold from held-out REAL images so that the "
         "false-positive rate on reals is --target-fpr (a fixed 0.5 is biased towards "
-        "'real' on unseen generators). ufd-detect then uses it by default."
+        "'real' on unseen generators). ufd-detect then uses it by default. For realonly, "
+        "the reals must not be in the real-only bank."
     )
 )
 @handle_errors
@@ -34,6 +35,10 @@ def calibrate(
     target_fpr: Annotated[
         float, typer.Option(min=0.0, max=0.999, help="False-positive rate on reals.")
     ] = 0.05,
+    method: Annotated[
+        str, typer.Option(help="linear (p(fake)), traces (p(fake)) or realonly (distance).")
+    ] = "linear",
+    k: Annotated[int, typer.Option("--k", min=1, help="Nearest reals (realonly).")] = 5,
     precision: Annotated[str | None, typer.Option(help="Encoder precision.")] = None,
     provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
@@ -47,47 +52,55 @@ def calibrate(
     from ufd.runtime.inputs import expand_inputs
     from ufd.runtime.manifest import CalibrationInfo
     from ufd.runtime.metrics import threshold_for_fpr
-    from ufd.runtime.records import sigmoid
 
+    if method not in ("linear", "traces", "realonly"):
+        raise fail(f"unknown --method {method!r}; use linear, traces or realonly")
     if not (real or real_features):
         raise fail("pass held-out real images with --real DIR (or --real-features X.npy)")
     detector = Detector.open(bundle, precision=precision, provider=provider)
+    detector.methods.check((method,), k if method == "realonly" else None)
     dim = detector.bundle.manifest.model.feature_dim
     parts = [load_feature_file(f, dim) for f in real_features]
     if real:
         items = list(expand_inputs(real))
         with tqdm(total=len(items), unit="img", file=sys.stderr, desc="encoding reals") as bar:
-            parts.append(
-                encode_items(
-                    detector,
-                    items,
-                    batch_size,
-                    lambda p, why: typer.echo(f"skipped {p}: {why}", err=True),
-                    bar.update,
-                )
-            )
+            skip = lambda p, why: typer.echo(f"skipped {p}: {why}", err=True)  # noqa: E731
+            parts.append(encode_items(detector, items, batch_size, skip, bar.update))
     features = np.concatenate(parts)
     if len(features) < 20:
         raise fail(f"only {len(features)} real images: use at least 20 (hundreds are better)")
-    probs = np.array([sigmoid(float(x)) for x in detector.logits(features)])
-    threshold, achieved = threshold_for_fpr(probs, target_fpr)
+    scores = _scores(detector, method, features, k)
+    threshold, achieved = threshold_for_fpr(scores, target_fpr)
     manifest = detector.bundle.manifest
     info = CalibrationInfo(
-        method="linear",
+        method=method,
         target_fpr=target_fpr,
         achieved_fpr=achieved,
-        n_real=len(probs),
+        n_real=len(scores),
         threshold=threshold,
         created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        k=k if method == "realonly" else None,
     )
-    write_manifest(
-        detector.bundle.root,
-        dataclasses.replace(manifest, threshold=threshold, calibration=info),
-    )
+    changes: dict = {"calibrations": {**manifest.calibrations, method: info}}
+    if method == "linear":
+        changes["threshold"] = threshold
+    else:
+        changes["method_thresholds"] = {**manifest.method_thresholds, method: threshold}
+    write_manifest(detector.bundle.root, dataclasses.replace(manifest, **changes))
     typer.echo(
-        f"threshold {manifest.threshold:.4f} -> {threshold:.6f}: FPR {achieved:.2%} on "
-        f"{len(probs)} reals (target {target_fpr:.2%}); ufd-detect uses it by default"
+        f"{method} threshold {threshold:.6f}: FPR {achieved:.2%} on {len(scores)} reals "
+        f"(target {target_fpr:.2%}); ufd-detect --method {method} uses it by default"
     )
+
+
+def _scores(detector, method: str, features: np.ndarray, k: int) -> np.ndarray:
+    """Higher = more fake, on the scale the method's threshold applies to."""
+    from ufd.runtime.records import sigmoid
+
+    if method == "realonly":
+        return detector.methods.realonly_distances(features, k, None)
+    head = detector.methods.head if method == "linear" else detector.methods.traces_head
+    return np.array([sigmoid(float(x)) for x in head(features)])
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from ufd.cli.common import fail, handle_errors, setup_logging
 from ufd.runtime.decode import DEFAULT_MAX_PIXELS
 from ufd.runtime.detector import DEFAULT_BATCH_SIZE, Detector
 from ufd.runtime.inputs import expand_inputs
-from ufd.runtime.records import FORMATS, METHODS, done_paths, make_writer
+from ufd.runtime.records import FORMATS, done_paths, make_writer
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -36,15 +36,27 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 @handle_errors
 def detect(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory made by ufd-export.")],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, directories or globs.")],
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Image files, directories or globs.")
+    ] = None,
     method: Annotated[
         str,
         typer.Option(
-            help="linear (UnivFD LC head), nn (k-NN vote on the bank built by ufd-index) "
-            "or all (both per image)."
+            help="linear (UnivFD LC head), nn (k-NN vote, ufd-index), traces (natural-trace "
+            "head, ufd-train --method traces), realonly (distance to real features, "
+            "ufd-index --real-only), a comma-separated list, or all (every one the bundle has)."
         ),
     ] = "linear",
-    k: Annotated[int, typer.Option("--k", min=1, help="Neighbours that vote (nn, all).")] = 1,
+    features: Annotated[
+        Path | None,
+        typer.Option(help="Score precomputed features (.npy, one row per image), no encoder."),
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "--k", min=1, help="Neighbours: nn vote (default 1), realonly (default: calibrated)."
+        ),
+    ] = None,
     exact: Annotated[
         bool | None,
         typer.Option(
@@ -99,8 +111,6 @@ def detect(
     fmt = fmt or _format_from_suffix(output)
     if fmt not in FORMATS:
         raise fail(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if method not in METHODS:
-        raise fail(f"unknown --method {method!r}; use one of {', '.join(METHODS)}")
     detector = Detector.open(
         bundle,
         precision=precision,
@@ -109,13 +119,18 @@ def detect(
         threshold=threshold,
         max_pixels=max_pixels,
     )
-    if method != "linear":
-        bank = detector.nn_bank
-        if k > len(bank.bank):
-            raise fail(f"--k {k} exceeds the bank's {len(bank.bank)} vectors")
-        search = "exact" if bank.use_exact(exact) else f"HNSW (ef={bank.bank.ef})"
-        if not quiet:
-            typer.echo(f"nn: {k}-NN vote, {search} search over {len(bank.bank)} vectors", err=True)
+    try:
+        methods = detector.methods.resolve(method)
+        detector.methods.check(methods, k)
+    except ValueError as e:
+        raise fail(str(e)) from None
+    if not quiet:
+        _describe_search(detector, methods, k, exact)
+    if features is not None:
+        _score_feature_file(detector, features, methods, k, exact, fmt, output)
+        return
+    if not inputs:
+        raise fail("give images, folders or globs to score (or --features X.npy)")
     items = list(expand_inputs(inputs))
     done: set[str] = set()
     if resume:
@@ -131,7 +146,7 @@ def detect(
         items = todo
     counts = _Counts()
     with _open_output(output, append=bool(done)) as stream:
-        writer = make_writer(fmt, stream, method, appending=bool(done))
+        writer = make_writer(fmt, stream, methods, appending=bool(done))
         bar = tqdm(
             total=len(items),
             unit="img",
@@ -141,7 +156,8 @@ def detect(
         )
         try:
             with bar:
-                for records in detector.score_batches(items, batch_size, method, k, exact):
+                batches = detector.score_batches(items, batch_size, ",".join(methods), k, exact)
+                for records in batches:
                     if strict and not all(r.ok for r in records):
                         first_bad = next(i for i, r in enumerate(records) if not r.ok)
                         records = records[: first_bad + 1]
@@ -176,6 +192,34 @@ class _Counts:
         ok = sum(r.ok for r in records)
         self.scored += ok
         self.failed += len(records) - ok
+
+
+def _describe_search(detector: Detector, methods: tuple[str, ...], k: int, exact) -> None:
+    for method in ("nn", "realonly"):
+        if method in methods:
+            bank = detector.methods.nn_bank if method == "nn" else detector.methods.realonly_bank
+            search = "exact" if bank.use_exact(exact) else f"HNSW (ef={bank.bank.ef})"
+            kk = detector.methods.k_for(method, k)
+            what = f"{kk}-NN vote" if method == "nn" else f"mean distance to {kk} nearest reals"
+            typer.echo(f"{method}: {what}, {search} search over {len(bank.bank)} vectors", err=True)
+
+
+def _score_feature_file(
+    detector: Detector, path: Path, methods: tuple[str, ...], k: int, exact, fmt: str, output
+) -> None:
+    from ufd.export.index_build import load_feature_file
+
+    dim = detector.bundle.manifest.model.feature_dim
+    rows = load_feature_file(path, dim)
+    names = [f"{path}#{i}" for i in range(len(rows))]
+    with _open_output(output) as stream:
+        writer = make_writer(fmt, stream, methods)
+        for start in range(0, len(rows), 4096):
+            chunk = slice(start, start + 4096)
+            writer.write(
+                detector.score_features(rows[chunk], names[chunk], ",".join(methods), k, exact)
+            )
+    raise typer.Exit(EXIT_OK)
 
 
 def _format_from_suffix(output: Path | None) -> str:

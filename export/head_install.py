@@ -75,7 +75,7 @@ def install_linear_head(
         parity=parity,
         head=HeadInfo(kind="linear", source="ufd-train", sha256=files[name].sha256),
         training=dataclasses.replace(summary, max_abs_logit_error_onnx=error),
-        calibration=None,  # a new head needs a new calibration
+        calibrations={m: c for m, c in bundle.manifest.calibrations.items() if m != "linear"},
         threshold=0.5,
     )
     write_manifest(root, manifest)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ufd.runtime.errors import BundleError
-from ufd.runtime.manifest import MANIFEST_NAME, FileEntry, Manifest
+from ufd.runtime.manifest import MANIFEST_NAME, FileEntry, GraphEntry, Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,12 @@ class Bundle:
         if verify:
             _check_file(path, relative, entry)
         return path
+
+    def graph_path(self, graph: GraphEntry, verify: bool = True) -> Path:
+        """A graph's verified path (its external-data files verified too)."""
+        for companion in self.companion_files(graph.path):
+            self.verified_path(companion, verify)
+        return self.verified_path(graph.path, verify)
 
     def companion_files(self, graph_path: str) -> list[str]:
         """Files stored next to a graph as ONNX external data (``<graph>.data``...)."""

@@ -5,8 +5,8 @@
 ...     print(record.path, record.prob, record.label)
 
 Data flows one way: path -> :func:`decode_image` -> preprocessor ->
-:class:`EncoderSession` -> feature -> :class:`LinearHeadSession` (logit) and/or
-:class:`LabelledBank` (k-NN vote) -> :class:`Record`.
+:class:`EncoderSession` -> feature -> each method's head or bank
+(:class:`MethodRunner`) -> :class:`Record`.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from ufd.runtime.bundle import Bundle
 from ufd.runtime.decode import DEFAULT_MAX_PIXELS, decode_image
 from ufd.runtime.errors import BundleError, ImageError
 from ufd.runtime.inputs import InputItem, expand_inputs
-from ufd.runtime.manifest import GraphEntry
+from ufd.runtime.methods import MethodRunner
 from ufd.runtime.neighbours import LabelledBank
-from ufd.runtime.nn_bank import open_labelled_bank
 from ufd.runtime.preprocess import build_preprocessor
-from ufd.runtime.records import Record, fields_for
+from ufd.runtime.records import Record
 from ufd.runtime.scoring import batch_records
 from ufd.runtime.sessions import (
     EncoderSession,
     LinearHeadSession,
     best_precision,
+    check_feature_dim,
     resolve_provider,
 )
 
@@ -74,7 +74,7 @@ class Detector:
         self.preprocess_config = bundle.manifest.preprocess
         self.preprocessor = build_preprocessor(self.preprocess_config)
         self.verify = verify
-        self._nn_bank: LabelledBank | None = None
+        self.methods = MethodRunner(bundle, head, self.threshold, verify)
 
     @classmethod
     def open(
@@ -111,15 +111,13 @@ class Detector:
         encoder_graph = manifest.encoder(precision)
         # fp16 graphs on the CPU provider crash onnxruntime at ENABLE_ALL (RUNTIME-NOTES).
         level = "extended" if precision == "fp16" and resolved == "cpu" else "all"
-        encoder = EncoderSession(
-            _graph_path(bundle, encoder_graph, verify), resolved, threads, level
-        )
+        encoder = EncoderSession(bundle.graph_path(encoder_graph, verify), resolved, threads, level)
         encoder.batch_invariant = encoder_graph.batch_invariant
         head_graph = manifest.head_graph()
         head = None
         if head_graph is not None:
-            head = LinearHeadSession(_graph_path(bundle, head_graph, verify), "cpu", threads)
-        _check_dimensions(manifest.model.feature_dim, encoder, head)
+            head = LinearHeadSession(bundle.graph_path(head_graph, verify), "cpu", threads)
+        check_feature_dim(manifest.model.feature_dim, encoder, head)
         logger.info(
             "loaded %s (%s %s, %s on %s)",
             bundle.root,
@@ -174,21 +172,15 @@ class Detector:
 
     @property
     def nn_bank(self) -> LabelledBank:
-        """The bundle's nearest-neighbour bank, loaded (and verified) on first use.
-
-        Raises:
-            BundleError: the bundle has no index, or a damaged one.
-        """
-        if self._nn_bank is None:
-            self._nn_bank = open_labelled_bank(self.bundle, self.verify)
-        return self._nn_bank
+        """The bundle's nearest-neighbour bank, loaded (and verified) on first use."""
+        return self.methods.nn_bank
 
     def score(
         self,
         inputs: Iterable[str | Path],
         batch_size: int = DEFAULT_BATCH_SIZE,
         method: str = "linear",
-        k: int = 1,
+        k: int | None = None,
         exact: bool | None = None,
     ) -> Iterator[Record]:
         """One record per input file, in input order (directories and globs expand)."""
@@ -200,7 +192,7 @@ class Detector:
         items: Iterable[InputItem],
         batch_size: int = DEFAULT_BATCH_SIZE,
         method: str = "linear",
-        k: int = 1,
+        k: int | None = None,
         exact: bool | None = None,
     ) -> Iterator[list[Record]]:
         """Score expanded items, yielding the records of each batch in input order.
@@ -208,26 +200,30 @@ class Detector:
         Args:
             items: expanded inputs.
             batch_size: images per encoder call.
-            method: ``linear`` (the head), ``nn`` (k-NN vote on the bank) or ``all``.
-            k: neighbours that vote (``nn``/``all``).
+            method: ``linear``, ``nn``, ``traces``, ``realonly``, a comma-separated
+                list of them, or ``all`` (every method the bundle has).
+            k: neighbours (``nn`` vote, ``realonly`` mean distance).
             exact: force exact (True) or HNSW (False) search; ``None`` chooses
                 by bank size.
 
         Raises:
-            BundleError: the bundle lacks what the method needs.
+            BundleError: the bundle lacks what a method needs.
             ValueError: bad ``method``, ``k`` or ``batch_size``.
         """
-        fields_for(method)  # validates the method name
-        if k < 1:
-            raise ValueError("k must be at least 1")
-        if method in ("linear", "all") and self.head is None:
-            self.logits(np.zeros((0, 0), np.float32))  # raises the explanatory BundleError
-        if method in ("nn", "all"):
-            bank = self.nn_bank
-            if k > len(bank.bank):
-                raise ValueError(f"k={k} exceeds the bank's {len(bank.bank)} vectors")
+        methods = self.methods.resolve(method)
+        self.methods.check(methods, k)
         for batch, features, failure in self.feature_batches(items, batch_size):
-            yield self._records(batch, features, failure, method, k, exact)
+            yield self._records(batch, features, failure, methods, k, exact)
+
+    def score_features(
+        self, features: np.ndarray, names: list[str], method: str = "linear",
+        k: int | None = None, exact: bool | None = None,
+    ) -> list[Record]:  # fmt: skip
+        """Records for precomputed features (one row per image), skipping the encoder."""
+        methods = self.methods.resolve(method)
+        self.methods.check(methods, k)
+        columns = self.methods.columns(methods, np.asarray(features, np.float32), k, exact)
+        return batch_records(names, [None] * len(names), columns)
 
     def feature_batches(
         self,
@@ -296,19 +292,15 @@ class Detector:
         batch: list[Prepared],
         features: np.ndarray | None,
         failure: str | None,
-        method: str,
-        k: int,
+        methods: tuple[str, ...],
+        k: int | None,
         exact: bool | None,
     ) -> list[Record]:
-        logits = vote = None
+        columns = {}
         if features is not None and failure is None:
-            if method in ("linear", "all"):
-                logits = self.logits(features)
-            if method in ("nn", "all"):
-                vote = self.nn_bank.vote(features, k, exact)
+            columns = self.methods.columns(methods, features, k, exact)
         errors = [p.error or failure if p.pixels is None or failure else None for p in batch]
-        paths = [p.item.path for p in batch]
-        return batch_records(paths, errors, logits, vote, self.threshold)
+        return batch_records([p.item.path for p in batch], errors, columns)
 
 
 def _prepare_item(item: InputItem, prepare: Callable[[str], np.ndarray]) -> Prepared:
@@ -320,25 +312,3 @@ def _prepare_item(item: InputItem, prepare: Callable[[str], np.ndarray]) -> Prep
         return Prepared(item, error=str(e))
     except Exception as e:  # noqa: BLE001 - a perturbation must not stop a run either
         return Prepared(item, error=f"preprocessing failed ({type(e).__name__}: {e})")
-
-
-def _check_dimensions(
-    feature_dim: int, encoder: EncoderSession, head: LinearHeadSession | None
-) -> None:
-    """The encoder's output, the head's input and the manifest must agree."""
-    shapes = {"encoder output": encoder.session.get_outputs()[0].shape}
-    if head is not None:
-        shapes["head input"] = head.session.get_inputs()[0].shape
-    for name, shape in shapes.items():
-        width = shape[-1] if shape else None
-        if isinstance(width, int) and width != feature_dim:
-            raise BundleError(
-                f"the {name} is {width}-d but the manifest says {feature_dim}-d features: "
-                "the bundle mixes graphs of different models; re-export it"
-            )
-
-
-def _graph_path(bundle: Bundle, graph: GraphEntry, verify: bool) -> Path:
-    for companion in bundle.companion_files(graph.path):
-        bundle.verified_path(companion, verify)
-    return bundle.verified_path(graph.path, verify)

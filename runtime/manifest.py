@@ -162,6 +162,7 @@ class CalibrationInfo:
     n_real: int
     threshold: float
     created_utc: str
+    k: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,22 @@ class TrainingSummary:
 
 
 @dataclass(frozen=True)
+class TracesInfo:
+    """The natural-trace head (``ufd-train --method traces``); see ufd.export.traces."""
+
+    file: str
+    n_traces: int
+    tau: float
+    n_train_real: int
+    n_train_fake: int
+    n_val: int
+    val_acc: float
+    epochs: int
+    seed: int
+    max_abs_logit_error_onnx: float
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a device needs to know to run a bundle."""
 
@@ -199,7 +216,10 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)
     index: IndexInfo | None = None
-    calibration: CalibrationInfo | None = None
+    realonly: IndexInfo | None = None
+    traces: TracesInfo | None = None
+    method_thresholds: dict[str, float] = field(default_factory=dict)
+    calibrations: dict[str, CalibrationInfo] = field(default_factory=dict)
     training: TrainingSummary | None = None
 
     @property

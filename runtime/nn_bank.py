@@ -15,21 +15,27 @@ logger = logging.getLogger(__name__)
 INDEX_DIR = "index"
 INDEX_FILE = f"{INDEX_DIR}/bank.hnsw"
 LABELS_FILE = f"{INDEX_DIR}/labels.npy"
+SLOTS = {
+    "index": "ufd-index BUNDLE --real DIR --fake DIR",
+    "realonly": "ufd-index BUNDLE --real-only --real DIR",
+}
 
 
-def open_labelled_bank(bundle: Bundle, verify: bool = True) -> LabelledBank:
-    """The bundle's bank with its labels, ``ef`` and search choice applied.
+def slot_files(slot: str) -> tuple[str, str]:
+    """(index file, labels file) of a bank slot (``index`` or ``realonly``)."""
+    return f"{slot}/bank.hnsw", f"{slot}/labels.npy"
+
+
+def open_labelled_bank(bundle: Bundle, verify: bool = True, slot: str = "index") -> LabelledBank:
+    """A bundle's bank (``index``: real+fake, ``realonly``: reals) with its labels and ``ef``.
 
     Raises:
-        BundleError: no index, a dimension that differs from the encoder's, or
-            an index whose size or labels disagree with the manifest.
+        BundleError: no such bank, a dimension that differs from the encoder's,
+            or a bank whose size or labels disagree with the manifest.
     """
-    info = bundle.manifest.index
+    info = getattr(bundle.manifest, slot)
     if info is None:
-        raise BundleError(
-            f"bundle {bundle.root} has no nearest-neighbour index; build one with "
-            "ufd-index BUNDLE --real DIR --fake DIR"
-        )
+        raise BundleError(f"bundle {bundle.root} has no {slot} bank; build one with {SLOTS[slot]}")
     feature_dim = bundle.manifest.model.feature_dim
     if info.dim != feature_dim:
         raise BundleError(

@@ -19,9 +19,14 @@ from typing import IO, Protocol
 FORMATS = ("table", "jsonl", "csv")
 
 
-METHODS = ("linear", "nn", "all")
-LINEAR_FIELDS = ("logit", "prob", "label")
-NN_FIELDS = ("nn_score", "nn_label", "nn_dist_real", "nn_dist_fake")
+METHODS = ("linear", "nn", "traces", "realonly")
+"""Scoring methods; ``all`` on the command line means every one the bundle has."""
+METHOD_FIELDS = {
+    "linear": ("logit", "prob", "label"),
+    "nn": ("nn_score", "nn_label", "nn_dist_real", "nn_dist_fake"),
+    "traces": ("traces_logit", "traces_prob", "traces_label"),
+    "realonly": ("realonly_score", "realonly_label"),
+}
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class Record:
     """The result for one input: scores, or the reason there are none.
 
     Attributes:
-        path: the input as expanded (file path).
+        path: the input as expanded (file path, or ``FILE.npy#ROW`` for features).
         logit: the linear head's logit (``--method linear``).
         prob: ``sigmoid(logit)`` = p(fake).
         label: ``"fake"`` when ``prob > threshold``, else ``"real"``.
@@ -38,6 +43,11 @@ class Record:
         nn_label: the k-NN vote, ``"fake"`` or ``"real"``.
         nn_dist_real: cosine distance to the nearest real feature of the bank.
         nn_dist_fake: cosine distance to the nearest fake feature of the bank.
+        traces_logit: the natural-trace head's logit (``--method traces``).
+        traces_prob: its p(fake).
+        traces_label: fake when ``traces_prob`` exceeds the traces threshold.
+        realonly_score: mean cosine distance to the k nearest reals (``--method realonly``).
+        realonly_label: fake when the score exceeds the calibrated threshold.
         error: ``None``, or a short reason the input could not be scored.
     """
 
@@ -49,6 +59,11 @@ class Record:
     nn_label: str | None = None
     nn_dist_real: float | None = None
     nn_dist_fake: float | None = None
+    traces_logit: float | None = None
+    traces_prob: float | None = None
+    traces_label: str | None = None
+    realonly_score: float | None = None
+    realonly_label: str | None = None
     error: str | None = None
 
     @property
@@ -57,13 +72,14 @@ class Record:
         return self.error is None
 
 
-def fields_for(method: str) -> tuple[str, ...]:
-    """The record fields a method reports, in output order."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    linear = LINEAR_FIELDS if method in ("linear", "all") else ()
-    nn = NN_FIELDS if method in ("nn", "all") else ()
-    return ("path", *linear, *nn, "error")
+def fields_for(methods: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The record fields some methods report, in output order."""
+    methods = (methods,) if isinstance(methods, str) else methods
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown method {unknown}; use {', '.join(METHODS)} or all")
+    chosen = [f for m in METHODS if m in methods for f in METHOD_FIELDS[m]]
+    return ("path", *chosen, "error")
 
 
 def sigmoid(logit: float) -> float:
@@ -126,6 +142,10 @@ _TABLE_COLUMNS = {
     "nn_score": ("nn_score", 8),
     "nn_dist_real": ("d_real", 7),
     "nn_dist_fake": ("d_fake", 7),
+    "traces_label": ("traces", 6),
+    "traces_prob": ("p_traces", 8),
+    "realonly_label": ("ronly", 6),
+    "realonly_score": ("d_reals", 8),
 }
 
 
@@ -168,7 +188,10 @@ def _cell(value: object, digits: int) -> str:
 
 
 def make_writer(
-    fmt: str, stream: IO[str], method: str = "linear", appending: bool = False
+    fmt: str,
+    stream: IO[str],
+    method: str | tuple[str, ...] = "linear",
+    appending: bool = False,
 ) -> RecordWriter:
     """The writer for ``fmt`` (one of :data:`FORMATS`) over ``stream``.
 

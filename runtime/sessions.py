@@ -134,3 +134,23 @@ class LinearHeadSession(OrtSession):
         """Score a batch of features; returns one logit per row."""
         out = self.run(np.ascontiguousarray(features, dtype=np.float32))
         return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+def check_feature_dim(
+    feature_dim: int, encoder: EncoderSession, head: LinearHeadSession | None
+) -> None:
+    """The encoder's output, the head's input and the manifest must agree.
+
+    Raises:
+        BundleError: the bundle mixes graphs of different models.
+    """
+    shapes = {"encoder output": encoder.session.get_outputs()[0].shape}
+    if head is not None:
+        shapes["head input"] = head.session.get_inputs()[0].shape
+    for name, shape in shapes.items():
+        width = shape[-1] if shape else None
+        if isinstance(width, int) and width != feature_dim:
+            raise BundleError(
+                f"the {name} is {width}-d but the manifest says {feature_dim}-d features: "
+                "the bundle mixes graphs of different models; re-export it"
+            )

@@ -221,8 +221,8 @@ def test_train_calibrate_eval_commands(
     result = runner.invoke(calibrate_app, [*args, "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     calibrated = Manifest.read(bundle / "manifest.json")
-    assert calibrated.calibration.achieved_fpr <= 0.1
-    assert calibrated.threshold == calibrated.calibration.threshold
+    assert calibrated.calibrations["linear"].achieved_fpr <= 0.1
+    assert calibrated.threshold == calibrated.calibrations["linear"].threshold
 
     out = tmp_path / "eval"
     args = [str(bundle), str(dataset / "test"), "--out", str(out), "--jpeg", "75",
