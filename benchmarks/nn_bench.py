@@ -69,9 +69,10 @@ def percentile_ms(samples: list[float], q: float) -> float:
 def bench_size(
     n: int, efs: list[int], m: int, ef_construction: int, n_queries: int, latent: int
 ) -> list[dict]:
-    real = synthetic_features(n // 2, fake=False, seed=1, latent=latent)
-    fake = synthetic_features(n - n // 2, fake=True, seed=2, latent=latent)
-    labels = np.concatenate([np.zeros(len(real), bool), np.ones(len(fake), bool)])
+    vectors = np.empty((n, DIM), np.float32)  # one copy of the bank, filled per class
+    vectors[: n // 2] = synthetic_features(n // 2, fake=False, seed=1, latent=latent)
+    vectors[n // 2 :] = synthetic_features(n - n // 2, fake=True, seed=2, latent=latent)
+    labels = np.r_[np.zeros(n // 2, bool), np.ones(n - n // 2, bool)]
     queries = np.concatenate(
         [
             synthetic_features(n_queries // 2, False, 3, latent=latent),
@@ -81,10 +82,10 @@ def bench_size(
     proc = psutil.Process()
     rss0 = proc.memory_info().rss
     t0 = time.perf_counter()
-    bank = HnswBank.build(np.concatenate([real, fake]), m=m, ef_construction=ef_construction)
+    bank = HnswBank.build(vectors, m=m, ef_construction=ef_construction)
     build_s = time.perf_counter() - t0
-    rss_mb = (proc.memory_info().rss - rss0) / 1e6
-    del real, fake
+    rss_mb = (proc.memory_info().rss - rss0) / 1e6  # the index itself (data existed before)
+    del vectors
     with tempfile.TemporaryDirectory() as tmp:
         bank.save(Path(tmp) / "bank.hnsw")
         size = os.path.getsize(Path(tmp) / "bank.hnsw")

@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 
 SPACE = "cosine"
 CANDIDATES = 16
-_EXACT_CHUNK = 256
+_EXACT_CHUNK = 256  # queries per matrix product
+_EXACT_BANK_CHUNK = 131_072  # bank vectors per block of exact search
+_ADD_CHUNK = 100_000
+_CACHE_VECTORS_BELOW = 200_000  # keep a vector copy for exact search of small banks
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:
@@ -63,7 +66,6 @@ class HnswBank:
         threads: int = -1,
     ) -> HnswBank:
         """Index ``vectors`` (rows) in cosine space."""
-        vectors = l2_normalise(vectors)
         index = hnswlib.Index(space=SPACE, dim=vectors.shape[1])
         size = max(len(vectors), 1)
         index.init_index(max_elements=size, M=m, ef_construction=ef_construction, random_seed=seed)
@@ -87,25 +89,30 @@ class HnswBank:
         return self.index.dim
 
     def add(self, vectors: np.ndarray, threads: int = -1) -> None:
-        """Append vectors (normalised here), growing the index as needed."""
-        vectors = l2_normalise(vectors)
+        """Append vectors (normalised here, in chunks), growing the index as needed."""
         start = len(self)
         needed = start + len(vectors)
         if needed > self.index.get_max_elements():
             self.index.resize_index(needed)
-        self.index.add_items(vectors, np.arange(start, needed), num_threads=threads)
+        for offset in range(0, len(vectors), _ADD_CHUNK):
+            chunk = l2_normalise(vectors[offset : offset + _ADD_CHUNK])
+            ids = np.arange(start + offset, start + offset + len(chunk))
+            self.index.add_items(chunk, ids, num_threads=threads)
         self._vectors = None
 
     def save(self, path: Path) -> None:
         """Write the hnswlib index file."""
         self.index.save_index(str(path))
 
-    def vectors(self) -> np.ndarray:
-        """All stored (unit) vectors in id order, for exact search."""
-        if self._vectors is None:
-            ids = np.arange(len(self))
-            self._vectors = np.asarray(self.index.get_items(ids), dtype=np.float32)
-        return self._vectors
+    def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Stored (unit) vectors ``start:stop`` in id order (small banks are cached)."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        if len(self) <= _CACHE_VECTORS_BELOW:
+            if self._vectors is None:
+                ids = np.arange(len(self))
+                self._vectors = np.asarray(self.index.get_items(ids), dtype=np.float32)
+            return self._vectors[start:stop]
+        return np.asarray(self.index.get_items(np.arange(start, stop)), dtype=np.float32)
 
     def search(
         self, queries: np.ndarray, k: int, exact: bool, threads: int = 1
@@ -114,10 +121,24 @@ class HnswBank:
         queries = l2_normalise(queries)
         k = min(k, len(self))
         if exact:
-            return _exact_knn(self.vectors(), queries, k)
+            return self._exact(queries, k)
         self.index.set_ef(max(self.ef, k))
         ids, dist = self.index.knn_query(queries, k=k, num_threads=threads)
         return ids.astype(np.int64), dist.astype(np.float32)
+
+    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Brute-force k-NN, streaming over the bank in chunks (bounded memory)."""
+        best_ids = np.full((len(queries), 0), -1, dtype=np.int64)
+        best_dist = np.full((len(queries), 0), np.inf, dtype=np.float32)
+        for start in range(0, len(self), _EXACT_BANK_CHUNK):
+            block = self.vectors(start, start + _EXACT_BANK_CHUNK)
+            ids, dist = _exact_knn(block, queries, min(k, len(block)))
+            best_ids = np.concatenate([best_ids, ids + start], axis=1)
+            best_dist = np.concatenate([best_dist, dist], axis=1)
+            order = np.argsort(best_dist, axis=1, kind="stable")[:, :k]
+            best_ids = np.take_along_axis(best_ids, order, axis=1)
+            best_dist = np.take_along_axis(best_dist, order, axis=1)
+        return best_ids, best_dist
 
 
 def _exact_knn(bank: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -194,3 +194,17 @@ def test_detect_nn_without_index_explains(tiny_bundle: Path, tmp_path: Path) -> 
     image = random_image(tmp_path / "x.png", (224, 224))
     result = runner.invoke(detect_app, [str(tiny_bundle), str(image), "--method", "nn"])
     assert result.exit_code == 2 and "ufd-index" in result.stderr
+
+
+def test_exact_search_streams_large_banks_identically(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ufd.runtime.neighbours as nb
+
+    rng = np.random.default_rng(0)
+    vectors, queries = rng.normal(size=(3000, 32)), rng.normal(size=(50, 32))
+    bank = HnswBank.build(vectors)
+    whole = bank.search(queries, 9, exact=True)
+    monkeypatch.setattr(nb, "_EXACT_BANK_CHUNK", 700)  # 5 blocks, the last one partial
+    monkeypatch.setattr(nb, "_CACHE_VECTORS_BELOW", 10)  # no cached copy
+    bank._vectors = None
+    streamed = bank.search(queries, 9, exact=True)
+    assert np.array_equal(whole[0], streamed[0]) and np.array_equal(whole[1], streamed[1])
