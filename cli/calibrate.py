@@ -58,7 +58,7 @@ def calibrate(
     if not (real or real_features):
         raise fail("pass held-out real images with --real DIR (or --real-features X.npy)")
     detector = Detector.open(bundle, precision=precision, provider=provider)
-    detector.methods.check((method,), k if method == "realonly" else None)
+    detector.methods.check((method,), k if method == "realonly" else None, need_thresholds=False)
     dim = detector.bundle.manifest.model.feature_dim
     parts = [load_feature_file(f, dim) for f in real_features]
     if real:

@@ -35,6 +35,13 @@ def index(
         list[Path], typer.Option(help="Precomputed fake features, .npy (N, D) (repeatable).")
     ] = [],  # noqa: B006
     append: Annotated[bool, typer.Option(help="Add to the existing bank.")] = False,
+    real_only: Annotated[
+        bool,
+        typer.Option(
+            help="Build the bank of reals for --method realonly (no fakes needed); "
+            "then ufd-calibrate --method realonly on other reals."
+        ),
+    ] = False,
     m: Annotated[int, typer.Option("--m", min=2, help="HNSW graph degree M.")] = 16,
     ef_construction: Annotated[int, typer.Option(min=1, help="HNSW build-time ef.")] = 200,
     ef: Annotated[
@@ -81,8 +88,11 @@ def index(
     options = IndexOptions(
         m=m, ef_construction=ef_construction, ef=ef, seed=seed, exact_below=exact_below
     )
-    manifest = build_index(bundle, banks["real"], banks["fake"], options, append, precision)
-    info = manifest.index
+    slot = "realonly" if real_only else "index"
+    manifest = build_index(
+        bundle, banks["real"], banks["fake"], options, append, precision, slot=slot
+    )
+    info = getattr(manifest, slot)
     quality = info.quality
     typer.echo(
         f"indexed {info.counts['real']} real + {info.counts['fake']} fake features "

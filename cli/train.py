@@ -36,7 +36,10 @@ def train(
     val_split: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="Held-out share without --val-* folders.")
     ] = 0.1,
-    method: Annotated[str, typer.Option(help="Head to train: linear.")] = "linear",
+    method: Annotated[
+        str, typer.Option(help="linear (UnivFD head) or traces (natural-trace head).")
+    ] = "linear",
+    n_traces: Annotated[int, typer.Option(min=1, help="Natural traces (traces).")] = 128,
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = 100,
     batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 256,
     lr: Annotated[float, typer.Option(help="Initial learning rate.")] = 1e-4,
@@ -61,8 +64,8 @@ def train(
     from ufd.runtime.detector import Detector
     from ufd.runtime.manifest import TrainingSummary
 
-    if method != "linear":
-        raise fail(f"unknown --method {method!r}; this ufd trains: linear")
+    if method not in ("linear", "traces"):
+        raise fail(f"unknown --method {method!r}; use linear or traces")
     if not (real or real_features) or not (fake or fake_features):
         raise fail("training needs both classes: --real/--real-features and --fake/--fake-features")
     detector = Detector.open(bundle, precision=precision, provider=provider)
@@ -84,6 +87,9 @@ def train(
     data = gather(gatherer, sources["real"], sources["fake"], val_split, augment, views, seed)
     if len(data.val_x) == 0 or len(set(data.val_y.tolist())) < 2:
         raise fail("validation needs both classes: raise --val-split or pass --val-real/--val-fake")
+    if method == "traces":
+        _train_traces(detector, data, epochs, batch_size, n_traces, seed)
+        return
     options = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     result = train_linear_head(
         data.train_x,
@@ -117,6 +123,42 @@ def train(
         f"best val acc {result.best_val_acc:.4f} at epoch {result.best_epoch}; "
         f"ONNX head matches torch within {manifest.training.max_abs_logit_error_onnx:.1e}. "
         "Threshold reset to 0.5: run ufd-calibrate next."
+    )
+
+
+def _train_traces(detector, data, epochs: int, batch_size: int, n_traces: int, seed: int) -> None:
+    from ufd.export.head_install import install_traces_head
+    from ufd.export.traces import TracesOptions, train_traces_head
+    from ufd.runtime.manifest import TracesInfo
+
+    options = TracesOptions(
+        epochs=min(epochs, 60), batch_size=batch_size, n_traces=n_traces, seed=seed
+    )
+    head, val_acc = train_traces_head(
+        data.train_x,
+        data.train_y,
+        data.val_x,
+        data.val_y,
+        options,
+        lambda r: typer.echo(f"epoch {r['epoch']:3d}  loss {r['loss']:.4f}", err=True),
+    )
+    info = TracesInfo(
+        file="",
+        n_traces=n_traces,
+        tau=options.tau,
+        n_train_real=int((data.train_y == 0).sum()),
+        n_train_fake=int((data.train_y == 1).sum()),
+        n_val=len(data.val_y),
+        val_acc=val_acc,
+        epochs=options.epochs,
+        seed=seed,
+        max_abs_logit_error_onnx=0.0,
+    )
+    manifest = install_traces_head(detector.bundle, head, info, data.val_x)
+    typer.echo(
+        f"natural-trace head: {n_traces} traces, val acc {val_acc:.4f}; ONNX matches torch "
+        f"within {manifest.traces.max_abs_logit_error_onnx:.1e}. Use ufd-detect --method "
+        "traces; ufd-calibrate --method traces sets its threshold."
     )
 
 

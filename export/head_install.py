@@ -15,19 +15,31 @@ import numpy as np
 import torch
 
 from ufd.export.bundle_update import write_manifest
-from ufd.export.onnx_export import HEAD_INPUT, HEAD_OUTPUT, export_linear_head
+from ufd.export.onnx_export import (
+    HEAD_INPUT,
+    HEAD_OUTPUT,
+    export_feature_head,
+    export_linear_head,
+)
 from ufd.runtime.bundle import Bundle, sha256_file
 from ufd.runtime.errors import ExportError
-from ufd.runtime.manifest import FileEntry, GraphEntry, HeadInfo, Manifest, TrainingSummary
+from ufd.runtime.manifest import (
+    FileEntry,
+    GraphEntry,
+    HeadInfo,
+    Manifest,
+    TracesInfo,
+    TrainingSummary,
+)
 from ufd.runtime.sessions import LinearHeadSession
 
 MAX_HEAD_LOGIT_ERROR = 1e-4
 
 
-def head_onnx_error(linear: torch.nn.Linear, path: Path, features: np.ndarray) -> float:
+def head_onnx_error(head: torch.nn.Module, path: Path, features: np.ndarray) -> float:
     """Max |Δlogit| between the ONNX head at ``path`` and torch on ``features``."""
     with torch.no_grad():
-        expected = linear(torch.from_numpy(features.astype(np.float32))).reshape(-1).numpy()
+        expected = head(torch.from_numpy(features.astype(np.float32))).reshape(-1).numpy()
     got = LinearHeadSession(path, "cpu")(features)
     return float(np.abs(got - expected).max()) if len(features) else 0.0
 
@@ -81,4 +93,40 @@ def install_linear_head(
     write_manifest(root, manifest)
     if old is not None and old.path != name:
         (root / old.path).unlink(missing_ok=True)
+    return manifest
+
+
+def install_traces_head(
+    bundle: Bundle, head: torch.nn.Module, info: TracesInfo, check: np.ndarray
+) -> Manifest:
+    """Export a natural-trace head into ``bundle`` (features -> logit) and record it.
+
+    Raises:
+        ExportError: the ONNX graph does not reproduce torch within 1e-4.
+    """
+    root = bundle.root
+    digest = hashlib.sha256(
+        b"".join(p.detach().numpy().tobytes() for p in head.state_dict().values())
+    ).hexdigest()[:12]
+    name = f"traces-{digest}.onnx"
+    path = root / name
+    export_feature_head(head, check.shape[1], path)
+    error = head_onnx_error(head, path, check)
+    if error > MAX_HEAD_LOGIT_ERROR:
+        path.unlink()
+        raise ExportError(f"the ONNX traces head differs from torch by {error:.2e}; not installed")
+    old = bundle.manifest.traces
+    files = {k: v for k, v in bundle.manifest.files.items() if old is None or k != old.file}
+    files[name] = FileEntry(sha256=sha256_file(path), size=path.stat().st_size)
+    manifest = dataclasses.replace(
+        bundle.manifest,
+        files=files,
+        traces=dataclasses.replace(info, file=name, max_abs_logit_error_onnx=error),
+        method_thresholds={k: v for k, v in bundle.manifest.method_thresholds.items()
+                           if k != "traces"},
+        calibrations={k: v for k, v in bundle.manifest.calibrations.items() if k != "traces"},
+    )  # fmt: skip
+    write_manifest(root, manifest)
+    if old is not None and old.file != name:
+        (root / old.file).unlink(missing_ok=True)
     return manifest

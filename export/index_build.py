@@ -24,7 +24,7 @@ from ufd.runtime.errors import ExportError
 from ufd.runtime.inputs import InputItem
 from ufd.runtime.manifest import IndexInfo, IndexQuality, Manifest
 from ufd.runtime.neighbours import HnswBank, knn_vote
-from ufd.runtime.nn_bank import INDEX_DIR, INDEX_FILE, LABELS_FILE, open_labelled_bank
+from ufd.runtime.nn_bank import open_labelled_bank, slot_files
 
 logger = logging.getLogger(__name__)
 
@@ -98,15 +98,27 @@ def build_index(
     options: IndexOptions,
     append: bool = False,
     encoder_precision: str = "fp32",
+    slot: str = "index",
 ) -> Manifest:
-    """Build (or extend) the bundle's labelled bank and record it in the manifest.
+    """Build (or extend) one of the bundle's banks and record it in the manifest.
+
+    Args:
+        bundle_dir: the bundle.
+        real: real features (N, D).
+        fake: fake features (M, D); must be empty for the ``realonly`` slot.
+        options: hnswlib parameters and the quality check.
+        append: add to the existing bank of the slot.
+        encoder_precision: what encoded the features (recorded).
+        slot: ``index`` (real + fake, for the NN vote) or ``realonly`` (reals).
 
     Raises:
-        ExportError: an empty bank, a single class, or a dimension mismatch.
+        ExportError: an empty bank, a missing class, or a dimension mismatch.
     """
     from ufd.runtime.bundle import Bundle
 
     bundle = Bundle.open(bundle_dir)
+    if slot == "realonly" and len(fake):
+        raise ExportError("a real-only bank takes real images only: drop --fake")
     dim = bundle.manifest.model.feature_dim
     for name, feats in (("real", real), ("fake", fake)):
         if len(feats) and feats.shape[1] != dim:
@@ -114,14 +126,16 @@ def build_index(
     new_labels = np.concatenate([np.zeros(len(real), np.uint8), np.ones(len(fake), np.uint8)])
     new_vectors = np.concatenate([real, fake]) if len(new_labels) else np.zeros((0, dim))
     started = time.perf_counter()
-    if append and bundle.manifest.index is not None:
-        existing = open_labelled_bank(bundle)
+    previous = getattr(bundle.manifest, slot)
+    check = _check_reals if slot == "realonly" else _check_classes
+    if append and previous is not None:
+        existing = open_labelled_bank(bundle, slot=slot)
         bank, labels = existing.bank, existing.labels.astype(np.uint8)
         if len(new_vectors):
             bank.add(new_vectors, options.threads)
         labels = np.concatenate([labels, new_labels])
     else:
-        _check_classes(new_labels)
+        check(new_labels)
         bank = HnswBank.build(
             new_vectors,
             options.m,
@@ -131,7 +145,7 @@ def build_index(
             options.threads,
         )
         labels = new_labels
-    _check_classes(labels)
+    check(labels)
     build_seconds = time.perf_counter() - started
     quality = measure_quality(bank, labels, options)
     if quality.recall_at_1 < MIN_RECALL_AT_1:
@@ -141,11 +155,11 @@ def build_index(
             quality.recall_at_1,
             MIN_RECALL_AT_1,
         )
-    previous = bundle.manifest.index
     kept = previous if append and previous is not None else None  # appended graphs keep these
+    index_file, labels_file = slot_files(slot)
     info = IndexInfo(
-        file=INDEX_FILE,
-        labels_file=LABELS_FILE,
+        file=index_file,
+        labels_file=labels_file,
         dim=dim,
         counts={"real": int((labels == 0).sum()), "fake": int((labels == 1).sum())},
         m=kept.m if kept else options.m,
@@ -157,10 +171,15 @@ def build_index(
         build_seconds=round(build_seconds, 3),
         quality=quality,
     )
-    with staged_folder(bundle, INDEX_DIR) as staging:
-        bank.save(staging / Path(INDEX_FILE).name)
-        np.save(staging / Path(LABELS_FILE).name, labels, allow_pickle=False)
-        return publish_folder(bundle, INDEX_DIR, staging, index=info)
+    with staged_folder(bundle, slot) as staging:
+        bank.save(staging / Path(index_file).name)
+        np.save(staging / Path(labels_file).name, labels, allow_pickle=False)
+        return publish_folder(bundle, slot, staging, **{slot: info})
+
+
+def _check_reals(labels: np.ndarray) -> None:
+    if len(labels) == 0:
+        raise ExportError("the real-only bank is empty: pass --real DIR or --real-features FILE")
 
 
 def _check_classes(labels: np.ndarray) -> None:

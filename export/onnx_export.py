@@ -49,8 +49,15 @@ def export_encoder(
 
 def export_linear_head(linear: torch.nn.Linear, path: Path, opset: int = DEFAULT_OPSET) -> None:
     """Write the head as ONNX: ``features`` (N,D) -> ``logits`` (N,1)."""
-    example = torch.zeros(2, linear.in_features)
-    _export(linear, example, path, HEAD_INPUT, HEAD_OUTPUT, opset)
+    export_feature_head(linear, linear.in_features, path, opset)
+
+
+def export_feature_head(
+    head: torch.nn.Module, dim: int, path: Path, opset: int = DEFAULT_OPSET
+) -> None:
+    """Write any features -> logit module as ONNX: ``features`` (N,D) -> ``logits`` (N,1)."""
+    example = torch.randn(2, dim, generator=torch.Generator().manual_seed(0))
+    _export(head, example, path, HEAD_INPUT, HEAD_OUTPUT, opset)
 
 
 def _export(

@@ -5,7 +5,8 @@ whose loss equation is not public. Built on supervised contrastive learning
 (Khosla et al., 2020) with K learnable *natural traces* as extra anchors of the
 real class:
 
-* ``z = normalise(g(f))``: a projection head g on the frozen CLIP feature f;
+* ``z = normalise(f + g(f))``: a residual projection head g (an MLP whose last
+  layer starts at zero) on the frozen CLIP feature f;
   ``t_k = normalise(T_k)``: the traces. Similarities are cosines over tau.
 * For an anchor i, ``q_i(x) = exp(z_i.x / tau) / sum_{a != i} exp(z_i.a / tau)``,
   the sum running over the batch (reals and fakes) and the traces.
@@ -39,18 +40,25 @@ TRACE_TEMPERATURE = 0.1
 class TracesHead(torch.nn.Module):
     """Projection head + natural traces + logistic calibration: features -> logit."""
 
-    def __init__(self, dim: int, hidden: int = 512, out: int = 128, n_traces: int = 16) -> None:
+    def __init__(self, dim: int, hidden: int = 512, n_traces: int = 128) -> None:
         super().__init__()
         self.projection = torch.nn.Sequential(
-            torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, out)
+            torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, dim)
         )
-        self.traces = torch.nn.Parameter(torch.randn(n_traces, out))
+        torch.nn.init.zeros_(self.projection[2].weight)  # start as the identity map
+        torch.nn.init.zeros_(self.projection[2].bias)
+        self.traces = torch.nn.Parameter(torch.randn(n_traces, dim))
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("offset", torch.tensor(0.0))
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
-        """Unit-length projections z of features (N, D) -> (N, out)."""
-        return F.normalize(self.projection(features), dim=1)
+        """Unit-length embeddings ``z = normalise(f + g(f))`` (N, D).
+
+        The residual form keeps every direction of the CLIP feature: the head
+        can reshape what it saw in training, but a direction no training
+        generator used still moves an image away from the traces.
+        """
+        return F.normalize(features + self.projection(features), dim=1)
 
     def unit_traces(self) -> torch.Tensor:
         """The traces on the unit sphere (K, out)."""
@@ -105,9 +113,8 @@ class TracesOptions:
     epochs: int = 60
     batch_size: int = 256
     lr: float = 1e-3
-    n_traces: int = 16
+    n_traces: int = 128
     hidden: int = 512
-    out: int = 128
     tau: float = TRACE_TEMPERATURE
     seed: int = 0
 
@@ -132,7 +139,7 @@ def train_traces_head(
     generator = torch.Generator().manual_seed(options.seed)
     x = torch.from_numpy(np.ascontiguousarray(train_x, np.float32))
     y = torch.from_numpy(np.asarray(train_y) > 0.5)
-    head = TracesHead(x.shape[1], options.hidden, options.out, options.n_traces)
+    head = TracesHead(x.shape[1], options.hidden, options.n_traces)
     with torch.no_grad():  # start the traces on real embeddings
         reals = head.embed(x[~y])
         pick = torch.randperm(len(reals), generator=generator)[: options.n_traces]

@@ -80,8 +80,11 @@ class MethodRunner:
             return calibration.k if calibration and calibration.k else 1
         return 1
 
-    def check(self, methods: tuple[str, ...], k: int | None) -> None:
-        """Load every component the methods need, with explanatory errors."""
+    def check(self, methods: tuple[str, ...], k: int | None, need_thresholds: bool = True) -> None:
+        """Load every component the methods need, with explanatory errors.
+
+        ``need_thresholds=False`` (for calibration) skips the calibrated thresholds.
+        """
         if k is not None and k < 1:
             raise ValueError("k must be at least 1")
         for method in methods:
@@ -99,7 +102,7 @@ class MethodRunner:
                     )
             if method == "traces":
                 self.traces_head  # noqa: B018 - loads and verifies
-            if method == "realonly":
+            if method == "realonly" and need_thresholds:
                 self.realonly_threshold  # noqa: B018 - must be calibrated
 
     @property
