@@ -91,6 +91,9 @@ def detect(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write records here (default stdout).")
     ] = None,
+    decode_workers: Annotated[
+        int, typer.Option(min=0, help="Threads decoding images ahead of the encoder.")
+    ] = 1,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse images with more decoded pixels than this.")
     ] = DEFAULT_MAX_PIXELS,
@@ -118,6 +121,7 @@ def detect(
         threads=threads,
         threshold=threshold,
         max_pixels=max_pixels,
+        decode_workers=decode_workers,
     )
     try:
         methods = detector.methods.resolve(method)

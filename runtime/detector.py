@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from ufd.runtime.errors import BundleError, ImageError
 from ufd.runtime.inputs import InputItem, expand_inputs
 from ufd.runtime.methods import MethodRunner
 from ufd.runtime.neighbours import LabelledBank
+from ufd.runtime.pipeline import FeatureBatch, Prepared, prepare_stream
 from ufd.runtime.preprocess import build_preprocessor
 from ufd.runtime.records import Record
 from ufd.runtime.scoring import batch_records
@@ -37,19 +37,8 @@ from ufd.runtime.sessions import (
 
 logger = logging.getLogger(__name__)
 
-FeatureBatch = tuple[list["Prepared"], np.ndarray | None, str | None]
-"""A batch of inputs, the features of those that decoded, and an encoder failure."""
 
 DEFAULT_BATCH_SIZE = 8
-
-
-@dataclass
-class Prepared:
-    """One input after decoding and preprocessing: its pixels, or why there are none."""
-
-    item: InputItem
-    pixels: np.ndarray | None = None
-    error: str | None = None
 
 
 class Detector:
@@ -64,6 +53,7 @@ class Detector:
         threshold: float,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verify: bool = True,
+        decode_workers: int = 1,
     ) -> None:
         self.bundle = bundle
         self.encoder = encoder
@@ -74,6 +64,7 @@ class Detector:
         self.preprocess_config = bundle.manifest.preprocess
         self.preprocessor = build_preprocessor(self.preprocess_config)
         self.verify = verify
+        self.decode_workers = decode_workers
         self.methods = MethodRunner(bundle, head, self.threshold, verify)
 
     @classmethod
@@ -86,6 +77,7 @@ class Detector:
         threshold: float | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verify: bool = True,
+        decode_workers: int = 1,
     ) -> Detector:
         """Load a bundle.
 
@@ -98,6 +90,7 @@ class Detector:
             threshold: decision threshold on p(fake); ``None`` uses the manifest's.
             max_pixels: refuse images with more decoded pixels than this.
             verify: check each loaded file's sha256 against the manifest.
+            decode_workers: threads decoding images ahead of the encoder (0: none).
 
         Raises:
             BundleError: the bundle is damaged or lacks what was asked for.
@@ -134,6 +127,7 @@ class Detector:
             manifest.threshold if threshold is None else threshold,
             max_pixels,
             verify,
+            decode_workers,
         )
 
     @property
@@ -249,8 +243,8 @@ class Detector:
         prepare = prepare or self.prepare
         pending: list[Prepared] = []
         n_ready = 0
-        for item in items:
-            prepared = _prepare_item(item, prepare)
+        lookahead = max(2 * batch_size, 4)
+        for prepared in prepare_stream(items, prepare, self.decode_workers, lookahead):
             pending.append(prepared)
             n_ready += prepared.pixels is not None
             if n_ready >= batch_size:
@@ -301,14 +295,3 @@ class Detector:
             columns = self.methods.columns(methods, features, k, exact)
         errors = [p.error or failure if p.pixels is None or failure else None for p in batch]
         return batch_records([p.item.path for p in batch], errors, columns)
-
-
-def _prepare_item(item: InputItem, prepare: Callable[[str], np.ndarray]) -> Prepared:
-    if item.error is not None:
-        return Prepared(item, error=item.error)
-    try:
-        return Prepared(item, pixels=prepare(item.path))
-    except ImageError as e:
-        return Prepared(item, error=str(e))
-    except Exception as e:  # noqa: BLE001 - a perturbation must not stop a run either
-        return Prepared(item, error=f"preprocessing failed ({type(e).__name__}: {e})")
