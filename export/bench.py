@@ -1,0 +1,210 @@
+"""``ufd-bench``'s engine: latency, throughput, memory and fraction of peak.
+
+Every configuration runs in its own subprocess (``python -m ufd.export.bench``)
+so that start-up time and peak RSS are its own. The machine's fp32 and int8
+MatMul peaks (onnxruntime, 4096 x 4096) are measured in the same run, and each
+encoder's MACs are counted from its ONNX graph, so every latency is also a
+fraction of what the hardware can do.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MATMUL_N = 4096
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50/p90/p99 in milliseconds."""
+    ms = np.array(samples) * 1e3
+    return {f"p{q}_ms": float(np.percentile(ms, q)) for q in (50, 90, 99)}
+
+
+def count_macs(model_path: Path, image_size: int = 224) -> float:
+    """Multiply-accumulates of one image through a float graph (MatMul, Gemm, Conv)."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(model_path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    for i, value in enumerate((1, 3, image_size, image_size)):
+        dims[i].ClearField("dim_param")
+        dims[i].dim_value = value
+    model = shape_inference.infer_shapes(model)
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)
+    }
+    shapes |= {t.name: list(t.dims) for t in model.graph.initializer}
+    macs = 0.0
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Gemm", "Conv"):
+            continue
+        out = shapes.get(node.output[0])
+        a = shapes.get(node.input[0])
+        if not out or not a or 0 in out:
+            continue
+        if node.op_type in ("MatMul", "Gemm"):
+            macs += float(np.prod(out)) * a[-1]
+        elif node.op_type == "Conv":
+            w = shapes.get(node.input[1])
+            macs += float(np.prod(out)) * float(np.prod(w[1:])) if w else 0.0
+    return macs
+
+
+def matmul_peak(dtype: str, repeats: int = 5) -> float:
+    """Sustained onnxruntime GMAC/s of a 4096^3 MatMul (fp32, or int8 dynamic)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = MATMUL_N
+    weight = numpy_helper.from_array(
+        np.random.default_rng(0).normal(size=(n, n)).astype(np.float32), "w"
+    )
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
+        [weight],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mm.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        if dtype == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(path, Path(tmp) / "mm8.onnx", weight_type=QuantType.QInt8)
+            path = Path(tmp) / "mm8.onnx"
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(1).normal(size=(n, n)).astype(np.float32)
+        session.run(None, {"x": x})
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session.run(None, {"x": x})
+            times.append(time.perf_counter() - start)
+    return n**3 / min(times) / 1e9
+
+
+def _rss_mb() -> float:
+    """This process's peak RSS in MB.
+
+    ``VmHWM`` belongs to the address space made by ``exec``; ``ru_maxrss`` would
+    also count the parent's pages inherited at ``fork``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ort(bundle: str, precision: str, batch: int, iterations: int, threads: int | None):
+    """Encoder (+head) latency of one bundle precision at one batch size."""
+    from ufd.runtime import Detector
+
+    start = time.perf_counter()
+    detector = Detector.open(bundle, precision=precision, provider="cpu", threads=threads)
+    startup = time.perf_counter() - start
+    size = detector.bundle.manifest.model.image_size
+    x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
+    detector.logits(detector.features(x))  # warm-up
+    times = []
+    for _ in range(iterations):
+        t = time.perf_counter()
+        detector.logits(detector.features(x))
+        times.append(time.perf_counter() - t)
+    return {"startup_s": startup, **percentiles(times), "throughput_ips": batch / np.median(times)}
+
+
+def run_e2e_ort(bundle: str, precision: str, folder: str, threads: int | None) -> dict:
+    """End to end on a folder, batch 1: decode + preprocess + encoder + head."""
+    from ufd.runtime import Detector
+    from ufd.runtime.inputs import expand_inputs
+
+    detector = Detector.open(bundle, precision=precision, provider="cpu", threads=threads)
+    items = list(expand_inputs([folder]))
+    list(detector.score_batches(items[:2], 1))  # warm-up
+    start = time.perf_counter()
+    records = [r for batch in detector.score_batches(items, 1) for r in batch]
+    elapsed = time.perf_counter() - start
+    scored = sum(r.ok for r in records)
+    return {"images": scored, "per_image_ms": elapsed / max(scored, 1) * 1e3}
+
+
+def run_torch(model: str, checkpoint: str, folder: str | None, batch: int, iterations: int):
+    """Torch fp32 eager: encoder latency, and end to end on a folder (the official way)."""
+    import open_clip
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    from ufd.export.models import MODEL_CONFIG_DIR
+    from ufd.runtime.inputs import expand_inputs
+    from ufd.runtime.manifest import CLIP_MEAN, CLIP_STD
+
+    open_clip.add_model_config(MODEL_CONFIG_DIR)
+    start = time.perf_counter()
+    weights = None if checkpoint in ("", "none") else checkpoint
+    visual = open_clip.create_model(model, pretrained=weights).visual.eval()
+    fc = torch.nn.Linear(visual.output_dim, 1).eval()
+    startup = time.perf_counter() - start
+    x = torch.randn(batch, 3, 224, 224)
+    times = []
+    with torch.no_grad():
+        fc(visual(x))
+        for _ in range(iterations):
+            t = time.perf_counter()
+            fc(visual(x))
+            times.append(time.perf_counter() - t)
+    result = {
+        "startup_s": startup,
+        **percentiles(times),
+        "throughput_ips": batch / np.median(times),
+    }
+    if folder:
+        tf = transforms.Compose(
+            [transforms.CenterCrop(224), transforms.ToTensor(),
+             transforms.Normalize(CLIP_MEAN, CLIP_STD)]
+        )  # fmt: skip
+        paths = [i.path for i in expand_inputs([folder]) if i.error is None]
+        scored = 0
+        with torch.no_grad():
+            start = time.perf_counter()
+            for path in paths:
+                try:
+                    pixels = tf(Image.open(path).convert("RGB")).unsqueeze(0)
+                except OSError:
+                    continue  # the official pipeline would crash here; skip the file
+                fc(visual(pixels))
+                scored += 1
+            result["e2e_per_image_ms"] = (time.perf_counter() - start) / max(scored, 1) * 1e3
+    return result
+
+
+def child(kind: str, **kwargs) -> dict:
+    """Run one configuration in a fresh interpreter; its JSON result plus peak RSS."""
+    code = (
+        "import json, sys; from ufd.export import bench; "
+        f"r = bench.{kind}(**json.loads(sys.argv[1])); "
+        "r['peak_rss_mb'] = bench._rss_mb(); print('UFD-BENCH' + json.dumps(r))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("UFD-BENCH"):
+            return json.loads(line[len("UFD-BENCH") :])
+    raise RuntimeError(f"{kind} failed: {out.stderr.strip().splitlines()[-1:]}")
