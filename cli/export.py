@@ -64,6 +64,23 @@ def export(
             "(OpenAI weights need it; set it for local OpenAI checkpoints).",
         ),
     ] = None,
+    quantization: Annotated[
+        str,
+        typer.Option(
+            help="int8 flavour: dynamic (fast on CPU) or static (QDQ, activation ranges "
+            "calibrated on --calibration-dir images; batch-invariant)."
+        ),
+    ] = "dynamic",
+    optimize: Annotated[
+        bool,
+        typer.Option(
+            "--optimize/--no-optimize",
+            help="Save onnxruntime's EXTENDED-level optimised graphs (fp32/int8) in the bundle.",
+        ),
+    ] = False,
+    calibration_dir: Annotated[
+        Path | None, typer.Option(help="Images to calibrate static int8 on (default: probes).")
+    ] = None,
     max_logit_error: Annotated[
         float | None,
         typer.Option(help="Refuse fp16/int8 graphs whose max |Δlogit| vs torch exceeds this."),
@@ -92,6 +109,9 @@ def export(
         quick_gelu=quick_gelu,
         preprocess=PreprocessConfig(mode="resize_center_crop" if resize else "center_crop"),
         max_logit_error=max_logit_error,
+        quantization=quantization,
+        optimize=optimize,
+        calibration_dir=calibration_dir,
         threshold=threshold,
         force=force,
     )

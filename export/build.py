@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from ufd.export.heads import load_head
 from ufd.export.models import load_visual
 from ufd.export.onnx_export import (
@@ -25,13 +27,19 @@ from ufd.export.onnx_export import (
     export_encoder,
     export_linear_head,
 )
-from ufd.export.precision import make_fp16, make_int8_dynamic
+from ufd.export.precision import (
+    make_fp16,
+    make_int8_dynamic,
+    make_int8_static,
+    optimize_in_place,
+)
 from ufd.export.probes import folder_probes, synthetic_probes
 from ufd.export.validate import enforce, measure_parity, torch_reference
 from ufd.export.writer import BundleWriter, check_destination
 from ufd.runtime import __version__
 from ufd.runtime.errors import ExportError
 from ufd.runtime.manifest import PRECISIONS, GraphEntry, Manifest, PreprocessConfig
+from ufd.runtime.preprocess import build_preprocessor
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,10 @@ class ExportOptions:
     max_logit_error: float | None = None
     threshold: float = 0.5
     force: bool = False
+    quantization: str = "dynamic"
+    optimize: bool = False
+    calibration_dir: Path | None = None
+    n_calibration: int = 64
 
     def __post_init__(self) -> None:
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -68,6 +80,8 @@ class ExportOptions:
                 f"unknown precision(s) {bad}; choose from {', '.join(PRECISIONS)}, "
                 "comma-separated (e.g. fp32,int8)"
             )
+        if self.quantization not in ("dynamic", "static"):
+            raise ExportError(f"--quantization must be dynamic or static, not {self.quantization}")
         if not 0.0 < self.threshold < 1.0:
             raise ExportError(f"threshold {self.threshold} must lie strictly between 0 and 1")
 
@@ -117,25 +131,23 @@ def export_bundle(
 
         for precision in _ordered(options.precisions):
             path = writer.path(encoder_file(precision))
-            if precision == "int8":
-                on_step("quantising the encoder to int8 (dynamic, per-channel)")
-                make_int8_dynamic(fp32_path, path)
-            elif precision == "fp16":
-                on_step("converting the encoder to fp16")
-                make_fp16(fp32_path, path)
+            entry = _derive(precision, fp32_path, path, options, reference.pixels, on_step)
             on_step(f"validating {precision} against torch on {len(probes)} probes")
-            batch_invariant = precision != "int8"  # dynamic int8: per-tensor activation scales
-            report = measure_parity(precision, path, head_path, reference, batch_invariant)
+            report = measure_parity(precision, path, head_path, reference, entry.batch_invariant)
             enforce(report, options.max_logit_error)
             parity[precision] = report
-            graphs[f"encoder.{precision}"] = GraphEntry(
-                "encoder",
-                precision,
-                encoder_file(precision),
-                ENCODER_INPUT,
-                ENCODER_OUTPUT,
-                batch_invariant,
-            )
+            graphs[f"encoder.{precision}"] = entry
+        if options.optimize:  # last: int8/fp16 derive from the plain fp32 graph
+            for precision in [p for p in options.precisions if p != "fp16"]:
+                on_step(f"saving onnxruntime's optimised {precision} graph, re-validating")
+                entry = graphs[f"encoder.{precision}"]
+                optimize_in_place(writer.path(entry.path))
+                report = measure_parity(
+                    precision, writer.path(entry.path), head_path, reference, entry.batch_invariant
+                )
+                enforce(report, options.max_logit_error)
+                parity[precision] = report
+                graphs[f"encoder.{precision}"] = dataclasses.replace(entry, optimization="extended")
         if "fp32" not in options.precisions:  # validated as the source, not shipped
             fp32_path.unlink()
             del graphs["encoder.fp32"]
@@ -157,6 +169,43 @@ def export_bundle(
         writer.commit(manifest)
     logger.info("export took %.1f s", time.perf_counter() - started)
     return manifest
+
+
+def _derive(
+    precision: str,
+    fp32_path: Path,
+    path: Path,
+    options: ExportOptions,
+    probe_pixels: np.ndarray,
+    on_step: Callable[[str], None],
+) -> GraphEntry:
+    """Make the ``precision`` graph at ``path`` (fp32 exists already) and describe it."""
+    quantization, batch_invariant = None, True
+    if precision == "int8" and options.quantization == "static":
+        on_step("quantising the encoder to int8 (static QDQ, calibrated)")
+        pixels = probe_pixels
+        if options.calibration_dir is not None:
+            preprocessor = build_preprocessor(options.preprocess)
+            images = folder_probes(options.calibration_dir, options.n_calibration)
+            pixels = np.stack([preprocessor(image) for image in images])
+        make_int8_static(fp32_path, path, pixels, ENCODER_INPUT)
+        quantization = "static"
+    elif precision == "int8":
+        on_step("quantising the encoder to int8 (dynamic, per-channel)")
+        make_int8_dynamic(fp32_path, path)
+        quantization, batch_invariant = "dynamic", False  # per-tensor activation scales
+    elif precision == "fp16":
+        on_step("converting the encoder to fp16")
+        make_fp16(fp32_path, path)
+    return GraphEntry(
+        "encoder",
+        precision,
+        encoder_file(precision),
+        ENCODER_INPUT,
+        ENCODER_OUTPUT,
+        batch_invariant,
+        quantization,
+    )
 
 
 def _ordered(precisions: tuple[str, ...]) -> list[str]:

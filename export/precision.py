@@ -1,8 +1,10 @@
 """Derive reduced-precision encoder graphs from the fp32 one.
 
-* ``int8``: onnxruntime dynamic quantisation of MatMul weights (QInt8,
-  per-channel); activations are quantised at run time. The fast CPU path
-  (static QDQ was measured slower on this CPU, see RUNTIME-NOTES).
+* ``int8`` (``dynamic``, default): onnxruntime dynamic quantisation of MatMul
+  weights (QInt8, per-channel); activations are quantised at run time, per
+  tensor. The fast CPU path here.
+* ``int8`` (``static``): QDQ with activation ranges calibrated on images
+  (``--calibration-dir``); batch-invariant, but slower on this CPU.
 * ``fp16``: onnxruntime's float16 converter with fp32 inputs/outputs and
   LayerNormalization kept in fp32 (openai/CLIP#171). For CUDA; slow on CPU.
 
@@ -15,6 +17,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from ufd.export.onnx_export import check_graph
@@ -42,6 +45,49 @@ def make_int8_dynamic(src: Path, dst: Path) -> None:
     check_graph(dst)
 
 
+class _PixelReader:
+    """Feeds preprocessed calibration images to onnxruntime's static quantiser."""
+
+    def __init__(self, pixels: np.ndarray, input_name: str) -> None:
+        self._batches = iter([{input_name: p[None]} for p in pixels])
+
+    def get_next(self) -> dict | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # pragma: no cover - not used by MinMax calibration
+        pass
+
+
+def make_int8_static(src: Path, dst: Path, calibration: np.ndarray, input_name: str) -> None:
+    """Write a static QDQ int8 copy of ``src`` calibrated on preprocessed images.
+
+    Weights int8 per channel, activations uint8 (x86), MatMul only, MinMax
+    ranges. Activation scales are fixed, so scores do not depend on the batch.
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    try:
+        quantize_static(
+            src,
+            dst,
+            _PixelReader(calibration, input_name),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    except Exception as e:
+        raise ExportError(f"static int8 quantisation of {src.name} failed: {e}") from e
+    check_graph(dst)
+
+
 def make_fp16(src: Path, dst: Path) -> None:
     """Write an fp16 copy of graph ``src`` with fp32 inputs, outputs and LayerNorm."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
@@ -62,3 +108,23 @@ def make_fp16(src: Path, dst: Path) -> None:
     except Exception as e:
         raise ExportError(f"fp16 conversion of {src.name} failed: {e}") from e
     check_graph(dst)
+
+
+def optimize_in_place(path: Path) -> None:
+    """Replace graph ``path`` by onnxruntime's EXTENDED-level optimisation of it.
+
+    EXTENDED fusions (LayerNorm, GELU, MatMul+Add...) are saved so a device
+    does not redo them at every start; ALL-level layout transforms are not
+    saved, since they tie a graph to the CPU it was optimised on.
+    """
+    import onnxruntime as ort
+
+    tmp = path.with_name(path.name + ".opt")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp)
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ExportError(f"onnxruntime could not optimise {path.name}: {e}") from e
+    tmp.replace(path)

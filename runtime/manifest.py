@@ -90,6 +90,10 @@ class GraphEntry:
     batch_invariant: bool = True
     """False when an image's output depends on the rest of its batch (dynamic int8
     quantises activations per tensor): the runtime then runs one image per call."""
+    quantization: str | None = None
+    """``dynamic`` or ``static`` for int8 graphs."""
+    optimization: str | None = None
+    """``extended`` when onnxruntime's optimised graph was saved (``--optimize``)."""
 
 
 @dataclass(frozen=True)

@@ -193,3 +193,39 @@ def test_bad_model_arguments_explain_themselves(model: str, pretrained: str, mes
 def test_unknown_precision_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="unknown precision"):
         ExportOptions(out=tmp_path, precisions=("fp8",))
+
+
+def test_static_int8_is_calibrated_and_batch_invariant(tmp_path: Path, sample_dir: Path) -> None:
+    manifest = export_bundle(
+        ExportOptions(
+            out=tmp_path / "b",
+            model=TINY_MODEL,
+            pretrained="none",
+            head="none",
+            precisions=("int8",),
+            quantization="static",
+            calibration_dir=sample_dir,
+            n_calibration=8,
+        )
+    )
+    graph = manifest.encoder("int8")
+    assert graph.quantization == "static" and graph.batch_invariant
+    assert manifest.parity["int8"].min_feature_cosine > 0.99
+    detector = Detector.open(tmp_path / "b", precision="int8", provider="cpu")
+    x = np.random.default_rng(0).normal(size=(4, 3, 224, 224)).astype(np.float32)
+    together = detector.encoder.run(x)  # one call for the whole batch
+    alone = np.concatenate([detector.encoder.run(x[i : i + 1]) for i in range(4)])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_optimized_graphs_are_saved_revalidated_and_equal(tmp_path: Path) -> None:
+    options = dict(model=TINY_MODEL, pretrained="none", head="none", precisions=("fp32", "int8"))
+    plain = export_bundle(ExportOptions(out=tmp_path / "plain", **options))
+    optimized = export_bundle(ExportOptions(out=tmp_path / "opt", optimize=True, **options))
+    assert optimized.encoder("fp32").optimization == "extended"
+    assert optimized.parity["fp32"].min_feature_cosine >= 0.99999
+    assert plain.files["encoder.fp32.onnx"].sha256 != optimized.files["encoder.fp32.onnx"].sha256
+    x = np.random.default_rng(0).normal(size=(2, 3, 224, 224)).astype(np.float32)
+    a = Detector.open(tmp_path / "plain", precision="fp32", provider="cpu").features(x)
+    b = Detector.open(tmp_path / "opt", precision="fp32", provider="cpu").features(x)
+    np.testing.assert_allclose(a, b, atol=1e-4)
