@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from ufd.cli.common import fail, handle_errors, setup_logging
@@ -37,7 +38,11 @@ def train(
         float, typer.Option(min=0.0, max=0.9, help="Held-out share without --val-* folders.")
     ] = 0.1,
     method: Annotated[
-        str, typer.Option(help="linear (UnivFD head) or traces (natural-trace head).")
+        str,
+        typer.Option(
+            help="linear (UnivFD head), traces (natural-trace head) or fused (weights "
+            "combining the bundle's methods, fitted on these labelled images)."
+        ),
     ] = "linear",
     n_traces: Annotated[int, typer.Option(min=1, help="Natural traces (traces).")] = 128,
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = 100,
@@ -64,8 +69,8 @@ def train(
     from ufd.runtime.detector import Detector
     from ufd.runtime.manifest import TrainingSummary
 
-    if method not in ("linear", "traces"):
-        raise fail(f"unknown --method {method!r}; use linear or traces")
+    if method not in ("linear", "traces", "fused"):
+        raise fail(f"unknown --method {method!r}; use linear, traces or fused")
     if not (real or real_features) or not (fake or fake_features):
         raise fail("training needs both classes: --real/--real-features and --fake/--fake-features")
     detector = Detector.open(bundle, precision=precision, provider=provider)
@@ -89,6 +94,10 @@ def train(
         raise fail("validation needs both classes: raise --val-split or pass --val-real/--val-fake")
     if method == "traces":
         _train_traces(detector, data, epochs, batch_size, n_traces, seed)
+        return
+    if method == "fused":
+        _fit_fusion(detector, np.concatenate([data.train_x, data.val_x]),
+                    np.concatenate([data.train_y, data.val_y]))  # fmt: skip
         return
     options = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     result = train_linear_head(
@@ -123,6 +132,33 @@ def train(
         f"best val acc {result.best_val_acc:.4f} at epoch {result.best_epoch}; "
         f"ONNX head matches torch within {manifest.training.max_abs_logit_error_onnx:.1e}. "
         "Threshold reset to 0.5: run ufd-calibrate next."
+    )
+
+
+def _fit_fusion(detector, features: np.ndarray, labels: np.ndarray) -> None:
+    import dataclasses
+
+    from ufd.export.bundle_update import write_manifest
+    from ufd.export.fusion import fit_fusion
+
+    methods = tuple(m for m in detector.methods.available() if m != "fused")
+    if len(methods) < 2:
+        raise fail(f"fusion needs two methods or more; this bundle has {', '.join(methods)}")
+    scores = detector.methods.raw_scores(methods, features, None, None)
+    fusion = fit_fusion(scores, labels)
+    manifest = detector.bundle.manifest
+    thresholds = {k: v for k, v in manifest.method_thresholds.items() if k != "fused"}
+    write_manifest(
+        detector.bundle.root,
+        dataclasses.replace(manifest, fusion=fusion, method_thresholds=thresholds),
+    )
+    weights = ", ".join(
+        f"{m} {w:+.2f}" for m, w in zip(fusion.methods, fusion.weights, strict=True)
+    )
+    typer.echo(
+        f"fusion of {', '.join(methods)} fitted on {fusion.n_val} labelled features "
+        f"(weights on standardised scores: {weights}); accuracy {fusion.val_acc:.4f}. "
+        "Use ufd-detect --method fused. These features should be held out from the banks."
     )
 
 

@@ -204,6 +204,19 @@ class TracesInfo:
 
 
 @dataclass(frozen=True)
+class FusionInfo:
+    """``--method fused``: p(fake) = sigmoid(sum_m w_m (s_m - mean_m) / std_m + bias)."""
+
+    methods: list[str]
+    means: list[float]
+    stds: list[float]
+    weights: list[float]
+    bias: float
+    n_val: int
+    val_acc: float
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything a device needs to know to run a bundle."""
 
@@ -222,6 +235,7 @@ class Manifest:
     index: IndexInfo | None = None
     realonly: IndexInfo | None = None
     traces: TracesInfo | None = None
+    fusion: FusionInfo | None = None
     method_thresholds: dict[str, float] = field(default_factory=dict)
     calibrations: dict[str, CalibrationInfo] = field(default_factory=dict)
     training: TrainingSummary | None = None

@@ -6,6 +6,8 @@
 * ``realonly``: mean cosine distance to the k nearest *real* features
   (``ufd-index --real-only``); fake above a threshold calibrated for a
   target false-positive rate (``ufd-calibrate --method realonly``).
+* ``fused``: a logistic combination of the others' standardised scores,
+  fitted on labelled validation features (``ufd-train --method fused``).
 
 Each component is loaded (and hash-verified) on first use.
 """
@@ -21,6 +23,7 @@ from ufd.runtime.nn_bank import open_labelled_bank
 from ufd.runtime.records import METHODS
 from ufd.runtime.scoring import (
     Columns,
+    fused_columns,
     linear_columns,
     nn_columns,
     realonly_columns,
@@ -56,7 +59,8 @@ class MethodRunner:
             "linear": self.head is not None,
             "nn": m.index is not None,
             "traces": m.traces is not None,
-            "realonly": m.realonly is not None,
+            "realonly": m.realonly is not None and "realonly" in m.method_thresholds,
+            "fused": m.fusion is not None,
         }
         return tuple(name for name in METHODS if have[name])
 
@@ -104,6 +108,14 @@ class MethodRunner:
                 self.traces_head  # noqa: B018 - loads and verifies
             if method == "realonly" and need_thresholds:
                 self.realonly_threshold  # noqa: B018 - must be calibrated
+            if method == "fused":
+                fusion = self.bundle.manifest.fusion
+                if fusion is None:
+                    raise BundleError(
+                        "no fusion weights: fit them with ufd-train BUNDLE --method fused "
+                        "--real VAL_REALS --fake VAL_FAKES"
+                    )
+                self.check(tuple(fusion.methods), k, need_thresholds=False)
 
     @property
     def nn_bank(self) -> LabelledBank:
@@ -162,7 +174,39 @@ class MethodRunner:
                     self.realonly_distances(features, self.k_for("realonly", k), exact),
                     self.realonly_threshold,
                 )
+            elif method == "fused":
+                threshold = self.bundle.manifest.method_thresholds.get("fused", 0.5)
+                columns |= fused_columns(self.fused_logits(features, k, exact), threshold)
         return columns
+
+    def raw_scores(
+        self, methods: tuple[str, ...], features: np.ndarray, k: int | None, exact: bool | None
+    ) -> dict[str, np.ndarray]:
+        """Each method's continuous score (higher = more fake), before any threshold."""
+        scores = {}
+        for method in methods:
+            if method == "linear":
+                scores[method] = self.head(features).astype(np.float64)
+            elif method == "nn":
+                scores[method] = self.nn_bank.vote(features, self.k_for("nn", k), exact).score
+            elif method == "traces":
+                scores[method] = self.traces_head(features).astype(np.float64)
+            elif method == "realonly":
+                scores[method] = self.realonly_distances(features, self.k_for("realonly", k), exact)
+        return scores
+
+    def fused_logits(self, features: np.ndarray, k: int | None, exact: bool | None) -> np.ndarray:
+        """The fitted combination's logits."""
+        fusion = self.bundle.manifest.fusion
+        raw = self.raw_scores(tuple(fusion.methods), features, k, exact)
+        z = np.stack(
+            [
+                (raw[m] - mu) / sd
+                for m, mu, sd in zip(fusion.methods, fusion.means, fusion.stds, strict=True)
+            ],
+            axis=1,
+        )
+        return z @ np.asarray(fusion.weights) + fusion.bias
 
     def realonly_distances(self, features: np.ndarray, k: int, exact: bool | None) -> np.ndarray:
         """Mean cosine distance of each feature to its k nearest reals."""

@@ -19,13 +19,14 @@ from typing import IO, Protocol
 FORMATS = ("table", "jsonl", "csv")
 
 
-METHODS = ("linear", "nn", "traces", "realonly")
+METHODS = ("linear", "nn", "traces", "realonly", "fused")
 """Scoring methods; ``all`` on the command line means every one the bundle has."""
 METHOD_FIELDS = {
     "linear": ("logit", "prob", "label"),
     "nn": ("nn_score", "nn_label", "nn_dist_real", "nn_dist_fake"),
     "traces": ("traces_logit", "traces_prob", "traces_label"),
     "realonly": ("realonly_score", "realonly_label"),
+    "fused": ("fused_prob", "fused_label"),
 }
 
 
@@ -48,6 +49,8 @@ class Record:
         traces_label: fake when ``traces_prob`` exceeds the traces threshold.
         realonly_score: mean cosine distance to the k nearest reals (``--method realonly``).
         realonly_label: fake when the score exceeds the calibrated threshold.
+        fused_prob: p(fake) of the fitted combination of methods (``--method fused``).
+        fused_label: fake when ``fused_prob`` exceeds its threshold.
         error: ``None``, or a short reason the input could not be scored.
     """
 
@@ -64,6 +67,8 @@ class Record:
     traces_label: str | None = None
     realonly_score: float | None = None
     realonly_label: str | None = None
+    fused_prob: float | None = None
+    fused_label: str | None = None
     error: str | None = None
 
     @property
@@ -146,6 +151,8 @@ _TABLE_COLUMNS = {
     "traces_prob": ("p_traces", 8),
     "realonly_label": ("ronly", 6),
     "realonly_score": ("d_reals", 8),
+    "fused_label": ("fused", 6),
+    "fused_prob": ("p_fused", 8),
 }
 
 

@@ -33,6 +33,12 @@ def traces_columns(logits: np.ndarray, threshold: float) -> Columns:
     return {f"traces_{name}": values for name, values in cols.items()}
 
 
+def fused_columns(logits: np.ndarray, threshold: float) -> Columns:
+    """``fused_prob`` and ``fused_label`` of the fitted combination."""
+    probs = [sigmoid(float(x)) for x in logits]
+    return {"fused_prob": probs, "fused_label": [label_for(p, threshold) for p in probs]}
+
+
 def nn_columns(vote: Vote) -> Columns:
     """The k-NN vote's fields."""
     return {

@@ -163,3 +163,31 @@ def test_realonly_index_calibrate_detect(world_data, tiny_bundle: Path, tmp_path
     assert rates["unseen"] >= 0.3
     detector = Detector.open(bundle, provider="cpu")
     assert detector.methods.k_for("realonly", None) == 5  # detect uses the calibrated k
+
+
+def test_fusion_fits_weights_and_scores(world_data, tiny_bundle: Path, tmp_path: Path) -> None:
+    from ufd.cli.train import app as train_app
+    from ufd.export.index_build import IndexOptions, build_index
+
+    _, _, x, y, vx, vy, head, _ = world_data
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    build_index(bundle, x[y == 0], x[y == 1], IndexOptions(exact_below=10**6))
+    install_traces_head(
+        Bundle.open(bundle), head, TracesInfo("", 128, 0.1, 1, 1, 1, 1, 1, 0, 0), vx
+    )
+    files = {"real": tmp_path / "r.npy", "fake": tmp_path / "f.npy"}
+    np.save(files["real"], vx[vy == 0])
+    np.save(files["fake"], vx[vy == 1])
+    result = runner.invoke(
+        train_app,
+        [str(bundle), "--method", "fused", "--real-features", str(files["real"]),
+         "--fake-features", str(files["fake"]), "--val-split", "0.3"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    fusion = Bundle.open(bundle).manifest.fusion
+    assert fusion.methods == ["linear", "nn", "traces"] and fusion.val_acc >= 0.9
+    detector = Detector.open(bundle, provider="cpu")
+    records = detector.score_features(vx, [str(i) for i in range(len(vx))], "fused")
+    predicted = np.array([r.fused_label == "fake" for r in records])
+    assert np.mean(predicted == (vy > 0.5)) >= 0.9
