@@ -19,7 +19,6 @@ from ufd.export.onnx_export import (
     HEAD_INPUT,
     HEAD_OUTPUT,
     export_feature_head,
-    export_linear_head,
 )
 from ufd.runtime.bundle import Bundle, sha256_file
 from ufd.runtime.errors import ExportError
@@ -44,6 +43,28 @@ def head_onnx_error(head: torch.nn.Module, path: Path, features: np.ndarray) -> 
     return float(np.abs(got - expected).max()) if len(features) else 0.0
 
 
+def export_checked(
+    bundle: Bundle, head: torch.nn.Module, prefix: str, check: np.ndarray
+) -> tuple[str, Path, float]:
+    """Export a features -> logit head as ``<prefix>-<digest>.onnx`` in the bundle.
+
+    Returns:
+        (file name, path, max |Δlogit| vs torch on ``check``).
+
+    Raises:
+        ExportError: the graph does not reproduce torch within 1e-4 (file removed).
+    """
+    state = b"".join(t.detach().numpy().tobytes() for t in head.state_dict().values())
+    name = f"{prefix}-{hashlib.sha256(state).hexdigest()[:12]}.onnx"
+    path = bundle.root / name
+    export_feature_head(head, check.shape[1], path)
+    error = head_onnx_error(head, path, check)
+    if error > MAX_HEAD_LOGIT_ERROR:
+        path.unlink()
+        raise ExportError(f"the ONNX graph of {prefix} differs from torch by {error:.2e}")
+    return name, path, error
+
+
 def install_linear_head(
     bundle: Bundle, linear: torch.nn.Linear, summary: TrainingSummary, check: np.ndarray
 ) -> Manifest:
@@ -53,16 +74,7 @@ def install_linear_head(
         ExportError: the ONNX head does not reproduce torch within 1e-4.
     """
     root = bundle.root
-    digest = hashlib.sha256(
-        b"".join(p.detach().numpy().tobytes() for p in linear.parameters())
-    ).hexdigest()[:12]
-    name = f"head.trained-{digest}.onnx"
-    path = root / name
-    export_linear_head(linear, path)
-    error = head_onnx_error(linear, path, check)
-    if error > MAX_HEAD_LOGIT_ERROR:
-        path.unlink()
-        raise ExportError(f"the ONNX head differs from torch by {error:.2e}; head not installed")
+    name, path, error = export_checked(bundle, linear, "head.trained", check)
     old = bundle.manifest.head_graph()
     files = {k: v for k, v in bundle.manifest.files.items() if old is None or k != old.path}
     files[name] = FileEntry(sha256=sha256_file(path), size=path.stat().st_size)
@@ -105,16 +117,7 @@ def install_traces_head(
         ExportError: the ONNX graph does not reproduce torch within 1e-4.
     """
     root = bundle.root
-    digest = hashlib.sha256(
-        b"".join(p.detach().numpy().tobytes() for p in head.state_dict().values())
-    ).hexdigest()[:12]
-    name = f"traces-{digest}.onnx"
-    path = root / name
-    export_feature_head(head, check.shape[1], path)
-    error = head_onnx_error(head, path, check)
-    if error > MAX_HEAD_LOGIT_ERROR:
-        path.unlink()
-        raise ExportError(f"the ONNX traces head differs from torch by {error:.2e}; not installed")
+    name, path, error = export_checked(bundle, head, "traces", check)
     old = bundle.manifest.traces
     files = {k: v for k, v in bundle.manifest.files.items() if old is None or k != old.file}
     files[name] = FileEntry(sha256=sha256_file(path), size=path.stat().st_size)
