@@ -92,8 +92,12 @@ def detect(
         Path | None, typer.Option("--output", "-o", help="Write records here (default stdout).")
     ] = None,
     decode_workers: Annotated[
-        int, typer.Option(min=0, help="Threads decoding images ahead of the encoder.")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Threads decoding images ahead of the encoder (default: 1 on CUDA, 0 on CPU).",
+        ),
+    ] = None,
     max_pixels: Annotated[
         int, typer.Option(min=1, help="Refuse images with more decoded pixels than this.")
     ] = DEFAULT_MAX_PIXELS,

@@ -29,34 +29,40 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def count_macs(model_path: Path, image_size: int = 224) -> float:
-    """Multiply-accumulates of one image through a float graph (MatMul, Gemm, Conv)."""
+    """Multiply-accumulates of one image through a float graph (MatMul, Gemm, Conv).
+
+    Shapes come from one onnxruntime run with every MatMul/Gemm/Conv input and
+    output exposed (static shape inference cannot see through the exporter's
+    dynamic Reshapes).
+    """
     import onnx
-    from onnx import shape_inference
+    import onnxruntime as ort
+    from onnx import helper
 
     model = onnx.load(str(model_path))
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    for i, value in enumerate((1, 3, image_size, image_size)):
-        dims[i].ClearField("dim_param")
-        dims[i].dim_value = value
-    model = shape_inference.infer_shapes(model)
+    weights = {t.name: list(t.dims) for t in model.graph.initializer}
+    nodes = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
+    exposed = {name for n in nodes for name in (n.input[0], n.input[1], n.output[0])}
+    exposed -= set(weights) | {o.name for o in model.graph.output}
+    for name in sorted(exposed):
+        model.graph.output.append(helper.make_empty_tensor_value_info(name))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, image_size, image_size), np.float32)
+    names = [o.name for o in session.get_outputs()]
     shapes = {
-        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)
+        n: list(v.shape)
+        for n, v in zip(names, session.run(None, {session.get_inputs()[0].name: x}), strict=True)
     }
-    shapes |= {t.name: list(t.dims) for t in model.graph.initializer}
+    shapes |= weights
     macs = 0.0
-    for node in model.graph.node:
-        if node.op_type not in ("MatMul", "Gemm", "Conv"):
-            continue
-        out = shapes.get(node.output[0])
-        a = shapes.get(node.input[0])
-        if not out or not a or 0 in out:
+    for node in nodes:
+        out, a, b = (shapes.get(name) for name in (node.output[0], node.input[0], node.input[1]))
+        if not out or not a:
             continue
         if node.op_type in ("MatMul", "Gemm"):
             macs += float(np.prod(out)) * a[-1]
-        elif node.op_type == "Conv":
-            w = shapes.get(node.input[1])
-            macs += float(np.prod(out)) * float(np.prod(w[1:])) if w else 0.0
+        elif b:
+            macs += float(np.prod(out)) * float(np.prod(b[1:]))
     return macs
 
 

@@ -77,7 +77,7 @@ class Detector:
         threshold: float | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verify: bool = True,
-        decode_workers: int = 1,
+        decode_workers: int | None = None,
     ) -> Detector:
         """Load a bundle.
 
@@ -90,7 +90,10 @@ class Detector:
             threshold: decision threshold on p(fake); ``None`` uses the manifest's.
             max_pixels: refuse images with more decoded pixels than this.
             verify: check each loaded file's sha256 against the manifest.
-            decode_workers: threads decoding images ahead of the encoder (0: none).
+            decode_workers: threads decoding images ahead of the encoder; ``None``:
+                one on CUDA, none on the CPU provider (measured on 2 cores: decoding
+                costs ~3 ms per image and a third thread slowed ViT-B-16 int8 by
+                4-8 ms per image).
 
         Raises:
             BundleError: the bundle is damaged or lacks what was asked for.
@@ -127,7 +130,7 @@ class Detector:
             manifest.threshold if threshold is None else threshold,
             max_pixels,
             verify,
-            decode_workers,
+            (1 if encoder.provider == "cuda" else 0) if decode_workers is None else decode_workers,
         )
 
     @property
