@@ -20,6 +20,12 @@ real class:
   without being forced into one cluster (fakes of different generators
   need not resemble each other).
 
+Measured limitation (benchmarks/RESULTS.md): on synthetic features with a
+generator whose artefact lies in a direction no training generator used, the
+head separates it better than chance only when lightly trained; with more
+data and epochs it fits the training generators. The real-only mode is the
+robust choice for unseen generators.
+
 Score: the cosine distance ``d = 1 - max_k z.t_k`` to the nearest trace, mapped
 to p(fake) by a 1-D logistic fit on validation data (``logit = a d + b``). The
 exported graph maps features to that logit, like the linear head.
