@@ -208,3 +208,21 @@ def test_exact_search_streams_large_banks_identically(monkeypatch: pytest.Monkey
     bank._vectors = None
     streamed = bank.search(queries, 9, exact=True)
     assert np.array_equal(whole[0], streamed[0]) and np.array_equal(whole[1], streamed[1])
+
+
+def test_query_ef_is_chosen_by_the_build_time_check(bundle_copy: Path) -> None:
+    """Default ef: the smallest that reaches recall@1 >= 0.99 and 99.9 % agreement."""
+    from ufd.export.index_build import AUTO_EF
+
+    manifest = build_index(bundle_copy, clustered(1500, 1), clustered(1500, 2, 0.3), IndexOptions())
+    info = manifest.index
+    assert info.ef in AUTO_EF
+    assert info.quality.recall_at_1 >= 0.99 or info.ef == AUTO_EF[-1]
+    assert min(info.quality.vote_agreement_k1, info.quality.vote_agreement_k) >= 0.999
+    if info.ef != AUTO_EF[0]:  # a smaller ef was tried and missed the bar
+        smaller = AUTO_EF[AUTO_EF.index(info.ef) - 1]
+        again = build_index(
+            bundle_copy, clustered(1500, 1), clustered(1500, 2, 0.3), IndexOptions(ef=smaller)
+        )
+        q = again.index.quality
+        assert q.recall_at_1 < 0.99 or min(q.vote_agreement_k1, q.vote_agreement_k) < 0.999
