@@ -35,8 +35,13 @@ def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
     root: Annotated[Path, typer.Argument(help="Folder of test sets.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("eval-results"),
-    method: Annotated[str, typer.Option(help="linear, nn or all.")] = "linear",
-    k: Annotated[int, typer.Option("--k", min=1, help="Neighbours that vote (nn).")] = 1,
+    method: Annotated[
+        str,
+        typer.Option(help="linear, nn, traces, realonly, a comma-separated list, or all."),
+    ] = "linear",
+    k: Annotated[
+        int | None, typer.Option("--k", min=1, help="Neighbours (nn: 1, realonly: calibrated).")
+    ] = None,
     jpeg: Annotated[
         str | None, typer.Option(help="JPEG qualities to re-compress with, e.g. 95,75,50.")
     ] = None,
@@ -62,13 +67,15 @@ def evaluate(
     from ufd.export.report import write_html, write_json, write_table
     from ufd.runtime.detector import Detector
 
-    methods = {"linear": ("linear",), "nn": ("nn",), "all": ("linear", "nn")}.get(method)
-    if methods is None:
-        raise fail(f"unknown --method {method!r}; use linear, nn or all")
+    detector = Detector.open(bundle, precision=precision, provider=provider)
+    try:
+        methods = tuple(m for m in detector.methods.resolve(method) if m != "fused")
+        detector.methods.check(methods, k)
+    except ValueError as e:
+        raise fail(str(e)) from None
     qualities, sigmas = _numbers(jpeg, int), _numbers(blur, float)
     conditions = [(0.0, None)] + [(0.0, q) for q in qualities] + [(s, None) for s in sigmas]
     conditions += list(itertools.product(sigmas, qualities))  # blur before JPEG
-    detector = Detector.open(bundle, precision=precision, provider=provider)
     sets = [limit_per_class(s, max_per_class, seed) for s in discover_sets(root)]
     if max_per_class is not None:
         typer.echo(f"sampling at most {max_per_class} images per class (seed {seed})", err=True)

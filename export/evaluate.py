@@ -101,7 +101,7 @@ class EvalOptions:
     """What to evaluate."""
 
     methods: tuple[str, ...] = ("linear",)
-    k: int = 1
+    k: int | None = None
     conditions: tuple[tuple[float, int | None], ...] = ((0.0, None),)
     max_per_class: int | None = None
     seed: int = 0
@@ -177,19 +177,33 @@ def _score_set(detector, test_set, options, cache, prepare, on_skip) -> SetScore
 
     paths, features = cached_features(items, cache, encode, on_skip)
     scored = SetScores(labels=np.array([p in fake_paths for p in paths], dtype=bool))
-    if "linear" in options.methods:
-        logits = detector.logits(features) if len(features) else np.zeros(0)
-        scored.scores["linear"] = np.array([sigmoid(float(x)) for x in logits])
-        scored.predictions["linear"] = scored.scores["linear"] > detector.threshold
-    if "nn" in options.methods:
-        vote = detector.nn_bank.vote(features, options.k) if len(features) else None
-        scored.scores["nn"] = vote.score if vote else np.zeros(0)
-        scored.predictions["nn"] = vote.is_fake if vote else np.zeros(0, bool)
+    if not len(features):
+        for method in options.methods:
+            scored.scores[method], scored.predictions[method] = np.zeros(0), np.zeros(0, bool)
+        return scored
+    runner = detector.methods
+    raw = runner.raw_scores(options.methods, features, options.k, None)
+    for method in options.methods:
+        if method in ("linear", "traces"):  # logits -> p(fake)
+            scored.scores[method] = np.array([sigmoid(float(x)) for x in raw[method]])
+        elif method == "nn":
+            scored.scores[method] = raw[method]
+            k_nn = runner.k_for("nn", options.k)
+            scored.predictions[method] = runner.nn_bank.vote(features, k_nn).is_fake
+            continue
+        else:  # realonly: a distance
+            scored.scores[method] = raw[method]
+        scored.predictions[method] = scored.scores[method] > _threshold(detector, method)
     return scored
 
 
 def _threshold(detector: Detector, method: str) -> float:
-    return detector.threshold if method == "linear" else 0.5
+    """The decision threshold each method's score is compared with."""
+    if method == "linear":
+        return detector.threshold
+    if method == "realonly":
+        return detector.methods.realonly_threshold
+    return detector.bundle.manifest.method_thresholds.get(method, 0.5)
 
 
 def _prediction_accuracy(scored: SetScores, method: str) -> dict:

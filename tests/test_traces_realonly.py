@@ -191,3 +191,32 @@ def test_fusion_fits_weights_and_scores(world_data, tiny_bundle: Path, tmp_path:
     records = detector.score_features(vx, [str(i) for i in range(len(vx))], "fused")
     predicted = np.array([r.fused_label == "fake" for r in records])
     assert np.mean(predicted == (vy > 0.5)) >= 0.9
+
+
+def test_eval_reports_every_method_of_the_bundle(
+    world_data, tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import random_image
+
+    from ufd.cli.eval import app as eval_app
+    from ufd.export.index_build import IndexOptions, build_index
+
+    monkeypatch.setenv("UFD_CACHE_DIR", str(tmp_path / "cache"))
+    _, _, x, y, vx, _, head, _ = world_data
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    build_index(bundle, x[y == 0], x[y == 1], IndexOptions())
+    info = TracesInfo("", 128, 0.1, 1, 1, 1, 1.0, 1, 0, 0.0)
+    install_traces_head(Bundle.open(bundle), head, info, vx)
+    for cls in ("0_real", "1_fake"):
+        (tmp_path / "data" / "set" / cls).mkdir(parents=True)
+        for i in range(3):
+            random_image(tmp_path / "data" / "set" / cls / f"{i}.png", (230, 230), seed=i)
+    out = tmp_path / "eval"
+    result = runner.invoke(
+        eval_app, [str(bundle), str(tmp_path / "data"), "--method", "all", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "results.json").read_text())["conditions"]["clean"]["sets"]["set"]
+    assert set(row) == {"linear", "nn", "traces"}
+    assert all(row[m]["n_real"] == 3 and row[m]["n_fake"] == 3 for m in row)
