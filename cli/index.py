@@ -42,7 +42,10 @@ def index(
             "then ufd-calibrate --method realonly on other reals."
         ),
     ] = False,
-    m: Annotated[int, typer.Option("--m", min=2, help="HNSW graph degree M.")] = 16,
+    m: Annotated[
+        int | None,
+        typer.Option("--m", min=2, help="HNSW graph degree M (default: 16; 32 from 500k vectors)."),
+    ] = None,
     ef_construction: Annotated[int, typer.Option(min=1, help="HNSW build-time ef.")] = 200,
     ef: Annotated[
         int | None,

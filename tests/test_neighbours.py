@@ -226,3 +226,11 @@ def test_query_ef_is_chosen_by_the_build_time_check(bundle_copy: Path) -> None:
         )
         q = again.index.quality
         assert q.recall_at_1 < 0.99 or min(q.vote_agreement_k1, q.vote_agreement_k) < 0.999
+
+
+def test_graph_degree_default_grows_with_the_bank(bundle_copy: Path) -> None:
+    from ufd.export.index_build import default_m
+
+    assert default_m(100_000) == 16 and default_m(1_000_000) == 32
+    manifest = build_index(bundle_copy, clustered(50, 1), clustered(50, 2), IndexOptions())
+    assert manifest.index.m == 16
