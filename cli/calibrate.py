@@ -47,9 +47,9 @@ def calibrate(
     """Calibrate (see the command help)."""
     setup_logging(verbose)
     from ufd.export.bundle_update import write_manifest
-    from ufd.export.index_build import encode_items, load_feature_file
+    from ufd.export.index_build import encode_items
     from ufd.runtime.detector import Detector
-    from ufd.runtime.inputs import expand_inputs
+    from ufd.runtime.inputs import expand_inputs, load_feature_file
     from ufd.runtime.manifest import CalibrationInfo
     from ufd.runtime.metrics import threshold_for_fpr
 

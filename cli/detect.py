@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ufd.cli.common import fail, handle_errors, setup_logging
 from ufd.runtime.decode import DEFAULT_MAX_PIXELS
 from ufd.runtime.detector import DEFAULT_BATCH_SIZE, Detector
-from ufd.runtime.inputs import expand_inputs
+from ufd.runtime.inputs import expand_inputs, load_feature_file
 from ufd.runtime.records import FORMATS, done_paths, make_writer
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -215,8 +215,6 @@ def _describe_search(detector: Detector, methods: tuple[str, ...], k: int, exact
 def _score_feature_file(
     detector: Detector, path: Path, methods: tuple[str, ...], k: int, exact, fmt: str, output
 ) -> None:
-    from ufd.export.index_build import load_feature_file
-
     dim = detector.bundle.manifest.model.feature_dim
     rows = load_feature_file(path, dim)
     names = [f"{path}#{i}" for i in range(len(rows))]

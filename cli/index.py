@@ -67,9 +67,9 @@ def index(
 ) -> None:
     """Build the bank (see the command help)."""
     setup_logging(verbose)
-    from ufd.export.index_build import IndexOptions, build_index, encode_items, load_feature_file
+    from ufd.export.index_build import IndexOptions, build_index, encode_items
     from ufd.runtime.detector import Detector
-    from ufd.runtime.inputs import expand_inputs
+    from ufd.runtime.inputs import expand_inputs, load_feature_file
 
     if not (real or fake or real_features or fake_features):
         raise fail("nothing to index: pass --real/--fake folders or --real-/--fake-features")

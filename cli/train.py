@@ -63,10 +63,10 @@ def train(
     setup_logging(verbose)
     from ufd.export.head_install import install_linear_head
     from ufd.export.heads import cache_dir
-    from ufd.export.index_build import load_feature_file
     from ufd.export.train import TrainOptions, train_linear_head
     from ufd.export.training_data import FeatureGatherer, Sources, gather
     from ufd.runtime.detector import Detector
+    from ufd.runtime.inputs import load_feature_file
     from ufd.runtime.manifest import TrainingSummary
 
     if method not in ("linear", "traces", "fused"):

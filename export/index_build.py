@@ -70,27 +70,6 @@ def encode_items(
     return np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
 
 
-def load_feature_file(path: Path, dim: int) -> np.ndarray:
-    """A ``.npy`` of features, one row per image, checked for shape and finiteness.
-
-    Raises:
-        ExportError: unreadable, pickled, wrong shape or non-finite values.
-    """
-    try:
-        features = np.load(path, allow_pickle=False, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise ExportError(f"cannot read features {path}: {e} (need a plain .npy array)") from e
-    if features.ndim != 2 or features.shape[1] != dim:
-        raise ExportError(
-            f"{path} holds an array of shape {features.shape}; expected (N, {dim}): one row "
-            f"per image, the bundle's {dim}-d features"
-        )
-    features = np.asarray(features, dtype=np.float32)
-    if not np.isfinite(features).all():
-        raise ExportError(f"{path} holds NaN or infinite values")
-    return features
-
-
 def build_index(
     bundle_dir: Path,
     real: np.ndarray,

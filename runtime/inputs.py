@@ -12,6 +12,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from ufd.runtime.errors import UfdError
+
 IMAGE_EXTENSIONS = frozenset(
     {
         ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp",
@@ -85,3 +89,24 @@ def _walk_directory(root: Path) -> Iterator[InputItem]:
         yield InputItem(str(error.filename), f"cannot list directory: {error.strerror}")
     if not found and not unreadable:
         yield InputItem(str(root), "directory holds no image files (by extension)")
+
+
+def load_feature_file(path: Path, dim: int) -> np.ndarray:
+    """A ``.npy`` of precomputed features, one row per image, checked for shape and values.
+
+    Raises:
+        UfdError: unreadable, pickled, wrong shape or non-finite values.
+    """
+    try:
+        features = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise UfdError(f"cannot read features {path}: {e} (need a plain .npy array)") from e
+    if features.ndim != 2 or features.shape[1] != dim:
+        raise UfdError(
+            f"{path} holds an array of shape {features.shape}; expected (N, {dim}): one row "
+            f"per image, the bundle's {dim}-d features"
+        )
+    features = np.asarray(features, dtype=np.float32)
+    if not np.isfinite(features).all():
+        raise UfdError(f"{path} holds NaN or infinite values")
+    return features
