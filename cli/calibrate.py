@@ -97,10 +97,10 @@ def _scores(detector, method: str, features: np.ndarray, k: int) -> np.ndarray:
     """Higher = more fake, on the scale the method's threshold applies to."""
     from ufd.runtime.records import sigmoid
 
+    raw = detector.methods.raw_scores((method,), features, k, None)[method]
     if method == "realonly":
-        return detector.methods.realonly_distances(features, k, None)
-    head = detector.methods.head if method == "linear" else detector.methods.traces_head
-    return np.array([sigmoid(float(x)) for x in head(features)])
+        return raw  # a distance
+    return np.array([sigmoid(float(x)) for x in raw])  # logits -> p(fake)
 
 
 def main() -> None:

@@ -182,15 +182,15 @@ def _score_set(detector, test_set, options, cache, prepare, on_skip) -> SetScore
             scored.scores[method], scored.predictions[method] = np.zeros(0), np.zeros(0, bool)
         return scored
     runner = detector.methods
-    raw = runner.raw_scores(options.methods, features, options.k, None)
+    others = tuple(m for m in options.methods if m != "nn")
+    raw = runner.raw_scores(others, features, options.k, None)
     for method in options.methods:
+        if method == "nn":  # one vote gives the score and the decision (ties by distance)
+            vote = runner.nn_bank.vote(features, runner.k_for("nn", options.k))
+            scored.scores[method], scored.predictions[method] = vote.score, vote.is_fake
+            continue
         if method in ("linear", "traces"):  # logits -> p(fake)
             scored.scores[method] = np.array([sigmoid(float(x)) for x in raw[method]])
-        elif method == "nn":
-            scored.scores[method] = raw[method]
-            k_nn = runner.k_for("nn", options.k)
-            scored.predictions[method] = runner.nn_bank.vote(features, k_nn).is_fake
-            continue
         else:  # realonly: a distance
             scored.scores[method] = raw[method]
         scored.predictions[method] = scored.scores[method] > _threshold(detector, method)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ufd.runtime.bundle import Bundle
 from ufd.runtime.decode import DEFAULT_MAX_PIXELS, decode_image
-from ufd.runtime.errors import BundleError, ImageError
+from ufd.runtime.errors import ImageError
 from ufd.runtime.inputs import InputItem, expand_inputs
 from ufd.runtime.methods import MethodRunner
 from ufd.runtime.neighbours import LabelledBank
@@ -160,12 +160,7 @@ class Detector:
         Raises:
             BundleError: the bundle has no head.
         """
-        if self.head is None:
-            raise BundleError(
-                "this bundle has no linear head (exported with --head none); "
-                "re-export it with --head univfd or --head PATH.pth"
-            )
-        return self.head(features)
+        return self.methods.linear_head(features)
 
     @property
     def nn_bank(self) -> LabelledBank:

@@ -93,11 +93,8 @@ class MethodRunner:
             raise ValueError("k must be at least 1")
         for method in methods:
             k_method = self.k_for(method, k)
-            if method == "linear" and self.head is None:
-                raise BundleError(
-                    "this bundle has no linear head (exported with --head none); "
-                    "re-export it with --head univfd or --head PATH.pth"
-                )
+            if method == "linear":
+                self.linear_head  # noqa: B018 - must exist
             if method in ("nn", "realonly"):
                 bank = self.nn_bank if method == "nn" else self.realonly_bank
                 if k_method > len(bank.bank):
@@ -116,6 +113,16 @@ class MethodRunner:
                         "--real VAL_REALS --fake VAL_FAKES"
                     )
                 self.check(tuple(fusion.methods), k, need_thresholds=False)
+
+    @property
+    def linear_head(self) -> LinearHeadSession:
+        """The UnivFD linear head (features -> logit)."""
+        if self.head is None:
+            raise BundleError(
+                "this bundle has no linear head (exported with --head none); "
+                "re-export it with --head univfd or --head PATH.pth"
+            )
+        return self.head
 
     @property
     def nn_bank(self) -> LabelledBank:
@@ -163,7 +170,7 @@ class MethodRunner:
         columns: Columns = {}
         for method in methods:
             if method == "linear":
-                columns |= linear_columns(self.head(features), self.threshold)
+                columns |= linear_columns(self.linear_head(features), self.threshold)
             elif method == "nn":
                 columns |= nn_columns(self.nn_bank.vote(features, self.k_for("nn", k), exact))
             elif method == "traces":
@@ -186,7 +193,7 @@ class MethodRunner:
         scores = {}
         for method in methods:
             if method == "linear":
-                scores[method] = self.head(features).astype(np.float64)
+                scores[method] = self.linear_head(features).astype(np.float64)
             elif method == "nn":
                 scores[method] = self.nn_bank.vote(features, self.k_for("nn", k), exact).score
             elif method == "traces":
