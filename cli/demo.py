@@ -78,15 +78,25 @@ def demo(
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff this is not really a JPEG")
     results = out / "results.jsonl"
     detect = [sys.executable, "-m", "ufd.cli.detect", str(bundle), str(images)]
-    _say(f"\n[demo] $ ufd-detect {bundle} {images}")
-    table = subprocess.run(detect, check=False)
-    subprocess.run([*detect, "--output", str(results), "--quiet"], check=False)
-    if table.returncode not in (0, 1):
-        raise typer.Exit(table.returncode)
-    _say(f"\n[demo] records also written to {results} (JSON lines)")
+    _say(f"\n[demo] $ ufd-detect {bundle} {images} --output {results}")
+    run = subprocess.run([*detect, "--output", str(results)], check=False)
+    if run.returncode not in (0, 1):
+        raise typer.Exit(run.returncode)
+    _print_table(results)
+    _say(f"\n[demo] records written to {results} (JSON lines)")
     _say("[demo] broken.jpg is there on purpose: bad files get an error record, never a crash")
     if not real:
         _say(f"\n{BANNER}\nREMINDER: random-init model, the scores above mean nothing.\n{BANNER}")
+
+
+def _print_table(results: Path) -> None:
+    """Show the JSONL records as ufd-detect's table (detection ran once)."""
+    import json
+
+    from ufd.runtime.records import Record, make_writer
+
+    lines = results.read_text(encoding="utf-8").splitlines()
+    make_writer("table", sys.stdout).write(Record(**json.loads(line)) for line in lines)
 
 
 def _random_head(path: Path) -> Path:
