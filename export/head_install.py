@@ -76,8 +76,8 @@ def install_linear_head(
     root = bundle.root
     name, path, error = export_checked(bundle, linear, "head.trained", check)
     old = bundle.manifest.head_graph()
-    files = {k: v for k, v in bundle.manifest.files.items() if old is None or k != old.path}
-    files[name] = FileEntry(sha256=sha256_file(path), size=path.stat().st_size)
+    old_file = old.path if old is not None else None
+    files = _files_with(bundle, old_file, name, path)
     graphs = {k: v for k, v in bundle.manifest.graphs.items() if v.role != "head"}
     graphs["head"] = GraphEntry("head", "fp32", name, HEAD_INPUT, HEAD_OUTPUT)
     # Export-time logit parity was measured with the previous head: keep the
@@ -102,9 +102,7 @@ def install_linear_head(
         calibrations={m: c for m, c in bundle.manifest.calibrations.items() if m != "linear"},
         threshold=0.5,
     )
-    write_manifest(root, manifest)
-    if old is not None and old.path != name:
-        (root / old.path).unlink(missing_ok=True)
+    _publish(root, manifest, old_file, name)
     return manifest
 
 
@@ -118,9 +116,8 @@ def install_traces_head(
     """
     root = bundle.root
     name, path, error = export_checked(bundle, head, "traces", check)
-    old = bundle.manifest.traces
-    files = {k: v for k, v in bundle.manifest.files.items() if old is None or k != old.file}
-    files[name] = FileEntry(sha256=sha256_file(path), size=path.stat().st_size)
+    old_file = bundle.manifest.traces.file if bundle.manifest.traces is not None else None
+    files = _files_with(bundle, old_file, name, path)
     manifest = dataclasses.replace(
         bundle.manifest,
         files=files,
@@ -129,7 +126,21 @@ def install_traces_head(
                            if k != "traces"},
         calibrations={k: v for k, v in bundle.manifest.calibrations.items() if k != "traces"},
     )  # fmt: skip
-    write_manifest(root, manifest)
-    if old is not None and old.file != name:
-        (root / old.file).unlink(missing_ok=True)
+    _publish(root, manifest, old_file, name)
     return manifest
+
+
+def _files_with(
+    bundle: Bundle, old_file: str | None, name: str, path: Path
+) -> dict[str, FileEntry]:
+    """The manifest's file table with ``old_file`` replaced by the new ``name``."""
+    files = {k: v for k, v in bundle.manifest.files.items() if k != old_file}
+    files[name] = FileEntry(sha256=sha256_file(path), size=path.stat().st_size)
+    return files
+
+
+def _publish(root: Path, manifest: Manifest, old_file: str | None, name: str) -> None:
+    """Switch the manifest to the new file, then remove the file it replaced."""
+    write_manifest(root, manifest)
+    if old_file is not None and old_file != name:
+        (root / old_file).unlink(missing_ok=True)

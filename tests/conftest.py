@@ -42,3 +42,32 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("samples")
     write_samples(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def checkpoint_bundle(tmp_path_factory: pytest.TempPathFactory, official_head: Path):
+    """A seeded tiny model saved as a local checkpoint and exported with --pretrained PATH.
+
+    Returns (bundle dir, the torch CLIP model) so tests can compare with torch.
+    """
+    import open_clip
+    import torch
+
+    from ufd.export.build import ExportOptions, export_bundle
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(123)
+    model = open_clip.create_model(TINY_MODEL).eval()
+    checkpoint = folder / "tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    out = folder / "bundle"
+    export_bundle(
+        ExportOptions(
+            out=out,
+            model=TINY_MODEL,
+            pretrained=str(checkpoint),
+            head=str(official_head),
+            precisions=("fp32", "int8"),
+        )
+    )
+    return out, model

@@ -31,29 +31,6 @@ def test_recorded_parity_is_sane(tiny_bundle: Path) -> None:
         assert report.p99_abs_logit_error <= report.max_abs_logit_error
 
 
-@pytest.fixture(scope="module")
-def checkpoint_bundle(tmp_path_factory: pytest.TempPathFactory, official_head: Path):
-    """A tiny model saved as a local checkpoint, exported with --pretrained PATH."""
-    import open_clip
-
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(123)
-    model = open_clip.create_model(TINY_MODEL).eval()
-    checkpoint = folder / "tiny.pt"
-    torch.save(model.state_dict(), checkpoint)
-    out = folder / "bundle"
-    export_bundle(
-        ExportOptions(
-            out=out,
-            model=TINY_MODEL,
-            pretrained=str(checkpoint),
-            head=str(official_head),
-            precisions=("fp32",),
-        )
-    )
-    return out, model
-
-
 @pytest.mark.parametrize("batch", [1, 2, 4, 5])
 def test_dynamic_batch_logits_match_torch(checkpoint_bundle, official_head: Path, batch: int):
     """Any batch size runs, and logits equal torch's encode_image + official head."""

@@ -9,33 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import open_clip
 import pytest
 import torch
-from helpers import TINY_MODEL, official_logit
+from helpers import official_logit
 from PIL import Image
 
-from ufd.export.build import ExportOptions, export_bundle
 from ufd.runtime import Detector
 
 
 @pytest.fixture(scope="module")
-def reference_setup(tmp_path_factory: pytest.TempPathFactory, official_head: Path):
-    folder = tmp_path_factory.mktemp("faithful")
-    torch.manual_seed(7)
-    model = open_clip.create_model(TINY_MODEL).eval()
-    checkpoint = folder / "ckpt.pt"
-    torch.save(model.state_dict(), checkpoint)
-    bundle = folder / "bundle"
-    export_bundle(
-        ExportOptions(
-            out=bundle,
-            model=TINY_MODEL,
-            pretrained=str(checkpoint),
-            head=str(official_head),
-            precisions=("fp32", "int8"),
-        )
-    )
+def reference_setup(checkpoint_bundle, official_head: Path):
+    bundle, model = checkpoint_bundle
     fc = torch.nn.Linear(768, 1)
     fc.load_state_dict(torch.load(official_head, map_location="cpu", weights_only=True))
     return bundle, model.eval(), fc.eval()
