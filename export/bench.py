@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 MATMUL_N = 4096
+MAC_OPS = ("MatMul", "Gemm", "Conv", "MultiHeadAttention")
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -29,7 +30,10 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def count_macs(model_path: Path, image_size: int = 224) -> float:
-    """Multiply-accumulates of one image through a float graph (MatMul, Gemm, Conv).
+    """Multiply-accumulates of one image through a float graph.
+
+    Counts MatMul, Gemm, Conv and the two products inside onnxruntime's fused
+    ``MultiHeadAttention`` (q k^T and attention x v: 2 * S * L * D each image).
 
     Shapes come from one onnxruntime run with every MatMul/Gemm/Conv input and
     output exposed (static shape inference cannot see through the exporter's
@@ -41,7 +45,7 @@ def count_macs(model_path: Path, image_size: int = 224) -> float:
 
     model = onnx.load(str(model_path))
     weights = {t.name: list(t.dims) for t in model.graph.initializer}
-    nodes = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv")]
+    nodes = [n for n in model.graph.node if n.op_type in MAC_OPS]
     exposed = {name for n in nodes for name in (n.input[0], n.input[1], n.output[0])}
     exposed -= set(weights) | {o.name for o in model.graph.output}
     for name in sorted(exposed):
@@ -61,6 +65,8 @@ def count_macs(model_path: Path, image_size: int = 224) -> float:
             continue
         if node.op_type in ("MatMul", "Gemm"):
             macs += float(np.prod(out)) * a[-1]
+        elif node.op_type == "MultiHeadAttention" and b:  # query (B,S,D), key (B,L,D)
+            macs += 2.0 * float(np.prod(a)) * b[-2]
         elif b:
             macs += float(np.prod(out)) * float(np.prod(b[1:]))
     return macs
@@ -100,6 +106,21 @@ def matmul_peak(dtype: str, repeats: int = 5) -> float:
             session.run(None, {"x": x})
             times.append(time.perf_counter() - start)
     return n**3 / min(times) / 1e9
+
+
+def run_peak(dtype: str) -> dict:
+    """:func:`matmul_peak` as a child-process job."""
+    return {"gmacs": matmul_peak(dtype)}
+
+
+def median_run(runs: list[dict], metric: str) -> dict:
+    """The run whose ``metric`` is the median (the lower middle one for even counts).
+
+    Each run is one fresh process; the chosen run is returned whole (with
+    ``rounds_<metric>`` listing every round) so its figures stay consistent.
+    """
+    ordered = sorted(runs, key=lambda r: r[metric])
+    return ordered[(len(ordered) - 1) // 2] | {f"rounds_{metric}": [r[metric] for r in runs]}
 
 
 def _rss_mb() -> float:

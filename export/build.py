@@ -70,6 +70,7 @@ class ExportOptions:
     force: bool = False
     quantization: str = "dynamic"
     optimize: bool = False
+    fuse_attention: bool = True
     calibration_dir: Path | None = None
     n_calibration: int = 64
 
@@ -121,7 +122,9 @@ def export_bundle(
     with BundleWriter(options.out, options.force) as writer:
         on_step("exporting the fp32 encoder to ONNX")
         fp32_path = writer.path(encoder_file("fp32"))
-        export_encoder(loaded.visual, fp32_path, loaded.info.image_size, options.opset)
+        fused = export_encoder(
+            loaded.visual, fp32_path, loaded.info.image_size, options.opset, options.fuse_attention
+        )
         del loaded.visual  # free the torch weights before deriving other graphs
         head_path = None
         if head.linear is not None:
@@ -132,6 +135,7 @@ def export_bundle(
         for precision in _ordered(options.precisions):
             path = writer.path(encoder_file(precision))
             entry = _derive(precision, fp32_path, path, options, reference.pixels, on_step)
+            entry = dataclasses.replace(entry, attention="fused" if fused else "plain")
             on_step(f"validating {precision} against torch on {len(probes)} probes")
             report = measure_parity(precision, path, head_path, reference, entry.batch_invariant)
             enforce(report, options.max_logit_error)

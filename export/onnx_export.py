@@ -17,6 +17,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from ufd.export.attention import MS_DOMAIN, fuse_self_attention
 from ufd.runtime.errors import ExportError
 
 logger = logging.getLogger(__name__)
@@ -40,11 +41,33 @@ def _export_mode() -> Iterator[None]:
 
 
 def export_encoder(
-    visual: torch.nn.Module, path: Path, image_size: int, opset: int = DEFAULT_OPSET
-) -> None:
-    """Write the visual encoder as ONNX: ``pixels`` (N,3,S,S) -> ``features`` (N,D)."""
+    visual: torch.nn.Module,
+    path: Path,
+    image_size: int,
+    opset: int = DEFAULT_OPSET,
+    fuse_attention: bool = True,
+) -> bool:
+    """Write the visual encoder as ONNX: ``pixels`` (N,3,S,S) -> ``features`` (N,D).
+
+    Args:
+        visual: the torch visual tower (not modified).
+        path: where to write the graph.
+        image_size: input side in pixels.
+        opset: ONNX opset.
+        fuse_attention: write self-attention as onnxruntime's fused
+            ``com.microsoft.MultiHeadAttention`` (see :mod:`ufd.export.attention`).
+
+    Returns:
+        Whether the written graph uses the fused attention op.
+    """
+    fused = 0
+    if fuse_attention:
+        visual, fused = fuse_self_attention(visual)
+        if not fused:
+            logger.info("no fusable self-attention found; exporting attention as plain ops")
     example = torch.zeros(2, 3, image_size, image_size)
     _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset)
+    return fused > 0
 
 
 def export_linear_head(linear: torch.nn.Linear, path: Path, opset: int = DEFAULT_OPSET) -> None:
@@ -79,6 +102,7 @@ def _export(
                 output_names=[output_name],
                 dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                 opset_version=opset,
+                custom_opsets={MS_DOMAIN: 1},
                 do_constant_folding=True,
                 dynamo=False,
             )

@@ -94,6 +94,9 @@ class GraphEntry:
     """``dynamic`` or ``static`` for int8 graphs."""
     optimization: str | None = None
     """``extended`` when onnxruntime's optimised graph was saved (``--optimize``)."""
+    attention: str | None = None
+    """Encoders: ``fused`` (one ``com.microsoft.MultiHeadAttention`` op per block)
+    or ``plain`` (standard ONNX ops); ``None`` in bundles made before ufd 0.2."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,108 @@
+"""Export CLIP self-attention as one onnxruntime ``MultiHeadAttention`` op.
+
+The TorchScript exporter writes ``nn.MultiheadAttention`` as ~40 small ops per
+block (shape arithmetic, Gather, 8 Transposes, MatMul, Softmax), and
+onnxruntime's transformer optimizer does not fuse that pattern for open_clip
+graphs (onnxruntime#21208). Before export, :func:`fuse_self_attention` swaps
+each self-attention module for :class:`FusedSelfAttention`: the same weights,
+the same maths in torch, but written to ONNX as
+
+    MatMul(in_proj) + Add -> Split -> com.microsoft.MultiHeadAttention -> MatMul(out_proj) + Add
+
+so the projections stay plain MatMuls (int8-quantisable) and attention runs in
+one kernel (CPU and CUDA, fp32 and fp16). The swap works on a copy; the
+model handed in is not changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+MS_DOMAIN = "com.microsoft"
+
+
+class _MultiHeadAttentionOp(torch.autograd.Function):
+    """softmax(q k^T / sqrt(h)) v over ``num_heads`` heads; (B, S, D) in and out."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, num_heads: int):
+        batch, seq, dim = q.shape
+        heads = [
+            t.reshape(batch, seq, num_heads, dim // num_heads).transpose(1, 2) for t in (q, k, v)
+        ]
+        out = F.scaled_dot_product_attention(*heads)
+        return out.transpose(1, 2).reshape(batch, seq, dim)
+
+    @staticmethod
+    def symbolic(g, q, k, v, num_heads: int):
+        out = g.op(f"{MS_DOMAIN}::MultiHeadAttention", q, k, v, num_heads_i=num_heads)
+        out.setType(q.type())
+        return out
+
+
+class FusedSelfAttention(nn.Module):
+    """Drop-in for a batch-first, mask-free ``nn.MultiheadAttention`` (self-attention)."""
+
+    def __init__(self, source: nn.MultiheadAttention) -> None:
+        """Take the projection weights of ``source`` (shared, not copied)."""
+        super().__init__()
+        self.num_heads = source.num_heads
+        self.in_proj_weight = source.in_proj_weight
+        self.in_proj_bias = source.in_proj_bias
+        self.out_proj = source.out_proj
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        need_weights: bool = False,
+        attn_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, None]:
+        """Self-attention of ``query``; same call signature as ``nn.MultiheadAttention``."""
+        if attn_mask is not None or need_weights or key is not query or value is not query:
+            raise NotImplementedError("FusedSelfAttention handles mask-free self-attention only")
+        qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = torch.split(qkv, qkv.shape[-1] // 3, dim=-1)
+        return self.out_proj(_MultiHeadAttentionOp.apply(q, k, v, self.num_heads)), None
+
+
+def _fusable(module: nn.Module) -> bool:
+    return (
+        isinstance(module, nn.MultiheadAttention)
+        and module.batch_first
+        and module._qkv_same_embed_dim
+        and module.in_proj_bias is not None
+        and module.bias_k is None
+        and not module.add_zero_attn
+        and module.dropout == 0.0
+    )
+
+
+def fuse_self_attention(model: nn.Module) -> tuple[nn.Module, int]:
+    """A copy of ``model`` whose fusable attention modules are :class:`FusedSelfAttention`.
+
+    Only modules whose call is known to be mask-free self-attention are
+    swapped: ``attn`` of open_clip's ``ResidualAttentionBlock`` (the attention
+    pooler and text tower are left alone).
+
+    Returns:
+        The copy and how many modules were swapped.
+    """
+    fused = copy.deepcopy(model)
+    count = 0
+    for parent in fused.modules():
+        if type(parent).__name__ != "ResidualAttentionBlock" or hasattr(parent, "ln_1_kv"):
+            continue
+        if _fusable(getattr(parent, "attn", None)):
+            parent.attn = FusedSelfAttention(parent.attn)
+            count += 1
+    logger.debug("fused %d self-attention blocks", count)
+    return fused, count
