@@ -6,7 +6,7 @@ JPEGs of 512-1024 px (scikit-image photos resized), then ``ufd-bench`` with the
 torch fp32 eager baseline on the same images.
 
 Usage:
-    python benchmarks/speed.py --models ViT-B-16,ViT-L-14 [--iterations 20]
+    python benchmarks/speed.py --models ViT-B-16,ViT-L-14 [--iterations 20] [--rounds 3]
 Writes benchmarks/results/speed-<model>/bench.{json,md,png} and speed.md.
 """
 
@@ -53,11 +53,16 @@ def prepare(model: str, work: Path) -> tuple[Path, Path]:
         torch.save(clip.state_dict(), checkpoint)
         dim = clip.visual.output_dim
         torch.save({"weight": torch.randn(1, dim) * 0.05, "bias": torch.zeros(1)}, head)
-    if not (bundle / "manifest.json").exists():
+    manifest = bundle / "manifest.json"
+    current = manifest.exists() and all(
+        g.get("attention") == "fused" or g["role"] != "encoder"
+        for g in json.loads(manifest.read_text())["graphs"].values()
+    )
+    if not current:  # missing, or exported before attention fusion
         subprocess.run(
             [sys.executable, "-m", "ufd.cli.export", "--model", model, "--pretrained",
              str(checkpoint), "--head", str(head), "--precision", "fp32,int8",
-             "--out", str(bundle), "--probes", "4"],
+             "--out", str(bundle), "--probes", "4", "--force"],
             check=True,
         )  # fmt: skip
     return checkpoint, bundle
@@ -67,6 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="ViT-B-16,ViT-L-14")
     parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ufd-speed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -78,7 +84,8 @@ def main() -> None:
         out = args.out / f"speed-{model}"
         subprocess.run(
             [sys.executable, "-m", "ufd.cli.bench", str(bundle), "--precision", "fp32,int8",
-             "--batch", "1", "--iterations", str(args.iterations), "--images", str(images),
+             "--batch", "1", "--iterations", str(args.iterations), "--rounds", str(args.rounds),
+             "--images", str(images),
              "--torch-model", model, "--torch-checkpoint", str(checkpoint), "--out", str(out)],
             check=True,
         )  # fmt: skip

@@ -36,53 +36,87 @@ def bench(
         str, typer.Option(help="Checkpoint of the torch baseline ('none': random).")
     ] = "none",
     threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime threads.")] = None,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Fresh processes per configuration, interleaved round-robin; each figure is "
+            "the round with the median time (small shared CPUs vary a lot between processes).",
+        ),
+    ] = 3,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("bench-results"),
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Benchmark (see the command help)."""
     setup_logging(verbose)
-    from ufd.export.bench import child, count_macs, matmul_peak
+    from ufd.export.bench import child, count_macs, median_run
     from ufd.runtime.bundle import Bundle
 
     manifest = Bundle.open(bundle).manifest
     precisions = [p for p in precision.split(",") if p]
     batches = [int(b) for b in batch.split(",") if b]
-    typer.echo("measuring this machine's MatMul peak (onnxruntime, 4096^3)...", err=True)
-    peaks = {"fp32": matmul_peak("fp32"), "int8": matmul_peak("int8")}
+    for p in precisions:
+        manifest.encoder(p)  # unknown precision: fail before any timing
+    jobs: dict[str, tuple[str, dict]] = {
+        "peak.fp32": ("run_peak", {"dtype": "fp32"}),
+        "peak.int8": ("run_peak", {"dtype": "int8"}),
+    }
+    for p in precisions:
+        for b in batches:
+            jobs[f"ort.{p}.{b}"] = ("run_ort", {"bundle": str(bundle), "precision": p,
+                                               "batch": b, "iterations": iterations,
+                                               "threads": threads})  # fmt: skip
+    if torch_model:
+        for b in batches:
+            jobs[f"torch.{b}"] = (
+                "run_torch",
+                {
+                    "model": torch_model,
+                    "checkpoint": torch_checkpoint,
+                    "folder": str(images) if images and b == 1 else None,
+                    "batch": b,
+                    "iterations": max(3, iterations // 2),
+                },
+            )
+    if images:
+        for p in precisions:
+            jobs[f"e2e.{p}"] = (
+                "run_e2e_ort",
+                {"bundle": str(bundle), "precision": p, "folder": str(images), "threads": threads},
+            )
+    runs: dict[str, list[dict]] = {key: [] for key in jobs}
+    for r in range(rounds):
+        for key, (kind, kwargs) in jobs.items():
+            typer.echo(f"round {r + 1}/{rounds}: {key}...", err=True)
+            runs[key].append(child(kind, **kwargs))
+
     fp32 = "encoder.fp32" in manifest.graphs
     macs = count_macs(bundle / manifest.graphs["encoder.fp32"].path) if fp32 else None
+    peaks = {d: median_run(runs[f"peak.{d}"], "gmacs")["gmacs"] for d in ("fp32", "int8")}
     result: dict = {
         "bundle": str(bundle),
         "model": manifest.model.name,
+        "rounds": rounds,
         "matmul_peak_gmacs": peaks,
+        "matmul_peak_rounds": {d: [x["gmacs"] for x in runs[f"peak.{d}"]] for d in peaks},
         "encoder_gmacs": macs / 1e9 if macs else None,
         "configs": [],
     }
     for p in precisions:
         size_mb = manifest.files[manifest.encoder(p).path].size / 1e6
         for b in batches:
-            typer.echo(f"ORT {p} batch {b}...", err=True)
-            row = child("run_ort", bundle=str(bundle), precision=p, batch=b,
-                        iterations=iterations, threads=threads)  # fmt: skip
+            row = median_run(runs[f"ort.{p}.{b}"], "p50_ms")
             row |= {"engine": "onnxruntime", "precision": p, "batch": b, "size_mb": size_mb}
             if macs:
                 peak = peaks["int8" if p == "int8" else "fp32"]
                 row["fraction_of_peak"] = macs * b / (row["p50_ms"] / 1e3) / (peak * 1e9)
             result["configs"].append(row)
-    if torch_model:
-        for b in batches:
-            typer.echo(f"torch fp32 batch {b}...", err=True)
-            row = child("run_torch", model=torch_model, checkpoint=torch_checkpoint,
-                        folder=str(images) if images and b == 1 else None, batch=b,
-                        iterations=max(3, iterations // 2))  # fmt: skip
-            row |= {"engine": "torch", "precision": "fp32", "batch": b}
-            result["configs"].append(row)
+    for b in batches if torch_model else []:
+        metric = "e2e_per_image_ms" if images and b == 1 else "p50_ms"
+        row = median_run(runs[f"torch.{b}"], metric)
+        result["configs"].append(row | {"engine": "torch", "precision": "fp32", "batch": b})
     if images:
-        result["e2e"] = {}
-        for p in precisions:
-            typer.echo(f"end to end, ORT {p}...", err=True)
-            result["e2e"][p] = child("run_e2e_ort", bundle=str(bundle), precision=p,
-                                     folder=str(images), threads=threads)  # fmt: skip
+        result["e2e"] = {p: median_run(runs[f"e2e.{p}"], "per_image_ms") for p in precisions}
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
@@ -98,7 +132,8 @@ def markdown(result: dict) -> str:
         f"# ufd-bench: {result['model']}",
         "",
         f"MatMul peak here: fp32 {peaks['fp32']:.0f} GMAC/s, int8 {peaks['int8']:.0f} GMAC/s; "
-        f"encoder {result['encoder_gmacs'] or 0:.1f} GMAC per image.",
+        f"encoder {result['encoder_gmacs'] or 0:.1f} GMAC per image. Each figure: the "
+        f"median of {result.get('rounds', 1)} interleaved rounds, each in a fresh process.",
         "",
         "| engine | precision | batch | start-up s | p50 ms | p90 ms | p99 ms | img/s | "
         "peak RSS MB | size MB | % of peak |",
