@@ -40,7 +40,7 @@ def calibrate(
     ] = "linear",
     k: Annotated[int, typer.Option("--k", min=1, help="Nearest reals (realonly).")] = 5,
     precision: Annotated[str | None, typer.Option(help="Encoder precision.")] = None,
-    provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    provider: Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:

@@ -69,7 +69,11 @@ def detect(
         typer.Option(help="fp32, fp16 or int8. Default: fastest in the bundle for the provider."),
     ] = None,
     provider: Annotated[
-        str, typer.Option(help="auto (CUDA if available, else CPU), cuda or cpu.")
+        str,
+        typer.Option(
+            help="auto (CUDA if available, else CPU), tensorrt (fp16 engines cached in "
+            "~/.cache/ufd/tensorrt; slow first start), cuda or cpu."
+        ),
     ] = "auto",
     threads: Annotated[
         int | None, typer.Option(min=1, help="onnxruntime intra-op threads.")

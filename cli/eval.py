@@ -51,7 +51,7 @@ def evaluate(
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     precision: Annotated[str | None, typer.Option(help="Encoder precision.")] = None,
-    provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    provider: Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
     cache: Annotated[
         Path | None,

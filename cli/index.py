@@ -60,7 +60,7 @@ def index(
     ] = 10_000,
     seed: Annotated[int, typer.Option(help="HNSW random seed.")] = 100,
     precision: Annotated[str, typer.Option(help="Encoder precision for features.")] = "fp32",
-    provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    provider: Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="Threads.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,

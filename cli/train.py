@@ -54,7 +54,7 @@ def train(
     views: Annotated[int, typer.Option(min=1, help="Augmented copies per image.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed (split, augmentation, init, order).")] = 0,
     precision: Annotated[str, typer.Option(help="Encoder precision for features.")] = "fp32",
-    provider: Annotated[str, typer.Option(help="auto, cuda or cpu.")] = "auto",
+    provider: Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")] = "auto",
     encode_batch: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache features.")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,

@@ -85,7 +85,8 @@ class Detector:
             bundle: bundle directory (or an opened :class:`Bundle`).
             precision: ``fp32``, ``fp16`` or ``int8``; ``None`` picks the fastest
                 the bundle has for the provider (CPU: int8, CUDA: fp16).
-            provider: ``auto`` (CUDA when available, else CPU), ``cuda`` or ``cpu``.
+            provider: ``auto`` (CUDA when available, else CPU), ``tensorrt``, ``cuda``
+                or ``cpu``.
             threads: onnxruntime intra-op threads (``None``: onnxruntime's default).
             threshold: decision threshold on p(fake); ``None`` uses the manifest's.
             max_pixels: refuse images with more decoded pixels than this.
@@ -130,7 +131,7 @@ class Detector:
             manifest.threshold if threshold is None else threshold,
             max_pixels,
             verify,
-            (1 if encoder.provider == "cuda" else 0) if decode_workers is None else decode_workers,
+            (1 if encoder.provider != "cpu" else 0) if decode_workers is None else decode_workers,
         )
 
     @property

@@ -16,27 +16,42 @@ from ufd.runtime.errors import BundleError, ProviderError
 
 logger = logging.getLogger(__name__)
 
-PROVIDERS = ("auto", "cuda", "cpu")
+PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
+_TRT = "TensorrtExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
+_NAMES = {_TRT: "tensorrt", _CUDA: "cuda", _CPU: "cpu"}
+_ORT_TYPES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.float16): "tensor(float16)"}
+TRT_CACHE = Path.home() / ".cache" / "ufd" / "tensorrt"
 
 GPU_INSTALL_HINT = "pip install 'ufd[gpu]' (onnxruntime-gpu) and check the CUDA/cuDNN libraries"
 
 
 def resolve_provider(provider: str) -> str:
-    """Map ``auto``/``cuda``/``cpu`` to the provider that will actually run.
+    """Map ``auto``/``tensorrt``/``cuda``/``cpu`` to the provider that will actually run.
+
+    ``auto`` never picks TensorRT: its first start builds engines for minutes,
+    so it is asked for by name.
 
     Returns:
-        ``"cuda"`` or ``"cpu"``.
+        ``"tensorrt"``, ``"cuda"`` or ``"cpu"``.
 
     Raises:
-        ProviderError: unknown name, or ``cuda`` asked for but not available.
+        ProviderError: unknown name, or ``tensorrt``/``cuda`` asked for but not available.
     """
     if provider not in PROVIDERS:
         raise ProviderError(f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
     available = ort.get_available_providers()
     if provider == "cpu":
         return "cpu"
+    if provider == "tensorrt":
+        if _TRT in available:
+            return "tensorrt"
+        raise ProviderError(
+            "provider 'tensorrt' asked for, but this onnxruntime has no TensorRT support "
+            f"(it has {', '.join(available)}); install onnxruntime-gpu with the TensorRT "
+            "libraries, or use --provider cuda"
+        )
     if _CUDA in available:
         return "cuda"
     if provider == "cuda":
@@ -48,9 +63,27 @@ def resolve_provider(provider: str) -> str:
     return "cpu"
 
 
+def provider_chain(provider: str, trt_cache: Path = TRT_CACHE) -> list:
+    """The onnxruntime ``providers`` list for a resolved provider, fallbacks last.
+
+    TensorRT builds fp16 engines and caches them under ``trt_cache`` (the
+    first start is slow, later ones load the cache); CUDA runs what TensorRT
+    cannot (onnxruntime's contrib ops such as ``MultiHeadAttention``).
+    """
+    if provider == "tensorrt":
+        options = {
+            "trt_fp16_enable": True,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(trt_cache),
+        }
+        return [(_TRT, options), _CUDA, _CPU]
+    return [_CUDA, _CPU] if provider == "cuda" else [_CPU]
+
+
 def best_precision(available: list[str], provider: str) -> str:
     """The fastest precision of ``available`` for a resolved provider."""
-    order = ("fp16", "fp32", "int8") if provider == "cuda" else ("int8", "fp32", "fp16")
+    gpu = provider in ("cuda", "tensorrt")
+    order = ("fp16", "fp32", "int8") if gpu else ("int8", "fp32", "fp16")
     for precision in order:
         if precision in available:
             return precision
@@ -58,7 +91,13 @@ def best_precision(available: list[str], provider: str) -> str:
 
 
 class OrtSession:
-    """One onnxruntime inference session over one graph of a bundle."""
+    """One onnxruntime inference session over one graph of a bundle.
+
+    On CUDA/TensorRT the graph runs through IO binding: the input buffer stays
+    on the device between calls (refilled in place while the batch shape is
+    unchanged) and the output is bound there too, so a call does one
+    host-to-device and one device-to-host copy and no device allocation.
+    """
 
     def __init__(
         self,
@@ -66,14 +105,16 @@ class OrtSession:
         provider: str = "cpu",
         threads: int | None = None,
         optimization: str = "all",
+        io_binding: bool | None = None,
     ) -> None:
         """Create the session.
 
         Args:
             model_path: ONNX file (already hash-verified by the bundle).
-            provider: a resolved provider, ``cuda`` or ``cpu``.
+            provider: a resolved provider, ``tensorrt``, ``cuda`` or ``cpu``.
             threads: intra-op threads; ``None`` lets onnxruntime decide.
             optimization: ``all``, ``extended`` or ``basic`` graph optimisation.
+            io_binding: run through IO binding; ``None``: on GPU providers only.
         """
         options = ort.SessionOptions()
         options.graph_optimization_level = {
@@ -84,30 +125,55 @@ class OrtSession:
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
-        providers = [_CUDA, _CPU] if provider == "cuda" else [_CPU]
         try:
             self.session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=providers
+                str(model_path), sess_options=options, providers=provider_chain(provider)
             )
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(
                 f"onnxruntime cannot load {model_path.name}: {str(e).strip().splitlines()[0]}; "
                 "the bundle is damaged or was made by an incompatible exporter; re-export it"
             ) from e
-        if provider == "cuda" and _CUDA not in self.session.get_providers():
+        self.provider = _NAMES.get(self.session.get_providers()[0], "cpu")
+        if self.provider != provider:
             logger.warning(
-                "CUDA provider failed to start for %s (missing CUDA libraries?); "
-                "running on CPU. Fix: %s",
+                "%s provider failed to start for %s (missing CUDA/TensorRT libraries?); "
+                "running on %s. Fix: %s",
+                provider,
                 model_path.name,
+                self.provider,
                 GPU_INSTALL_HINT,
             )
-        self.provider = "cuda" if _CUDA in self.session.get_providers() else "cpu"
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        bind = self.provider != "cpu" if io_binding is None else io_binding
+        self.device = "cpu" if self.provider == "cpu" else "cuda"
+        self._binding = self.session.io_binding() if bind else None
+        self._device_input: ort.OrtValue | None = None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run the graph on one input batch and return its first output."""
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+        if self._binding is None:
+            return self.session.run([self.output_name], {self.input_name: batch})[0]
+        return self._run_bound(np.ascontiguousarray(batch))
+
+    def _run_bound(self, batch: np.ndarray) -> np.ndarray:
+        held = self._device_input
+        if (
+            held is None
+            or held.shape() != list(batch.shape)
+            or held.data_type() != _ORT_TYPES.get(batch.dtype)
+        ):
+            # on the CPU the OrtValue wraps the array itself: own a copy, so that later
+            # in-place refills never write into a caller's array
+            owned = batch.copy() if self.device == "cpu" else batch
+            held = self._device_input = ort.OrtValue.ortvalue_from_numpy(owned, self.device, 0)
+        else:
+            held.update_inplace(batch)
+        self._binding.bind_ortvalue_input(self.input_name, held)
+        self._binding.bind_output(self.output_name, self.device)
+        self.session.run_with_iobinding(self._binding)
+        return self._binding.copy_outputs_to_cpu()[0]
 
 
 class EncoderSession(OrtSession):
