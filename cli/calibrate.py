@@ -12,7 +12,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from ufd.cli.common import fail, handle_errors, setup_logging
+from ufd.cli.common import BATCH_HELP, fail, handle_errors, setup_logging
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -41,7 +41,7 @@ def calibrate(
     k: Annotated[int, typer.Option("--k", min=1, help="Nearest reals (realonly).")] = 5,
     precision: Annotated[str | None, typer.Option(help="Encoder precision.")] = None,
     provider: Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
+    batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Calibrate (see the command help)."""

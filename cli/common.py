@@ -21,6 +21,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_USAGE = 2
+BATCH_HELP = "Images per encoder call. Default: 8 on the CPU, 32 on CUDA/TensorRT."
 EXTRA_HINTS = {
     "torch": "export",
     "torchvision": "export",

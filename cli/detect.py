@@ -11,9 +11,9 @@ from typing import IO, Annotated
 import typer
 from tqdm import tqdm
 
-from ufd.cli.common import fail, handle_errors, setup_logging
+from ufd.cli.common import BATCH_HELP, fail, handle_errors, setup_logging
 from ufd.runtime.decode import DEFAULT_MAX_PIXELS
-from ufd.runtime.detector import DEFAULT_BATCH_SIZE, Detector
+from ufd.runtime.detector import Detector
 from ufd.runtime.inputs import expand_inputs, load_feature_file
 from ufd.runtime.records import FORMATS, done_paths, make_writer
 
@@ -82,9 +82,7 @@ def detect(
         float | None,
         typer.Option(min=0.0, max=1.0, help="Fake when p(fake) > threshold. Default: bundle's."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = (
-        DEFAULT_BATCH_SIZE
-    ),
+    batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
     fmt: Annotated[
         str | None,
         typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import fail, handle_errors, setup_logging
+from ufd.cli.common import BATCH_HELP, fail, handle_errors, setup_logging
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -52,7 +52,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     precision: Annotated[str | None, typer.Option(help="Encoder precision.")] = None,
     provider: Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
+    batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
     cache: Annotated[
         Path | None,
         typer.Option(help="Feature cache folder (default: $UFD_CACHE_DIR/features)."),

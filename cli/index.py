@@ -10,7 +10,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from ufd.cli.common import fail, handle_errors, setup_logging
+from ufd.cli.common import BATCH_HELP, fail, handle_errors, setup_logging
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -62,7 +62,7 @@ def index(
     precision: Annotated[str, typer.Option(help="Encoder precision for features.")] = "fp32",
     provider: Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="Threads.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
+    batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Build the bank (see the command help)."""

@@ -105,7 +105,7 @@ class EvalOptions:
     conditions: tuple[tuple[float, int | None], ...] = ((0.0, None),)
     max_per_class: int | None = None
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int | None = None
     cache_root: Path | None = None
 
 

@@ -53,7 +53,7 @@ class IndexOptions:
 def encode_items(
     detector: Detector,
     items: Iterable[InputItem],
-    batch_size: int = 8,
+    batch_size: int | None = None,
     on_skip: Callable[[str, str], None] = lambda path, reason: None,
     on_batch: Callable[[int], None] = lambda n: None,
 ) -> np.ndarray:

@@ -51,7 +51,7 @@ class FeatureGatherer:
         self,
         detector: Detector,
         cache_root: Path | None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         on_skip: Skip = lambda path, why: None,
     ) -> None:
         self.detector = detector

@@ -38,7 +38,9 @@ from ufd.runtime.sessions import (
 logger = logging.getLogger(__name__)
 
 
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 32, "tensorrt": 32}
+"""Images per encoder call when none is given: small on the CPU (dynamic int8 runs
+one image per call anyway), larger where a GPU needs batches to fill it."""
 
 
 class Detector:
@@ -136,7 +138,7 @@ class Detector:
 
     @property
     def provider(self) -> str:
-        """The provider the encoder actually runs on (``cuda`` or ``cpu``)."""
+        """The provider the encoder actually runs on (``tensorrt``, ``cuda`` or ``cpu``)."""
         return self.encoder.provider
 
     def prepare(self, path: str | Path) -> np.ndarray:
@@ -171,7 +173,7 @@ class Detector:
     def score(
         self,
         inputs: Iterable[str | Path],
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         method: str = "linear",
         k: int | None = None,
         exact: bool | None = None,
@@ -183,7 +185,7 @@ class Detector:
     def score_batches(
         self,
         items: Iterable[InputItem],
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         method: str = "linear",
         k: int | None = None,
         exact: bool | None = None,
@@ -192,7 +194,8 @@ class Detector:
 
         Args:
             items: expanded inputs.
-            batch_size: images per encoder call.
+            batch_size: images per encoder call (``None``: :data:`DEFAULT_BATCH_SIZE`
+                for the provider).
             method: ``linear``, ``nn``, ``traces``, ``realonly``, a comma-separated
                 list of them, or ``all`` (every method the bundle has).
             k: neighbours (``nn`` vote, ``realonly`` mean distance).
@@ -221,14 +224,15 @@ class Detector:
     def feature_batches(
         self,
         items: Iterable[InputItem],
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         prepare: Callable[[str], np.ndarray] | None = None,
     ) -> Iterator[FeatureBatch]:
         """Decode, preprocess and encode items in batches.
 
         Args:
             items: inputs, in order.
-            batch_size: images per encoder call.
+            batch_size: images per encoder call (``None``: :data:`DEFAULT_BATCH_SIZE`
+                for the provider).
             prepare: path -> encoder input; default :meth:`prepare` (evaluation
                 and training pass perturbing or augmenting versions).
 
@@ -237,6 +241,7 @@ class Detector:
             (each with its pixels or its error), the features of the items that
             have pixels (in order), and the reason the encoder failed, if it did.
         """
+        batch_size = batch_size or DEFAULT_BATCH_SIZE[self.provider]
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         prepare = prepare or self.prepare
@@ -255,7 +260,7 @@ class Detector:
     def encode_for_cache(
         self,
         items: list[InputItem],
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         prepare: Callable[[str], np.ndarray] | None = None,
     ) -> Iterator[tuple[list[InputItem], np.ndarray, list[tuple[str, str]]]]:
         """Batches of (encoded items, their features, skipped (path, reason))."""

@@ -73,3 +73,18 @@ def test_io_bound_runs_equal_plain_runs(tiny_bundle: Path) -> None:
     for x, original in inputs:  # refills never write into the caller's arrays
         np.testing.assert_array_equal(x, original)
     assert held[0] is held[1] and held[1] is not held[2] and held[2] is not held[3]
+
+
+def test_default_batch_is_sized_for_the_provider(tiny_bundle: Path, tmp_path: Path) -> None:
+    from helpers import random_image
+
+    from ufd.runtime import Detector
+    from ufd.runtime.detector import DEFAULT_BATCH_SIZE
+    from ufd.runtime.inputs import expand_inputs
+
+    for i in range(10):
+        random_image(tmp_path / f"{i}.png", (40, 30), seed=i)
+    detector = Detector.open(tiny_bundle, precision="fp32", provider="cpu")
+    sizes = [len(b) for b, _, _ in detector.feature_batches(expand_inputs([tmp_path]))]
+    assert sizes == [DEFAULT_BATCH_SIZE["cpu"], 10 - DEFAULT_BATCH_SIZE["cpu"]]
+    assert DEFAULT_BATCH_SIZE["cuda"] > DEFAULT_BATCH_SIZE["cpu"]
