@@ -6,7 +6,8 @@ JPEGs of 512-1024 px (scikit-image photos resized), then ``ufd-bench`` with the
 torch fp32 eager baseline on the same images.
 
 Usage:
-    python benchmarks/speed.py --models ViT-B-16,ViT-L-14 [--iterations 20] [--rounds 3]
+    python benchmarks/speed.py [--models ViT-B-16-quickgelu,ViT-L-14-quickgelu]
+        [--iterations 10] [--rounds 5]
 Writes benchmarks/results/speed-<model>/bench.{json,md,png} and speed.md.
 """
 
@@ -70,9 +71,13 @@ def prepare(model: str, work: Path) -> tuple[Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="ViT-B-16,ViT-L-14")
-    parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--models",
+        default="ViT-B-16-quickgelu,ViT-L-14-quickgelu",
+        help="open_clip names; -quickgelu is the activation of OpenAI's CLIP, UnivFD's backbone",
+    )
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ufd-speed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()

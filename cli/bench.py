@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
         "Benchmark a bundle on the CPU: per precision and batch size, start-up time, "
         "p50/p90/p99 latency, throughput, peak RSS (each in its own process), graph size, "
         "and the fraction of this machine's MatMul peak (measured in the same run). With "
-        "--images, end to end on a folder (decode included), and torch fp32 eager beside it "
+        "--images, end to end on a folder (decode included), and torch eager beside it "
         "when --torch-model is given. Writes bench.json, bench.md and bench.png to --out."
     )
 )
@@ -36,6 +36,13 @@ def bench(
         str, typer.Option(help="Checkpoint of the torch baseline ('none': random).")
     ] = "none",
     threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime threads.")] = None,
+    provider: Annotated[
+        str,
+        typer.Option(
+            help="cpu, cuda or tensorrt. On a GPU the peaks are fp32/fp16 MatMuls there and "
+            "the torch baseline is fp16 eager on CUDA."
+        ),
+    ] = "cpu",
     rounds: Annotated[
         int,
         typer.Option(
@@ -51,6 +58,11 @@ def bench(
     setup_logging(verbose)
     from ufd.export.bench import child, count_macs, median_run
     from ufd.runtime.bundle import Bundle
+    from ufd.runtime.sessions import resolve_provider
+
+    provider = resolve_provider(provider)
+    gpu = provider != "cpu"
+    peak_types = ("fp32", "fp16") if gpu else ("fp32", "int8")
 
     manifest = Bundle.open(bundle).manifest
     precisions = [p for p in precision.split(",") if p]
@@ -58,14 +70,14 @@ def bench(
     for p in precisions:
         manifest.encoder(p)  # unknown precision: fail before any timing
     jobs: dict[str, tuple[str, dict]] = {
-        "peak.fp32": ("run_peak", {"dtype": "fp32"}),
-        "peak.int8": ("run_peak", {"dtype": "int8"}),
+        f"peak.{d}": ("run_peak", {"dtype": d, "provider": provider}) for d in peak_types
     }
     for p in precisions:
         for b in batches:
             jobs[f"ort.{p}.{b}"] = ("run_ort", {"bundle": str(bundle), "precision": p,
                                                "batch": b, "iterations": iterations,
-                                               "threads": threads})  # fmt: skip
+                                               "threads": threads,
+                                               "provider": provider})  # fmt: skip
     if torch_model:
         for b in batches:
             jobs[f"torch.{b}"] = (
@@ -76,13 +88,20 @@ def bench(
                     "folder": str(images) if images and b == 1 else None,
                     "batch": b,
                     "iterations": max(3, iterations // 2),
+                    "device": "cuda" if gpu else "cpu",
                 },
             )
     if images:
         for p in precisions:
             jobs[f"e2e.{p}"] = (
                 "run_e2e_ort",
-                {"bundle": str(bundle), "precision": p, "folder": str(images), "threads": threads},
+                {
+                    "bundle": str(bundle),
+                    "precision": p,
+                    "folder": str(images),
+                    "threads": threads,
+                    "provider": provider,
+                },
             )
     runs: dict[str, list[dict]] = {key: [] for key in jobs}
     for r in range(rounds):
@@ -92,10 +111,11 @@ def bench(
 
     fp32 = "encoder.fp32" in manifest.graphs
     macs = count_macs(bundle / manifest.graphs["encoder.fp32"].path) if fp32 else None
-    peaks = {d: median_run(runs[f"peak.{d}"], "gmacs")["gmacs"] for d in ("fp32", "int8")}
+    peaks = {d: median_run(runs[f"peak.{d}"], "gmacs")["gmacs"] for d in peak_types}
     result: dict = {
         "bundle": str(bundle),
         "model": manifest.model.name,
+        "provider": provider,
         "rounds": rounds,
         "matmul_peak_gmacs": peaks,
         "matmul_peak_rounds": {d: [x["gmacs"] for x in runs[f"peak.{d}"]] for d in peaks},
@@ -108,13 +128,16 @@ def bench(
             row = median_run(runs[f"ort.{p}.{b}"], "p50_ms")
             row |= {"engine": "onnxruntime", "precision": p, "batch": b, "size_mb": size_mb}
             if macs:
-                peak = peaks["int8" if p == "int8" else "fp32"]
+                peak = peaks.get(p, peaks["fp32"])
                 row["fraction_of_peak"] = macs * b / (row["p50_ms"] / 1e3) / (peak * 1e9)
             result["configs"].append(row)
     for b in batches if torch_model else []:
         metric = "e2e_per_image_ms" if images and b == 1 else "p50_ms"
         row = median_run(runs[f"torch.{b}"], metric)
-        result["configs"].append(row | {"engine": "torch", "precision": "fp32", "batch": b})
+        torch_precision = "fp16" if gpu else "fp32"
+        result["configs"].append(
+            row | {"engine": "torch", "precision": torch_precision, "batch": b}
+        )
     if images:
         result["e2e"] = {p: median_run(runs[f"e2e.{p}"], "per_image_ms") for p in precisions}
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +154,9 @@ def markdown(result: dict) -> str:
     lines = [
         f"# ufd-bench: {result['model']}",
         "",
-        f"MatMul peak here: fp32 {peaks['fp32']:.0f} GMAC/s, int8 {peaks['int8']:.0f} GMAC/s; "
+        f"MatMul peak here ({result.get('provider', 'cpu')}): "
+        + ", ".join(f"{d} {g:.0f} GMAC/s" for d, g in peaks.items())
+        + "; "
         f"encoder {result['encoder_gmacs'] or 0:.1f} GMAC per image. Each figure: the "
         f"median of {result.get('rounds', 1)} interleaved rounds, each in a fresh process.",
         "",
@@ -155,7 +180,8 @@ def markdown(result: dict) -> str:
         for r in result["configs"]:
             if r["engine"] == "torch" and "e2e_per_image_ms" in r:
                 lines.append(
-                    f"| torch fp32 | {r['e2e_per_image_ms']:.1f} | {r['peak_rss_mb']:.0f} |"
+                    f"| torch {r['precision']} | {r['e2e_per_image_ms']:.1f} | "
+                    f"{r['peak_rss_mb']:.0f} |"
                 )
     return "\n".join(lines) + "\n"
 

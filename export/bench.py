@@ -72,21 +72,29 @@ def count_macs(model_path: Path, image_size: int = 224) -> float:
     return macs
 
 
-def matmul_peak(dtype: str, repeats: int = 5) -> float:
-    """Sustained onnxruntime GMAC/s of a 4096^3 MatMul (fp32, or int8 dynamic)."""
+def matmul_peak(dtype: str, repeats: int = 5, provider: str = "cpu") -> float:
+    """Sustained onnxruntime GMAC/s of an n^3 MatMul on ``provider``.
+
+    ``dtype``: ``fp32``, ``fp16`` or ``int8`` (dynamic, as the int8 graphs run).
+    n = 4096 on the CPU, 8192 on a GPU. The input stays on the device (IO
+    binding), so only the product is timed.
+    """
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    n = MATMUL_N
-    weight = numpy_helper.from_array(
-        np.random.default_rng(0).normal(size=(n, n)).astype(np.float32), "w"
-    )
+    from ufd.runtime.sessions import OrtSession
+
+    n = MATMUL_N if provider == "cpu" else 2 * MATMUL_N
+    float_type = np.float16 if dtype == "fp16" else np.float32
+    onnx_type = TensorProto.FLOAT16 if dtype == "fp16" else TensorProto.FLOAT
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.normal(size=(n, n)).astype(float_type), "w")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])],
         "mm",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("x", onnx_type, [n, n])],
+        [helper.make_tensor_value_info("y", onnx_type, [n, n])],
         [weight],
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,20 +105,26 @@ def matmul_peak(dtype: str, repeats: int = 5) -> float:
 
             quantize_dynamic(path, Path(tmp) / "mm8.onnx", weight_type=QuantType.QInt8)
             path = Path(tmp) / "mm8.onnx"
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        x = np.random.default_rng(1).normal(size=(n, n)).astype(np.float32)
-        session.run(None, {"x": x})
+        session = OrtSession(path, provider, io_binding=True)
+        x = ort.OrtValue.ortvalue_from_numpy(
+            rng.normal(size=(n, n)).astype(float_type), session.device, 0
+        )
+        binding = session.session.io_binding()
+        binding.bind_ortvalue_input("x", x)
+        binding.bind_output("y", session.device)
+        session.session.run_with_iobinding(binding)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            session.run(None, {"x": x})
+            session.session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
             times.append(time.perf_counter() - start)
     return n**3 / min(times) / 1e9
 
 
-def run_peak(dtype: str) -> dict:
+def run_peak(dtype: str, provider: str = "cpu") -> dict:
     """:func:`matmul_peak` as a child-process job."""
-    return {"gmacs": matmul_peak(dtype)}
+    return {"gmacs": matmul_peak(dtype, provider=provider)}
 
 
 def median_run(runs: list[dict], metric: str) -> dict:
@@ -138,12 +152,19 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ort(bundle: str, precision: str, batch: int, iterations: int, threads: int | None):
+def run_ort(
+    bundle: str,
+    precision: str,
+    batch: int,
+    iterations: int,
+    threads: int | None,
+    provider: str = "cpu",
+):
     """Encoder (+head) latency of one bundle precision at one batch size."""
     from ufd.runtime import Detector
 
     start = time.perf_counter()
-    detector = Detector.open(bundle, precision=precision, provider="cpu", threads=threads)
+    detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
     startup = time.perf_counter() - start
     size = detector.bundle.manifest.model.image_size
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
@@ -156,12 +177,14 @@ def run_ort(bundle: str, precision: str, batch: int, iterations: int, threads: i
     return {"startup_s": startup, **percentiles(times), "throughput_ips": batch / np.median(times)}
 
 
-def run_e2e_ort(bundle: str, precision: str, folder: str, threads: int | None) -> dict:
+def run_e2e_ort(
+    bundle: str, precision: str, folder: str, threads: int | None, provider: str = "cpu"
+) -> dict:
     """End to end on a folder, batch 1: decode + preprocess + encoder + head."""
     from ufd.runtime import Detector
     from ufd.runtime.inputs import expand_inputs
 
-    detector = Detector.open(bundle, precision=precision, provider="cpu", threads=threads)
+    detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
     items = list(expand_inputs([folder]))
     list(detector.score_batches(items[:2], 1))  # warm-up
     start = time.perf_counter()
@@ -171,8 +194,18 @@ def run_e2e_ort(bundle: str, precision: str, folder: str, threads: int | None) -
     return {"images": scored, "per_image_ms": elapsed / max(scored, 1) * 1e3}
 
 
-def run_torch(model: str, checkpoint: str, folder: str | None, batch: int, iterations: int):
-    """Torch fp32 eager: encoder latency, and end to end on a folder (the official way)."""
+def run_torch(
+    model: str,
+    checkpoint: str,
+    folder: str | None,
+    batch: int,
+    iterations: int,
+    device: str = "cpu",
+):
+    """Torch eager: encoder latency, and end to end on a folder (the official way).
+
+    fp32 on the CPU; fp16 on CUDA (``device="cuda"``), synchronised before timing.
+    """
     import open_clip
     import torch
     from PIL import Image
@@ -185,16 +218,20 @@ def run_torch(model: str, checkpoint: str, folder: str | None, batch: int, itera
     open_clip.add_model_config(MODEL_CONFIG_DIR)
     start = time.perf_counter()
     weights = None if checkpoint in ("", "none") else checkpoint
-    visual = open_clip.create_model(model, pretrained=weights).visual.eval()
-    fc = torch.nn.Linear(visual.output_dim, 1).eval()
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    visual = open_clip.create_model(model, pretrained=weights).visual.eval().to(device, dtype)
+    fc = torch.nn.Linear(visual.output_dim, 1).eval().to(device, dtype)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     startup = time.perf_counter() - start
-    x = torch.randn(batch, 3, 224, 224)
+    x = torch.randn(batch, 3, 224, 224, device=device, dtype=dtype)
     times = []
     with torch.no_grad():
         fc(visual(x))
+        sync()
         for _ in range(iterations):
             t = time.perf_counter()
             fc(visual(x))
+            sync()
             times.append(time.perf_counter() - t)
     result = {
         "startup_s": startup,
@@ -215,7 +252,7 @@ def run_torch(model: str, checkpoint: str, folder: str | None, batch: int, itera
                     pixels = tf(Image.open(path).convert("RGB")).unsqueeze(0)
                 except OSError:
                     continue  # the official pipeline would crash here; skip the file
-                fc(visual(pixels))
+                float(fc(visual(pixels.to(device, dtype))))  # the score reaches the host
                 scored += 1
             result["e2e_per_image_ms"] = (time.perf_counter() - start) / max(scored, 1) * 1e3
     return result
