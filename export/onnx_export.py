@@ -4,6 +4,7 @@ Uses the TorchScript exporter (``dynamo=False``) with ``dynamic_axes``: the dyna
 exporter silently specialises the batch dimension (pytorch#157621). The fused
 MultiheadAttention fastpath is switched off while exporting, since the
 TorchScript exporter cannot export ``aten::_native_multi_head_attention``.
+Encoders are written with fused self-attention by default (:mod:`ufd.export.attention`).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def export_encoder(
         if not fused:
             logger.info("no fusable self-attention found; exporting attention as plain ops")
     example = torch.zeros(2, 3, image_size, image_size)
-    _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset)
+    custom = {MS_DOMAIN: 1} if fused else None
+    _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset, custom)
     return fused > 0
 
 
@@ -90,6 +92,7 @@ def _export(
     input_name: str,
     output_name: str,
     opset: int,
+    custom_opsets: dict[str, int] | None = None,
 ) -> None:
     module = module.eval()
     try:
@@ -102,7 +105,7 @@ def _export(
                 output_names=[output_name],
                 dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                 opset_version=opset,
-                custom_opsets={MS_DOMAIN: 1},
+                custom_opsets=custom_opsets,
                 do_constant_folding=True,
                 dynamo=False,
             )
