@@ -51,3 +51,20 @@ def test_bench_refuses_a_precision_the_bundle_lacks(tiny_bundle: Path, tmp_path:
     result = CliRunner().invoke(app, [str(tiny_bundle), "--precision", "int4"])
     assert result.exit_code != 0
     assert "int4" in result.output
+
+
+def test_plan_names_every_job_for_the_provider(tmp_path: Path) -> None:
+    from ufd.export.bench_plan import BenchPlan
+
+    cpu = BenchPlan(tmp_path, ["fp32", "int8"], [1, 4], images=tmp_path, torch_model="ViT-B-16")
+    assert set(cpu.jobs()) == {
+        "peak.fp32", "peak.int8", "ort.fp32.1", "ort.fp32.4", "ort.int8.1", "ort.int8.4",
+        "torch.1", "torch.4", "e2e.fp32", "e2e.int8",
+    }  # fmt: skip
+    assert cpu.jobs()["torch.1"][1]["folder"] == str(tmp_path)  # e2e only at batch 1
+    assert cpu.jobs()["torch.4"][1]["folder"] is None
+    gpu = BenchPlan(tmp_path, ["fp16"], [64], provider="cuda", torch_model="ViT-L-14")
+    jobs = gpu.jobs()
+    assert {"peak.fp32", "peak.fp16"} <= set(jobs) and "peak.int8" not in jobs
+    assert jobs["torch.64"][1]["device"] == "cuda"
+    assert jobs["ort.fp16.64"][1]["provider"] == "cuda"
