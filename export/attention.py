@@ -29,14 +29,12 @@ MS_DOMAIN = "com.microsoft"
 
 
 class _MultiHeadAttentionOp(torch.autograd.Function):
-    """softmax(q k^T / sqrt(h)) v over ``num_heads`` heads; (B, S, D) in and out."""
+    """softmax(q k^T / sqrt(h)) v over ``num_heads`` heads: q (B, S, D), k and v (B, L, D)."""
 
     @staticmethod
     def forward(ctx, q, k, v, num_heads: int):
         batch, seq, dim = q.shape
-        heads = [
-            t.reshape(batch, seq, num_heads, dim // num_heads).transpose(1, 2) for t in (q, k, v)
-        ]
+        heads = [t.unflatten(-1, (num_heads, dim // num_heads)).transpose(1, 2) for t in (q, k, v)]
         out = F.scaled_dot_product_attention(*heads)
         return out.transpose(1, 2).reshape(batch, seq, dim)
 
@@ -72,6 +70,18 @@ class FusedSelfAttention(nn.Module):
         qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
         q, k, v = torch.split(qkv, qkv.shape[-1] // 3, dim=-1)
         return self.out_proj(_MultiHeadAttentionOp.apply(q, k, v, self.num_heads)), None
+
+    def attend(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Attention of ``query`` tokens over ``context`` tokens (same weights).
+
+        Used when only some tokens' outputs are needed: ``query`` (B, S, D) is
+        projected to q alone, ``context`` (B, L, D) to k and v.
+        """
+        dim = self.out_proj.in_features  # a Python int: the weight slices fold to constants
+        weight, bias = self.in_proj_weight, self.in_proj_bias
+        q = F.linear(query, weight[:dim], bias[:dim])
+        k, v = torch.split(F.linear(context, weight[dim:], bias[dim:]), dim, dim=-1)
+        return self.out_proj(_MultiHeadAttentionOp.apply(q, k, v, self.num_heads))
 
 
 def _fusable(module: nn.Module) -> bool:

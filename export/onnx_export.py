@@ -19,6 +19,7 @@ import onnx
 import torch
 
 from ufd.export.attention import MS_DOMAIN, fuse_self_attention
+from ufd.export.class_token import keep_class_token_only
 from ufd.runtime.errors import ExportError
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ def export_encoder(
         image_size: input side in pixels.
         opset: ONNX opset.
         fuse_attention: write self-attention as onnxruntime's fused
-            ``com.microsoft.MultiHeadAttention`` (see :mod:`ufd.export.attention`).
+            ``com.microsoft.MultiHeadAttention`` (see :mod:`ufd.export.attention`)
+            and compute only the class token in the last block
+            (:mod:`ufd.export.class_token`).
 
     Returns:
         Whether the written graph uses the fused attention op.
@@ -66,6 +69,8 @@ def export_encoder(
         visual, fused = fuse_self_attention(visual)
         if not fused:
             logger.info("no fusable self-attention found; exporting attention as plain ops")
+        elif keep_class_token_only(visual):
+            logger.info("the last block computes the class token only")
     example = torch.zeros(2, 3, image_size, image_size)
     custom = {MS_DOMAIN: 1} if fused else None
     _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset, custom)

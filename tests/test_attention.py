@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -89,8 +90,35 @@ def test_mac_count_sees_inside_the_fused_op(tmp_path: Path, tiny_visual: torch.n
     width, tokens, layers, patch_pixels = 64, 7 * 7 + 1, 2, 3 * 32 * 32
     per_block = tokens * width * (3 * width + width + 4 * width + 4 * width)  # projections, MLP
     per_block += 2 * tokens * tokens * width  # q k^T and attention x v
-    expected = 49 * width * patch_pixels + layers * per_block + width * 768  # + patch conv, proj
+    # class token only in the last block: its q, attention, out_proj and MLP for 1 token
+    last_block = width * width + tokens * width * 2 * width + 2 * tokens * width
+    last_block += width * width + 8 * width * width
+    outside = 49 * width * patch_pixels + width * 768  # patch conv, final projection
+    expected = {
+        False: outside + layers * per_block,
+        True: outside + (layers - 1) * per_block + last_block,
+    }
     for fuse in (True, False):
         path = tmp_path / f"{fuse}.onnx"
         export_encoder(tiny_visual, path, 224, fuse_attention=fuse)
-        assert count_macs(path) == expected, fuse
+        assert count_macs(path) == expected[fuse], fuse
+
+
+def test_class_token_pruning_only_where_the_class_token_is_the_output(
+    tiny_visual: torch.nn.Module,
+) -> None:
+    from ufd.export.class_token import ClassTokenBlock, keep_class_token_only
+
+    fused, _ = fuse_self_attention(tiny_visual)
+    assert keep_class_token_only(fused)
+    assert isinstance(fused.transformer.resblocks[-1], ClassTokenBlock)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    torch.backends.mha.set_fastpath_enabled(False)
+    with torch.no_grad():
+        np.testing.assert_allclose(fused(x).numpy(), tiny_visual(x).numpy(), atol=1e-5)
+
+    pooled_by_mean, _ = fuse_self_attention(tiny_visual)
+    pooled_by_mean.pool_type = "avg"  # every token's output is needed
+    assert not keep_class_token_only(pooled_by_mean)
+    plain = copy.deepcopy(tiny_visual)  # attention not fused: left alone
+    assert not keep_class_token_only(plain)
