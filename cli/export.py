@@ -83,7 +83,8 @@ def export(
         typer.Option(
             "--fuse-attention/--no-fuse-attention",
             help="Write each self-attention block as onnxruntime's fused MultiHeadAttention "
-            "op (faster on CPU and CUDA). --no-fuse-attention writes standard ONNX ops only, "
+            "op and compute only the class token in the last block (faster on CPU and CUDA, "
+            "same output). --no-fuse-attention writes the plain graph in standard ONNX ops, "
             "for runtimes without onnxruntime's contrib ops.",
         ),
     ] = True,
