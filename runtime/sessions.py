@@ -130,10 +130,14 @@ class OrtSession:
                 str(model_path), sess_options=options, providers=provider_chain(provider)
             )
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise BundleError(
-                f"onnxruntime cannot load {model_path.name}: {str(e).strip().splitlines()[0]}; "
-                "the bundle is damaged or was made by an incompatible exporter; re-export it"
-            ) from e
+            reason = str(e).strip().splitlines()[0]
+            fix = (
+                "this onnxruntime lacks the contrib op the fused graph uses; use the standard "
+                "onnxruntime package, or re-export with ufd-export --no-fuse-attention"
+                if "MultiHeadAttention" in str(e)
+                else "the bundle is damaged or was made by an incompatible exporter; re-export it"
+            )
+            raise BundleError(f"onnxruntime cannot load {model_path.name}: {reason}; {fix}") from e
         self.provider = _NAMES.get(self.session.get_providers()[0], "cpu")
         if self.provider != provider:
             logger.warning(

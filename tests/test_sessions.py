@@ -88,3 +88,25 @@ def test_default_batch_is_sized_for_the_provider(tiny_bundle: Path, tmp_path: Pa
     sizes = [len(b) for b, _, _ in detector.feature_batches(expand_inputs([tmp_path]))]
     assert sizes == [DEFAULT_BATCH_SIZE["cpu"], 10 - DEFAULT_BATCH_SIZE["cpu"]]
     assert DEFAULT_BATCH_SIZE["cuda"] > DEFAULT_BATCH_SIZE["cpu"]
+
+
+def test_unloadable_fused_graph_names_the_fix(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ufd.runtime.errors import BundleError
+    from ufd.runtime.sessions import OrtSession
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])
+    node = helper.make_node(  # num_heads missing: as an onnxruntime without the op would fail
+        "MultiHeadAttention", ["x", "x", "x"], ["y"], domain="com.microsoft"
+    )
+    model = helper.make_model(
+        helper.make_graph([node], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+    )
+    path = tmp_path / "encoder.onnx"
+    onnx.save(model, path)
+    with pytest.raises(BundleError, match="--no-fuse-attention"):
+        OrtSession(path)
