@@ -68,7 +68,7 @@ class FusedSelfAttention(nn.Module):
         if attn_mask is not None or need_weights or key is not query or value is not query:
             raise NotImplementedError("FusedSelfAttention handles mask-free self-attention only")
         qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
-        q, k, v = torch.split(qkv, qkv.shape[-1] // 3, dim=-1)
+        q, k, v = torch.split(qkv, self.out_proj.in_features, dim=-1)
         return self.out_proj(_MultiHeadAttentionOp.apply(q, k, v, self.num_heads)), None
 
     def attend(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
