@@ -24,11 +24,14 @@ the manifest at every load.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import hnswlib
 import numpy as np
+
+from ufd.runtime.hnsw_file import StoredRows, read_stored_rows
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,16 @@ CANDIDATES = 16
 _EXACT_CHUNK = 256  # queries per matrix product
 _EXACT_BANK_CHUNK = 131_072  # bank vectors per block of exact search
 _ADD_CHUNK = 100_000
-_CACHE_VECTORS_BELOW = 200_000  # keep a vector copy for exact search of small banks
+_CACHE_SHARE_OF_FREE_MEMORY = 0.25  # a vector copy for exact search may take this much
+_CACHE_VECTORS_UNKNOWN_MEMORY = 200_000  # the cap where free memory cannot be read
+
+
+def _free_memory_bytes() -> int | None:
+    """Memory the OS can still give this process (None where it cannot be read)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:
@@ -50,10 +62,13 @@ def l2_normalise(features: np.ndarray) -> np.ndarray:
 class HnswBank:
     """Unit feature vectors behind an hnswlib index (ids 0..n-1 in insertion order)."""
 
-    def __init__(self, index: hnswlib.Index, ef: int) -> None:
+    def __init__(self, index: hnswlib.Index, ef: int, path: Path | None = None) -> None:
+        """Wrap ``index``; ``path`` is the file it was loaded from, if unchanged since."""
         self.index = index
         self.ef = ef
-        self._vectors: np.ndarray | None = None
+        self._path = path
+        self._rows: StoredRows | None = None
+        self._warned_uncached = False
 
     @classmethod
     def build(
@@ -78,7 +93,7 @@ class HnswBank:
         """Load a saved index; ``dim`` and ``ef`` come from the manifest."""
         index = hnswlib.Index(space=SPACE, dim=dim)
         index.load_index(str(path))
-        return cls(index, ef)
+        return cls(index, ef, path)
 
     def __len__(self) -> int:
         return self.index.get_current_count()
@@ -98,21 +113,49 @@ class HnswBank:
             chunk = l2_normalise(vectors[offset : offset + _ADD_CHUNK])
             ids = np.arange(start + offset, start + offset + len(chunk))
             self.index.add_items(chunk, ids, num_threads=threads)
-        self._vectors = None
+        self._path = None  # the file no longer holds every vector
+        self._rows = None
 
     def save(self, path: Path) -> None:
         """Write the hnswlib index file."""
         self.index.save_index(str(path))
 
     def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Stored (unit) vectors ``start:stop`` in id order (small banks are cached)."""
+        """Stored (unit) vectors ``start:stop`` in id order, copied out of hnswlib."""
         stop = len(self) if stop is None else min(stop, len(self))
-        if len(self) <= _CACHE_VECTORS_BELOW:
-            if self._vectors is None:
-                ids = np.arange(len(self))
-                self._vectors = np.asarray(self.index.get_items(ids), dtype=np.float32)
-            return self._vectors[start:stop]
         return np.asarray(self.index.get_items(np.arange(start, stop)), dtype=np.float32)
+
+    def _exact_rows(self) -> StoredRows | None:
+        """Every vector with its id, for exact search; ``None``: read blocks from hnswlib.
+
+        Read from the index file when the bank was loaded from one (fast), else
+        copied out of hnswlib (slow). Kept in memory when the copy fits in a
+        quarter of the free memory; a file that does not fit is re-read from
+        the page cache at every search.
+        """
+        if self._rows is not None:
+            return self._rows
+        stored = read_stored_rows(self._path, self.index) if self._path else None
+        if self._copy_fits():
+            if stored is None:
+                stored = StoredRows(self.vectors(), np.arange(len(self), dtype=np.int64))
+            self._rows = StoredRows(np.ascontiguousarray(stored.rows), stored.labels)
+            return self._rows
+        if stored is None and not self._warned_uncached:
+            self._warned_uncached = True
+            logger.warning(
+                "exact search over %d vectors copies them out of hnswlib on every search "
+                "(slow): a copy would not fit in memory and the bank has no index file. "
+                "Drop --exact to use HNSW, or save the bank and load it again.",
+                len(self),
+            )
+        return stored
+
+    def _copy_fits(self) -> bool:
+        free = _free_memory_bytes()
+        if free is None:
+            return len(self) <= _CACHE_VECTORS_UNKNOWN_MEMORY
+        return len(self) * self.dim * 4 <= _CACHE_SHARE_OF_FREE_MEMORY * free
 
     def search(
         self, queries: np.ndarray, k: int, exact: bool, threads: int = 1
@@ -128,12 +171,18 @@ class HnswBank:
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Brute-force k-NN, streaming over the bank in chunks (bounded memory)."""
+        stored = self._exact_rows()
         best_ids = np.full((len(queries), 0), -1, dtype=np.int64)
         best_dist = np.full((len(queries), 0), np.inf, dtype=np.float32)
         for start in range(0, len(self), _EXACT_BANK_CHUNK):
-            block = self.vectors(start, start + _EXACT_BANK_CHUNK)
+            stop = min(start + _EXACT_BANK_CHUNK, len(self))
+            if stored is None:
+                block, labels = self.vectors(start, stop), np.arange(start, stop)
+            else:
+                block = np.ascontiguousarray(stored.rows[start:stop])
+                labels = stored.labels[start:stop]
             ids, dist = _exact_knn(block, queries, min(k, len(block)))
-            best_ids = np.concatenate([best_ids, ids + start], axis=1)
+            best_ids = np.concatenate([best_ids, labels[ids]], axis=1)
             best_dist = np.concatenate([best_dist, dist], axis=1)
             order = np.argsort(best_dist, axis=1, kind="stable")[:, :k]
             best_ids = np.take_along_axis(best_ids, order, axis=1)

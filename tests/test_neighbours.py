@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
+import hnswlib
 import numpy as np
 import pytest
 from helpers import random_image
@@ -204,10 +206,111 @@ def test_exact_search_streams_large_banks_identically(monkeypatch: pytest.Monkey
     bank = HnswBank.build(vectors)
     whole = bank.search(queries, 9, exact=True)
     monkeypatch.setattr(nb, "_EXACT_BANK_CHUNK", 700)  # 5 blocks, the last one partial
-    monkeypatch.setattr(nb, "_CACHE_VECTORS_BELOW", 10)  # no cached copy
-    bank._vectors = None
+    monkeypatch.setattr(nb, "_free_memory_bytes", lambda: 1000)  # no room for a copy
+    bank._rows = None
     streamed = bank.search(queries, 9, exact=True)
     assert np.array_equal(whole[0], streamed[0]) and np.array_equal(whole[1], streamed[1])
+
+
+def _counting_get_items(monkeypatch: pytest.MonkeyPatch, bank: HnswBank) -> list[int]:
+    """Record how many vectors each ``get_items`` call on ``bank``'s index reads."""
+    reads: list[int] = []
+    index = bank.index
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(index, name)
+
+        def get_items(self, ids: np.ndarray) -> object:
+            reads.append(len(ids))
+            return index.get_items(ids)
+
+    monkeypatch.setattr(bank, "index", Counting())
+    return reads
+
+
+def test_forced_exact_search_reads_a_bank_that_fits_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any bank size: the copy is kept when it fits in a quarter of the free memory."""
+    import ufd.runtime.neighbours as nb
+
+    rng = np.random.default_rng(0)
+    bank = HnswBank.build(rng.normal(size=(3000, 32)))
+    reads = _counting_get_items(monkeypatch, bank)
+    monkeypatch.setattr(nb, "_free_memory_bytes", lambda: 4 * 3000 * 32 * 4)  # exactly fits
+    for _ in range(3):
+        bank.search(rng.normal(size=(5, 32)), 9, exact=True)
+    assert reads == [3000]
+
+
+def test_forced_exact_search_without_room_rereads_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import ufd.runtime.neighbours as nb
+
+    rng = np.random.default_rng(0)
+    bank = HnswBank.build(rng.normal(size=(3000, 32)))
+    reads = _counting_get_items(monkeypatch, bank)
+    monkeypatch.setattr(nb, "_free_memory_bytes", lambda: 4 * 3000 * 32 * 4 - 4)  # 1 byte short
+    with caplog.at_level("WARNING", logger="ufd.runtime.neighbours"):
+        for _ in range(2):
+            bank.search(rng.normal(size=(5, 32)), 9, exact=True)
+    assert reads == [3000, 3000] and bank._rows is None
+    warnings = [r.getMessage() for r in caplog.records if "every search" in r.getMessage()]
+    assert len(warnings) == 1 and "--exact" in warnings[0]
+
+
+def _saved_shuffled_bank(tmp_path: Path, n: int = 3000, dim: int = 32) -> tuple[Path, np.ndarray]:
+    """An index file whose storage order is not id order (as threaded adds make it)."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    index = hnswlib.Index(space="cosine", dim=dim)
+    index.init_index(max_elements=n, M=8, ef_construction=32)
+    ids = rng.permutation(n)
+    index.add_items(vectors[ids], ids, num_threads=1)
+    path = tmp_path / "bank.bin"
+    index.save_index(str(path))
+    return path, l2_normalise(vectors)
+
+
+@pytest.mark.parametrize("room", [True, False], ids=["copy-kept", "no-room"])
+def test_exact_search_of_a_loaded_bank_reads_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: bool
+) -> None:
+    import ufd.runtime.neighbours as nb
+
+    path, unit = _saved_shuffled_bank(tmp_path)
+    bank = HnswBank.load(path, dim=32, ef=64)
+    reads = _counting_get_items(monkeypatch, bank)
+    monkeypatch.setattr(nb, "_free_memory_bytes", lambda: 10**12 if room else 1000)
+    monkeypatch.setattr(nb, "_EXACT_BANK_CHUNK", 700)
+    queries = np.random.default_rng(2).normal(size=(20, 32))
+    for _ in range(2):
+        ids, dist = bank.search(queries, 9, exact=True)
+        truth = np.argsort(1.0 - l2_normalise(queries) @ unit.T, axis=1, kind="stable")[:, :9]
+        assert np.array_equal(ids, truth)
+        np.testing.assert_allclose(
+            dist, 1.0 - np.sum(l2_normalise(queries)[:, None] * unit[ids], -1), atol=1e-6
+        )
+    assert max(reads) <= 8  # only the layout check's sample came out of hnswlib
+    assert (bank._rows is not None) == room
+
+
+def test_index_file_that_disagrees_with_the_index_is_not_used(tmp_path: Path) -> None:
+    from ufd.runtime.hnsw_file import read_stored_rows
+
+    path, _ = _saved_shuffled_bank(tmp_path)
+    bank = HnswBank.load(path, dim=32, ef=64)
+    assert read_stored_rows(path, bank.index) is not None
+    data = bytearray(path.read_bytes())
+    count, per_row, _, data_at = struct.unpack_from("<4Q", data, 16)
+    last_vector = 96 + (count - 1) * per_row + data_at  # the last row is always checked
+    data[last_vector : last_vector + 4] = struct.pack("<f", 2.0)
+    path.write_bytes(bytes(data))
+    assert read_stored_rows(path, bank.index) is None
+    path.write_bytes(bytes(data[:96]))  # header only: too short for its row count
+    assert read_stored_rows(path, bank.index) is None
 
 
 def test_query_ef_is_chosen_by_the_build_time_check(bundle_copy: Path) -> None:
