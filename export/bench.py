@@ -33,34 +33,15 @@ def count_macs(model_path: Path, image_size: int = 224) -> float:
     """Multiply-accumulates of one image through a float graph.
 
     Counts MatMul, Gemm, Conv and the two products inside onnxruntime's fused
-    ``MultiHeadAttention`` (q k^T and attention x v: 2 * S * L * D each image).
-
-    Shapes come from one onnxruntime run with every MatMul/Gemm/Conv input and
-    output exposed (static shape inference cannot see through the exporter's
-    dynamic Reshapes).
+    ``MultiHeadAttention`` (q k^T and attention x v: 2 * S * L * D each image),
+    with shapes from one run (:func:`ufd.export.graph_shapes.node_shapes`).
     """
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper
+    from ufd.export.graph_shapes import node_shapes
 
-    model = onnx.load(str(model_path))
-    weights = {t.name: list(t.dims) for t in model.graph.initializer}
-    nodes = [n for n in model.graph.node if n.op_type in MAC_OPS]
-    exposed = {name for n in nodes for name in (n.input[0], n.input[1], n.output[0])}
-    exposed -= set(weights) | {o.name for o in model.graph.output}
-    for name in sorted(exposed):
-        model.graph.output.append(helper.make_empty_tensor_value_info(name))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    x = np.zeros((1, 3, image_size, image_size), np.float32)
-    names = [o.name for o in session.get_outputs()]
-    shapes = {
-        n: list(v.shape)
-        for n, v in zip(names, session.run(None, {session.get_inputs()[0].name: x}), strict=True)
-    }
-    shapes |= weights
+    graph = node_shapes(model_path, MAC_OPS, image_size)
     macs = 0.0
-    for node in nodes:
-        out, a, b = (shapes.get(name) for name in (node.output[0], node.input[0], node.input[1]))
+    for node in graph.nodes:
+        out, a, b = (graph.of(name) for name in (node.output[0], node.input[0], node.input[1]))
         if not out or not a:
             continue
         if node.op_type in ("MatMul", "Gemm"):

@@ -31,6 +31,27 @@ def test_recorded_parity_is_sane(tiny_bundle: Path) -> None:
         assert report.p99_abs_logit_error <= report.max_abs_logit_error
 
 
+def _float_weight_matmuls(graph: Path) -> set[str]:
+    """Names of the MatMuls of ``graph`` that still multiply by a float weight."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    floats = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    return {n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in floats}
+
+
+def test_int8_keeps_the_output_projection_in_fp32(tiny_bundle: Path) -> None:
+    """Exactly the MatMul that writes the feature stays fp32; every other one is int8."""
+    from ufd.export.precision import output_projections
+
+    manifest = Manifest.read(tiny_bundle / "manifest.json")
+    fp32_graph = tiny_bundle / manifest.encoder("fp32").path
+    keep = output_projections(fp32_graph)
+    assert keep == ["/MatMul"]  # open_clip's ``x @ proj``
+    assert _float_weight_matmuls(tiny_bundle / manifest.encoder("int8").path) == set(keep)
+    assert len(_float_weight_matmuls(fp32_graph)) > 1
+
+
 @pytest.mark.parametrize("batch", [1, 2, 4, 5])
 def test_dynamic_batch_logits_match_torch(checkpoint_bundle, official_head: Path, batch: int):
     """Any batch size runs, and logits equal torch's encode_image + official head."""
@@ -187,6 +208,7 @@ def test_static_int8_is_calibrated_and_batch_invariant(tmp_path: Path, sample_di
     )
     graph = manifest.encoder("int8")
     assert graph.quantization == "static" and graph.batch_invariant
+    assert _float_weight_matmuls(tmp_path / "b" / graph.path) == {"/MatMul"}  # output projection
     assert manifest.parity["int8"].min_feature_cosine > 0.99
     detector = Detector.open(tmp_path / "b", precision="int8", provider="cpu")
     x = np.random.default_rng(0).normal(size=(4, 3, 224, 224)).astype(np.float32)
