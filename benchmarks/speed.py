@@ -58,14 +58,8 @@ def prepare(model: str, work: Path, precisions: str, fresh: bool) -> tuple[Path,
         dim = clip.visual.output_dim
         torch.save({"weight": torch.randn(1, dim) * 0.05, "bias": torch.zeros(1)}, head)
     manifest = bundle / "manifest.json"
-    current = (
-        not fresh
-        and manifest.exists()
-        and all(
-            f"encoder.{p}" in json.loads(manifest.read_text())["graphs"]
-            for p in precisions.split(",")
-        )
-    )
+    graphs = json.loads(manifest.read_text())["graphs"] if manifest.exists() else {}
+    current = not fresh and all(f"encoder.{p}" in graphs for p in precisions.split(","))
     if not current:
         subprocess.run(
             [sys.executable, "-m", "ufd.cli.export", "--model", model, "--pretrained",
