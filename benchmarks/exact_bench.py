@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-import ufd.runtime.neighbours as nb
-from ufd.runtime.neighbours import HnswBank
+import ufd.runtime.search.neighbours as nb
+from ufd.runtime.search.neighbours import HnswBank
 
 
 def timed_searches(bank: HnswBank, queries: np.ndarray, repeats: int = 4) -> list[float]:

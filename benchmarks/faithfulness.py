@@ -31,10 +31,10 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from ufd.export.graph.samples import write_samples
 from ufd.export.models import MODEL_CONFIG_DIR
-from ufd.export.samples import write_samples
 from ufd.runtime import Detector
-from ufd.runtime.manifest import CLIP_MEAN, CLIP_STD
+from ufd.runtime.bundle.manifest import CLIP_MEAN, CLIP_STD
 
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 

@@ -1,7 +1,7 @@
 """Generalisation to an unseen generator: linear vs NN vs traces vs real-only.
 
 Train on reals + fakes of generators 0..G-2 (synthetic features, see
-``ufd.export.synthetic``); test on held-out reals against (a) fakes of the
+``ufd.export.train.synthetic``); test on held-out reals against (a) fakes of the
 training generators and (b) fakes of generator G-1, whose artefact direction
 no training generator used. Reports AP and ROC-AUC per method.
 
@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ufd.export.synthetic import SyntheticWorld
-from ufd.export.traces import TracesOptions, train_traces_head
-from ufd.export.train import TrainOptions, train_linear_head
-from ufd.runtime.metrics import average_precision, roc_auc
-from ufd.runtime.neighbours import HnswBank, LabelledBank
+from ufd.export.train.linear import TrainOptions, train_linear_head
+from ufd.export.train.synthetic import SyntheticWorld
+from ufd.export.train.traces import TracesOptions, train_traces_head
+from ufd.runtime.search.neighbours import HnswBank, LabelledBank
+from ufd.runtime.tools.metrics import average_precision, roc_auc
 
 
 def run(n: int, dim: int, seed: int = 0, traces_epochs: int = 30) -> dict:

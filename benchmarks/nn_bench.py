@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from ufd.runtime.neighbours import HnswBank, LabelledBank, l2_normalise
+from ufd.runtime.search.neighbours import HnswBank, LabelledBank, l2_normalise
 
 DIM = 768
 
@@ -88,7 +88,7 @@ def bench_size(
     # The exact baseline is plain numpy over the bank held in memory as a matrix.
     bank._vectors = l2_normalise(vectors)
     del vectors
-    import ufd.runtime.neighbours as neighbours
+    import ufd.runtime.search.neighbours as neighbours
 
     neighbours._CACHE_VECTORS_BELOW = max(neighbours._CACHE_VECTORS_BELOW, n)
     with tempfile.TemporaryDirectory() as tmp:

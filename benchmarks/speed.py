@@ -27,8 +27,8 @@ import open_clip
 import torch
 from PIL import Image
 
+from ufd.export.graph.samples import source_photos
 from ufd.export.models import MODEL_CONFIG_DIR
-from ufd.export.samples import source_photos
 
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 

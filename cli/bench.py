@@ -56,9 +56,9 @@ def bench(
 ) -> None:
     """Benchmark (see the command help)."""
     setup_logging(verbose)
-    from ufd.export.bench_plan import BenchPlan, markdown, plot
     from ufd.runtime.bundle import Bundle
-    from ufd.runtime.sessions import resolve_provider
+    from ufd.runtime.providers import start_provider
+    from ufd.runtime.tools.bench_plan import BenchPlan, markdown, plot
 
     manifest = Bundle.open(bundle).manifest
     plan = BenchPlan(
@@ -67,7 +67,7 @@ def bench(
         batches=[int(b) for b in batch.split(",") if b],
         iterations=iterations,
         rounds=rounds,
-        provider=resolve_provider(provider),
+        provider=start_provider(provider).name,
         threads=threads,
         images=images,
         torch_model=torch_model,

@@ -1,8 +1,8 @@
-"""What every ufd command shares: logging setup and error printing.
+"""What every ufd command shares: logging, error printing, option help from the registries.
 
-Errors ufd raises on purpose (:class:`UfdError`) are printed as one line,
-without a traceback, and exit with status 2. A missing optional dependency
-prints the ``pip install`` line that fixes it.
+Errors ufd raises on purpose (:class:`UfdError`, usage errors included) are
+printed as one line and exit with status 2; with ``-v`` the traceback follows.
+A missing optional dependency prints the ``pip install`` line that fixes it.
 """
 
 from __future__ import annotations
@@ -10,25 +10,45 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import traceback
+import warnings
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import typer
 
 from ufd.runtime.errors import UfdError
+from ufd.runtime.providers import PROVIDER_HELP
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_USAGE = 2
-BATCH_HELP = "Images per encoder call. Default: 8 on the CPU, 32 on CUDA/TensorRT."
+BATCH_HELP = "Images per encoder call. Default: the provider's (8 on the CPU, 32 on a GPU)."
 EXTRA_HINTS = {
     "torch": "export",
     "torchvision": "export",
     "open_clip": "export",
-    "onnx": "export",
     "onnxconverter_common": "export",
+    "onnx": "bench",
+    "matplotlib": "eval",
 }
+"""Missing module -> the extra that installs it."""
+logger = logging.getLogger("ufd")
+
+
+def provider_help() -> str:
+    """``--provider`` help, from the provider table."""
+    return PROVIDER_HELP
+
+
+def methods_help(allow_all: bool = True) -> str:
+    """``--method`` help, from the method registry."""
+    from ufd.runtime.methods import REGISTRY
+
+    text = "; ".join(cls.summary for cls in REGISTRY.values())
+    return text + ("; a comma-separated list, or all (every one the bundle has)." if allow_all
+                   else ".")  # fmt: skip
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -44,7 +64,11 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
-    """Log to stderr: warnings by default, info with -v, debug with -vv."""
+    """Log to stderr: warnings by default, info with -v, debug with -vv.
+
+    Also silences Pillow's warnings about odd files for this process: a command
+    meets thousands of untrusted images, and each outcome is in its record.
+    """
     level = (
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
@@ -52,6 +76,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("ufd").setLevel(level)
+    warnings.filterwarnings("ignore", module=r"PIL\.")
     if level > logging.DEBUG:
         # open_clip logs on the root logger and huggingface_hub retries loudly;
         # ufd reports their failures itself, in one line.
@@ -66,6 +91,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _traceback_if_verbose() -> None:
+    if logger.isEnabledFor(logging.INFO):
+        traceback.print_exc(file=sys.stderr)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn ufd errors and missing extras into one-line messages and exit status 2."""
 
@@ -74,12 +104,14 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except UfdError as e:
+            _traceback_if_verbose()
             raise fail(str(e)) from None
         except ModuleNotFoundError as e:
             top = (e.name or "").split(".")[0]
             extra = EXTRA_HINTS.get(top)
             if extra is None:
                 raise
+            _traceback_if_verbose()
             raise fail(
                 f"this command needs {top}, which is not installed; "
                 f"install it with: pip install 'ufd[{extra}]'"

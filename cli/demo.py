@@ -49,8 +49,8 @@ def demo(
     if not _online():
         # No DNS: let huggingface_hub use its cache only instead of retrying for a minute.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from ufd.export.build import ExportOptions, export_bundle
-    from ufd.export.samples import write_samples
+    from ufd.export.graph.build import ExportOptions, export_bundle
+    from ufd.export.graph.samples import write_samples
     from ufd.runtime.errors import ModelLoadError
 
     out.mkdir(parents=True, exist_ok=True)

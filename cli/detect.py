@@ -11,11 +11,19 @@ from typing import IO, Annotated
 import typer
 from tqdm import tqdm
 
-from ufd.cli.common import BATCH_HELP, fail, handle_errors, setup_logging
-from ufd.runtime.decode import DEFAULT_MAX_PIXELS
+from ufd.cli.common import (
+    BATCH_HELP,
+    fail,
+    handle_errors,
+    methods_help,
+    provider_help,
+    setup_logging,
+)
 from ufd.runtime.detector import Detector
-from ufd.runtime.inputs import expand_inputs, load_feature_file
-from ufd.runtime.records import FORMATS, done_paths, make_writer
+from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
+from ufd.runtime.io.inputs import expand_inputs, load_feature_file
+from ufd.runtime.io.writers import FORMATS, done_paths, format_from_suffix, make_writer
+from ufd.runtime.methods import ScoreOptions
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -24,9 +32,10 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 @app.command(
     help=(
-        "Score images with a ufd bundle: one record per input (path, logit, prob = p(fake), "
-        "label, error; with --method nn: nn_score, nn_label, nn_dist_real, nn_dist_fake), "
-        "in input order. INPUTS are files, directories (recursive, image "
+        "Score images with a ufd bundle: one record per input, in input order: path, the "
+        "fields of each --method (linear: logit, prob = p(fake), label; nn: nn_score, "
+        "nn_label, nn_dist_real, nn_dist_fake; ...), error. INPUTS are files, directories "
+        "(recursive, image "
         "extensions) or glob patterns. Files that cannot be read get an error record; the "
         "run goes on (--strict: stops). Records are flushed per batch; --resume continues a "
         "killed run. Exit status: 0 all inputs scored, 1 some failed, 2 usage or bundle "
@@ -39,14 +48,7 @@ def detect(
     inputs: Annotated[
         list[str] | None, typer.Argument(help="Image files, directories or globs.")
     ] = None,
-    method: Annotated[
-        str,
-        typer.Option(
-            help="linear (UnivFD LC head), nn (k-NN vote, ufd-index), traces (natural-trace "
-            "head, ufd-train --method traces), realonly (distance to real features, "
-            "ufd-index --real-only), a comma-separated list, or all (every one the bundle has)."
-        ),
-    ] = "linear",
+    method: Annotated[str, typer.Option(help=methods_help())] = "linear",
     features: Annotated[
         Path | None,
         typer.Option(help="Score precomputed features (.npy, one row per image), no encoder."),
@@ -68,19 +70,15 @@ def detect(
         str | None,
         typer.Option(help="fp32, fp16 or int8. Default: fastest in the bundle for the provider."),
     ] = None,
-    provider: Annotated[
-        str,
-        typer.Option(
-            help="auto (CUDA if available, else CPU), tensorrt (fp16 engines cached in "
-            "~/.cache/ufd/tensorrt; slow first start), cuda or cpu."
-        ),
-    ] = "auto",
+    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
     threads: Annotated[
-        int | None, typer.Option(min=1, help="onnxruntime intra-op threads.")
+        int | None, typer.Option(min=1, help="onnxruntime intra-op threads (every session).")
     ] = None,
     threshold: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="Fake when p(fake) > threshold. Default: bundle's."),
+        typer.Option(
+            min=0.0, max=1.0, help="linear: fake when p(fake) > threshold. Default: the bundle's."
+        ),
     ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
     fmt: Annotated[
@@ -97,7 +95,8 @@ def detect(
         int | None,
         typer.Option(
             min=0,
-            help="Threads decoding images ahead of the encoder (default: 1 on CUDA, 0 on CPU).",
+            help="Threads decoding images ahead of the encoder (default: the provider's: "
+            "0 on the CPU, 1 on a GPU).",
         ),
     ] = None,
     max_pixels: Annotated[
@@ -117,7 +116,7 @@ def detect(
 ) -> None:
     """Run detection (see the command help)."""
     setup_logging(verbose, quiet)
-    fmt = fmt or _format_from_suffix(output)
+    fmt = fmt or format_from_suffix(output)
     if fmt not in FORMATS:
         raise fail(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
     detector = Detector.open(
@@ -129,15 +128,11 @@ def detect(
         max_pixels=max_pixels,
         decode_workers=decode_workers,
     )
-    try:
-        methods = detector.methods.resolve(method)
-        detector.methods.check(methods, k)
-    except ValueError as e:
-        raise fail(str(e)) from None
+    methods, options = detector.plan(method, k, exact)
     if not quiet:
-        _describe_search(detector, methods, k, exact)
+        _describe_search(detector, methods, options)
     if features is not None:
-        _score_feature_file(detector, features, methods, k, exact, fmt, output)
+        _score_feature_file(detector, features, methods, options, fmt, output)
         return
     if not inputs:
         raise fail("give images, folders or globs to score (or --features X.npy)")
@@ -146,10 +141,7 @@ def detect(
     if resume:
         if output is None:
             raise fail("--resume needs --output FILE (the file a previous run wrote)")
-        try:
-            done = done_paths(output, fmt)
-        except ValueError as e:
-            raise fail(str(e)) from None
+        done = done_paths(output, fmt)
         todo = [item for item in items if item.path not in done]
         if not quiet:
             typer.echo(f"resuming: {len(items) - len(todo)} inputs already in {output}", err=True)
@@ -166,8 +158,8 @@ def detect(
         )
         try:
             with bar:
-                batches = detector.score_batches(items, batch_size, ",".join(methods), k, exact)
-                for records in batches:
+                for batch in detector.feature_batches(items, batch_size):
+                    records = detector.records(*batch, methods, options)
                     if strict and not all(r.ok for r in records):
                         first_bad = next(i for i, r in enumerate(records) if not r.ok)
                         records = records[: first_bad + 1]
@@ -204,18 +196,26 @@ class _Counts:
         self.failed += len(records) - ok
 
 
-def _describe_search(detector: Detector, methods: tuple[str, ...], k: int, exact) -> None:
-    for method in ("nn", "realonly"):
-        if method in methods:
-            bank = detector.methods.nn_bank if method == "nn" else detector.methods.realonly_bank
-            search = "exact" if bank.use_exact(exact) else f"HNSW (ef={bank.bank.ef})"
-            kk = detector.methods.k_for(method, k)
-            what = f"{kk}-NN vote" if method == "nn" else f"mean distance to {kk} nearest reals"
-            typer.echo(f"{method}: {what}, {search} search over {len(bank.bank)} vectors", err=True)
+def _describe_search(detector: Detector, methods: tuple[str, ...], options: ScoreOptions) -> None:
+    for name in methods:
+        method = detector.methods.get(name)
+        bank = getattr(method, "bank", None)
+        if bank is None:
+            continue
+        search = "exact" if bank.use_exact(options.exact) else f"HNSW (ef={bank.bank.ef})"
+        typer.echo(
+            f"{name}: k={method.k(options)}, {search} search over {len(bank.bank)} vectors",
+            err=True,
+        )
 
 
 def _score_feature_file(
-    detector: Detector, path: Path, methods: tuple[str, ...], k: int, exact, fmt: str, output
+    detector: Detector,
+    path: Path,
+    methods: tuple[str, ...],
+    options: ScoreOptions,
+    fmt: str,
+    output: Path | None,
 ) -> None:
     dim = detector.bundle.manifest.model.feature_dim
     rows = load_feature_file(path, dim)
@@ -224,16 +224,8 @@ def _score_feature_file(
         writer = make_writer(fmt, stream, methods)
         for start in range(0, len(rows), 4096):
             chunk = slice(start, start + 4096)
-            writer.write(
-                detector.score_features(rows[chunk], names[chunk], ",".join(methods), k, exact)
-            )
+            writer.write(detector.feature_records(rows[chunk], names[chunk], methods, options))
     raise typer.Exit(EXIT_OK)
-
-
-def _format_from_suffix(output: Path | None) -> str:
-    if output is not None and output.suffix.lower() in (".jsonl", ".csv"):
-        return output.suffix.lower().lstrip(".")
-    return "table"
 
 
 @contextlib.contextmanager

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import BATCH_HELP, fail, handle_errors, setup_logging
+from ufd.cli.common import (
+    BATCH_HELP,
+    fail,
+    handle_errors,
+    methods_help,
+    provider_help,
+    setup_logging,
+)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -35,10 +42,7 @@ def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
     root: Annotated[Path, typer.Argument(help="Folder of test sets.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("eval-results"),
-    method: Annotated[
-        str,
-        typer.Option(help="linear, nn, traces, realonly, a comma-separated list, or all."),
-    ] = "linear",
+    method: Annotated[str, typer.Option(help=methods_help())] = "linear",
     k: Annotated[
         int | None, typer.Option("--k", min=1, help="Neighbours (nn: 1, realonly: calibrated).")
     ] = None,
@@ -51,7 +55,8 @@ def evaluate(
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     precision: Annotated[str | None, typer.Option(help="Encoder precision.")] = None,
-    provider: Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")] = "auto",
+    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
+    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime threads.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
     cache: Annotated[
         Path | None,
@@ -62,17 +67,13 @@ def evaluate(
 ) -> None:
     """Evaluate (see the command help)."""
     setup_logging(verbose)
-    from ufd.export.evaluate import EvalOptions, discover_sets, evaluate, limit_per_class
-    from ufd.export.heads import cache_dir
-    from ufd.export.report import write_html, write_json, write_table
     from ufd.runtime.detector import Detector
+    from ufd.runtime.tools.cache import cache_dir
+    from ufd.runtime.tools.evaluate import EvalOptions, discover_sets, evaluate, limit_per_class
+    from ufd.runtime.tools.report import write_html, write_json, write_table
 
-    detector = Detector.open(bundle, precision=precision, provider=provider)
-    try:
-        methods = tuple(m for m in detector.methods.resolve(method) if m != "fused")
-        detector.methods.check(methods, k)
-    except ValueError as e:
-        raise fail(str(e)) from None
+    detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
+    methods, _ = detector.plan(method, k)
     qualities, sigmas = _numbers(jpeg, int), _numbers(blur, float)
     conditions = [(0.0, None)] + [(0.0, q) for q in qualities] + [(s, None) for s in sigmas]
     conditions += list(itertools.product(sigmas, qualities))  # blur before JPEG
@@ -97,7 +98,8 @@ def evaluate(
     results = {
         "bundle": str(bundle),
         "precision": detector.precision,
-        "threshold": detector.threshold,
+        "threshold": detector.threshold if "linear" in methods else None,
+        "thresholds": {m: detector.methods.get(m).threshold for m in methods},
         "methods": list(methods),
         "k": k,
         "max_per_class": max_per_class,

@@ -104,8 +104,8 @@ def export(
 ) -> None:
     """Run the export (see the command help)."""
     setup_logging(verbose)
-    from ufd.export.build import ExportOptions, export_bundle
-    from ufd.runtime.manifest import PreprocessConfig
+    from ufd.export.graph.build import ExportOptions, export_bundle
+    from ufd.runtime.bundle.manifest import PreprocessConfig
 
     options = ExportOptions(
         out=out,

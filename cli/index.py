@@ -10,7 +10,7 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from ufd.cli.common import BATCH_HELP, fail, handle_errors, setup_logging
+from ufd.cli.common import BATCH_HELP, fail, handle_errors, provider_help, setup_logging
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -60,16 +60,16 @@ def index(
     ] = 10_000,
     seed: Annotated[int, typer.Option(help="HNSW random seed.")] = 100,
     precision: Annotated[str, typer.Option(help="Encoder precision for features.")] = "fp32",
-    provider: Annotated[str, typer.Option(help="auto, tensorrt, cuda or cpu.")] = "auto",
+    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="Threads.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Build the bank (see the command help)."""
     setup_logging(verbose)
-    from ufd.export.index_build import IndexOptions, build_index, encode_items
     from ufd.runtime.detector import Detector
-    from ufd.runtime.inputs import expand_inputs, load_feature_file
+    from ufd.runtime.io.inputs import expand_inputs, load_feature_file
+    from ufd.runtime.tools.index_build import IndexOptions, build_index, encode_items
 
     if not (real or fake or real_features or fake_features):
         raise fail("nothing to index: pass --real/--fake folders or --real-/--fake-features")
@@ -96,23 +96,24 @@ def index(
     options = IndexOptions(
         m=m, ef_construction=ef_construction, ef=ef, seed=seed, exact_below=exact_below
     )
-    slot = "realonly" if real_only else "index"
+    method = "realonly" if real_only else "nn"
     manifest = build_index(
-        bundle, banks["real"], banks["fake"], options, append, precision, slot=slot
+        bundle, banks["real"], banks["fake"], options, append, precision, method=method
     )
-    info = getattr(manifest, slot)
-    quality = info.quality
+    config = manifest.methods[method].config
+    built = manifest.method_provenance(method)
+    quality = built["quality"]
     typer.echo(
-        f"indexed {info.counts['real']} real + {info.counts['fake']} fake features "
-        f"({info.dim}-d) in {info.build_seconds:.1f} s; {skipped} images skipped"
+        f"indexed {config.counts['real']} real + {config.counts['fake']} fake features "
+        f"({config.dim}-d) in {built['build_seconds']:.1f} s; {skipped} images skipped"
     )
     typer.echo(
-        f"HNSW vs exact on {quality.n_queries} held-out queries: "
-        f"recall@1 {quality.recall_at_1:.4f}, "
-        f"recall@{quality.k} {quality.recall_at_k:.4f}, vote agreement k=1 "
-        f"{quality.vote_agreement_k1:.2%}, k={quality.k} {quality.vote_agreement_k:.2%}"
+        f"HNSW vs exact on {quality['n_queries']} held-out queries: "
+        f"recall@1 {quality['recall_at_1']:.4f}, "
+        f"recall@{quality['k']} {quality['recall_at_k']:.4f}, vote agreement k=1 "
+        f"{quality['vote_agreement_k1']:.2%}, k={quality['k']} {quality['vote_agreement_k']:.2%}"
     )
-    search = "exact" if sum(info.counts.values()) < info.exact_below else "HNSW"
+    search = "exact" if sum(config.counts.values()) < config.exact_below else "HNSW"
     typer.echo(f"ufd-detect will search this bank with {search} search by default")
 
 

@@ -1,1 +1,1 @@
-"""ufd build-time side: torch + open_clip -> ONNX bundles. Needs the [export] extra."""
+"""ufd export: everything that needs torch (install ``ufd[export]``)."""

@@ -19,7 +19,7 @@ import torch
 
 from ufd.runtime.bundle import sha256_file
 from ufd.runtime.errors import ModelLoadError
-from ufd.runtime.manifest import HeadInfo
+from ufd.runtime.tools.cache import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +31,21 @@ UNIVFD_HEAD_SHA256 = "477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b19
 UNIVFD_HEAD_FILE = "univfd_fc_weights.pth"
 
 
+@dataclass(frozen=True)
+class HeadInfo:
+    """Provenance of a linear head: ``univfd``, a file, ``ufd-train``, or ``none``."""
+
+    kind: str
+    source: str
+    sha256: str | None = None
+
+
 @dataclass
 class LoadedHead:
     """A linear head ready to export (``None`` for a features-only bundle)."""
 
     linear: torch.nn.Linear | None
     info: HeadInfo
-
-
-def cache_dir() -> Path:
-    """Ufd's download cache: ``$UFD_CACHE_DIR``, else ``$XDG_CACHE_HOME/ufd``."""
-    if env := os.environ.get("UFD_CACHE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ufd"
 
 
 def load_head(spec: str, feature_dim: int) -> LoadedHead:

@@ -2,7 +2,8 @@
 
 ``pretrained`` is an open_clip tag (``openai``, ``laion2b_s32b_b82k``...), a local
 checkpoint file (an open_clip state dict: ``.bin``, ``.pt``, ``.safetensors``), or
-``none`` for random initialisation (tests, latency figures). ufd's own tiny
+``none`` for random initialisation (seeded: the same model every time; for tests
+and latency figures). ufd's own tiny
 configs (``ufd-tiny-vit``) live in ``model_configs/`` and are registered here.
 """
 
@@ -17,13 +18,14 @@ import open_clip
 import torch
 
 from ufd.runtime.bundle import sha256_file
+from ufd.runtime.bundle.manifest import ModelInfo
 from ufd.runtime.errors import ModelLoadError
-from ufd.runtime.manifest import ModelInfo
 
 logger = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).with_name("model_configs")
 RANDOM_INIT = ("none", "random")
+RANDOM_INIT_SEED = 0
 
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
@@ -64,8 +66,9 @@ def load_visual(
     use_quick_gelu, checkpoint_sha = _resolve_weights(model_name, pretrained, quick_gelu)
     weights = None if pretrained.lower() in RANDOM_INIT else pretrained
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.random.fork_rng():
             warnings.simplefilter("ignore", UserWarning)  # QuickGELU is settled above
+            torch.manual_seed(RANDOM_INIT_SEED)  # random weights: the same model every time
             model = open_clip.create_model(
                 model_name,
                 pretrained=weights,

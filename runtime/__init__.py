@@ -3,13 +3,18 @@
 Never imports torch. The public API is :class:`Detector`.
 """
 
-from ufd.runtime.bundle import Bundle
+from ufd.runtime.bundle import Bundle, Manifest, PreprocessConfig
 from ufd.runtime.detector import Detector
-from ufd.runtime.errors import BundleError, ImageError, ProviderError, UfdError
-from ufd.runtime.manifest import Manifest, PreprocessConfig
+from ufd.runtime.errors import (
+    BundleError,
+    ImageError,
+    ProviderError,
+    UfdError,
+    UsageError,
+)
 from ufd.runtime.records import Record
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Bundle",
@@ -21,5 +26,6 @@ __all__ = [
     "ProviderError",
     "Record",
     "UfdError",
+    "UsageError",
     "__version__",
 ]

@@ -1,73 +1,60 @@
 """The runtime's Python API: open a bundle, score images.
 
 >>> detector = Detector.open("bundle/", precision="fp32", provider="cpu")
->>> for record in detector.score(["photo.jpg", "folder/"]):
+>>> for record in detector.score_images(["photo.jpg", open("b.png", "rb").read()]):
 ...     print(record.path, record.prob, record.label)
 
-Data flows one way: path -> :func:`decode_image` -> preprocessor ->
-:class:`EncoderSession` -> feature -> each method's head or bank
-(:class:`MethodRunner`) -> :class:`Record`.
+Data flows one way: image -> :func:`decode_image` -> preprocessor ->
+:class:`EncoderSession` -> feature -> each method (:class:`MethodSet`) ->
+:class:`Record`. The CLI, the service and the scanner all go through here.
+A :class:`Detector` may be used from many threads at once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ufd.runtime.bundle import Bundle
-from ufd.runtime.decode import DEFAULT_MAX_PIXELS, decode_image
-from ufd.runtime.errors import ImageError
-from ufd.runtime.inputs import InputItem, expand_inputs
-from ufd.runtime.methods import MethodRunner
-from ufd.runtime.neighbours import LabelledBank
+from ufd.runtime.errors import BundleError, ImageError, UsageError
+from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource, decode_image
+from ufd.runtime.io.inputs import InputItem, expand_inputs
+from ufd.runtime.methods import MethodSet, ScoreOptions
 from ufd.runtime.pipeline import FeatureBatch, Prepared, prepare_stream
 from ufd.runtime.preprocess import build_preprocessor
-from ufd.runtime.records import Record
-from ufd.runtime.scoring import batch_records
-from ufd.runtime.sessions import (
-    EncoderSession,
-    LinearHeadSession,
-    best_precision,
-    check_feature_dim,
-    resolve_provider,
-)
+from ufd.runtime.providers import Provider, start_provider
+from ufd.runtime.records import Record, records_from_columns
+from ufd.runtime.sessions import EncoderSession, check_feature_dim
 
 logger = logging.getLogger(__name__)
 
 
-DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 32, "tensorrt": 32}
-"""Images per encoder call when none is given: small on the CPU (dynamic int8 runs
-one image per call anyway), larger where a GPU needs batches to fill it."""
-
-
 class Detector:
-    """A bundle loaded for inference: encoder, head, preprocessing and threshold."""
+    """A bundle loaded for inference: encoder, methods, preprocessing."""
 
     def __init__(
         self,
         bundle: Bundle,
         encoder: EncoderSession,
-        head: LinearHeadSession | None,
         precision: str,
-        threshold: float,
+        provider: Provider,
+        methods: MethodSet,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        verify: bool = True,
-        decode_workers: int = 1,
+        decode_workers: int | None = None,
     ) -> None:
         self.bundle = bundle
         self.encoder = encoder
-        self.head = head
         self.precision = precision
-        self.threshold = threshold
+        self.provider_spec = provider
+        self.methods = methods
         self.max_pixels = max_pixels
         self.preprocess_config = bundle.manifest.preprocess
         self.preprocessor = build_preprocessor(self.preprocess_config)
-        self.verify = verify
-        self.decode_workers = decode_workers
-        self.methods = MethodRunner(bundle, head, self.threshold, verify)
+        self.decode_workers = provider.decode_workers if decode_workers is None else decode_workers
 
     @classmethod
     def open(
@@ -86,17 +73,16 @@ class Detector:
         Args:
             bundle: bundle directory (or an opened :class:`Bundle`).
             precision: ``fp32``, ``fp16`` or ``int8``; ``None`` picks the fastest
-                the bundle has for the provider (CPU: int8, CUDA: fp16).
-            provider: ``auto`` (CUDA when available, else CPU), ``tensorrt``, ``cuda``
-                or ``cpu``.
-            threads: onnxruntime intra-op threads (``None``: onnxruntime's default).
-            threshold: decision threshold on p(fake); ``None`` uses the manifest's.
+                the bundle has for the provider that started (CPU: int8, CUDA: fp16).
+            provider: ``auto``, ``tensorrt``, ``cuda``, ``cpu``, or another
+                onnxruntime execution provider by name (see :mod:`ufd.runtime.providers`).
+            threads: onnxruntime intra-op threads of every session (``None``:
+                onnxruntime's default).
+            threshold: the linear head's threshold on p(fake); ``None``: the bundle's.
             max_pixels: refuse images with more decoded pixels than this.
             verify: check each loaded file's sha256 against the manifest.
             decode_workers: threads decoding images ahead of the encoder; ``None``:
-                one on CUDA, none on the CPU provider (measured on 2 cores: decoding
-                costs ~3 ms per image and a third thread slowed ViT-B-16 int8 by
-                4-8 ms per image).
+                the provider's default (none on the CPU, one on a GPU).
 
         Raises:
             BundleError: the bundle is damaged or lacks what was asked for.
@@ -105,49 +91,48 @@ class Detector:
         if not isinstance(bundle, Bundle):
             bundle = Bundle.open(bundle)
         manifest = bundle.manifest
-        resolved = resolve_provider(provider)
-        precision = precision or best_precision(manifest.precisions, resolved)
-        encoder_graph = manifest.encoder(precision)
-        # fp16 graphs on the CPU provider crash onnxruntime at ENABLE_ALL (RUNTIME-NOTES).
-        level = "extended" if precision == "fp16" and resolved == "cpu" else "all"
-        encoder = EncoderSession(bundle.graph_path(encoder_graph, verify), resolved, threads, level)
-        encoder.batch_invariant = encoder_graph.batch_invariant
-        head_graph = manifest.head_graph()
-        head = None
-        if head_graph is not None:
-            head = LinearHeadSession(bundle.graph_path(head_graph, verify), "cpu", threads)
-        check_feature_dim(manifest.model.feature_dim, encoder, head)
+        started = start_provider(provider)
+        precision = precision or started.best_precision(manifest.precisions)
+        if precision is None:
+            raise BundleError("the bundle has no encoder graph; re-export it with ufd-export")
+        graph = manifest.encoder(precision)
+        encoder = EncoderSession(
+            bundle.encoder_path(graph, verify), started, threads, started.optimization(precision)
+        )
+        encoder.batch_invariant = graph.batch_invariant
+        thresholds = {} if threshold is None else {"linear": threshold}
+        methods = MethodSet(bundle, started, threads, verify, thresholds)
+        graphs = {"encoder output": encoder}
+        if manifest.method("linear") is not None:  # load (and verify) the head up front
+            graphs["head input"] = methods.get("linear").head
+        check_feature_dim(manifest.model.feature_dim, graphs)
         logger.info(
             "loaded %s (%s %s, %s on %s)",
             bundle.root,
             manifest.model.name,
             manifest.model.pretrained,
             precision,
-            encoder.provider,
+            started.name,
         )
-        return cls(
-            bundle,
-            encoder,
-            head,
-            precision,
-            manifest.threshold if threshold is None else threshold,
-            max_pixels,
-            verify,
-            (1 if encoder.provider != "cpu" else 0) if decode_workers is None else decode_workers,
-        )
+        return cls(bundle, encoder, precision, started, methods, max_pixels, decode_workers)
 
     @property
     def provider(self) -> str:
-        """The provider the encoder actually runs on (``tensorrt``, ``cuda`` or ``cpu``)."""
-        return self.encoder.provider
+        """The provider the encoder runs on (``cpu``, ``cuda``, ``tensorrt``...)."""
+        return self.provider_spec.name
 
-    def prepare(self, path: str | Path) -> np.ndarray:
-        """Decode and preprocess one image file to the encoder's input.
+    @property
+    def threshold(self) -> float:
+        """The linear head's decision threshold on p(fake)."""
+        return self.methods.get("linear").threshold
+
+    def prepare(self, source: ImageSource) -> np.ndarray:
+        """Decode and preprocess one image (path, bytes or file object) to the encoder's input.
 
         Raises:
-            ImageError: the file cannot be decoded or preprocessed.
+            ImageError: the image cannot be decoded or preprocessed.
         """
-        image = decode_image(path, self.max_pixels, self.preprocess_config.exif_transpose)
+        image = decode_image(source, self.max_pixels, self.preprocess_config.exif_transpose)
         try:
             return self.preprocessor(image)
         except Exception as e:
@@ -161,14 +146,21 @@ class Detector:
         """Linear-head logits (N,) of a feature batch.
 
         Raises:
-            BundleError: the bundle has no head.
+            BundleError: the bundle has no linear head.
         """
-        return self.methods.linear_head(features)
+        return self.methods.get("linear").logits(features)
 
-    @property
-    def nn_bank(self) -> LabelledBank:
-        """The bundle's nearest-neighbour bank, loaded (and verified) on first use."""
-        return self.methods.nn_bank
+    def plan(self, method: str, k: int | None = None, exact: bool | None = None):
+        """Validated ``(methods, options)`` for a scoring call, methods loaded.
+
+        Raises:
+            UsageError: unknown method or bad ``k``.
+            BundleError: the bundle lacks a method or its threshold.
+        """
+        names = self.methods.resolve(method)
+        options = ScoreOptions(k, exact)
+        self.methods.check(names, options)
+        return names, options
 
     def score(
         self,
@@ -178,9 +170,40 @@ class Detector:
         k: int | None = None,
         exact: bool | None = None,
     ) -> Iterator[Record]:
-        """One record per input file, in input order (directories and globs expand)."""
+        """One record per input file, in input order; directories and globs expand.
+
+        For command-line style inputs only: never pass untrusted strings here
+        (they may name any file or folder); use :meth:`score_images`.
+        """
         for batch in self.score_batches(expand_inputs(inputs), batch_size, method, k, exact):
             yield from batch
+
+    def score_images(
+        self,
+        images: Sequence[ImageSource],
+        names: Sequence[str] | None = None,
+        method: str = "linear",
+        k: int | None = None,
+        exact: bool | None = None,
+        batch_size: int | None = None,
+    ) -> list[Record]:
+        """One record per image, in order; nothing is expanded or searched for.
+
+        Args:
+            images: each a path (read as one file), the file's bytes, or a
+                binary file object.
+            names: each record's ``path``; default: the path, or ``image-<i>``.
+            method: a method, a comma-separated list, or ``all``.
+            k: neighbours for k-NN methods; ``None``: each method's default.
+            exact: force exact (True) or HNSW (False) search.
+            batch_size: images per encoder call.
+        """
+        if names is not None and len(names) != len(images):
+            raise UsageError(f"{len(names)} names for {len(images)} images")
+        items = [_item(image, i, names) for i, image in enumerate(images)]
+        return [
+            r for batch in self.score_batches(items, batch_size, method, k, exact) for r in batch
+        ]
 
     def score_batches(
         self,
@@ -190,50 +213,65 @@ class Detector:
         k: int | None = None,
         exact: bool | None = None,
     ) -> Iterator[list[Record]]:
-        """Score expanded items, yielding the records of each batch in input order.
-
-        Args:
-            items: expanded inputs.
-            batch_size: images per encoder call (``None``: :data:`DEFAULT_BATCH_SIZE`
-                for the provider).
-            method: ``linear``, ``nn``, ``traces``, ``realonly``, a comma-separated
-                list of them, or ``all`` (every method the bundle has).
-            k: neighbours (``nn`` vote, ``realonly`` mean distance).
-            exact: force exact (True) or HNSW (False) search; ``None`` chooses
-                by bank size.
+        """Score items, yielding the records of each batch in input order.
 
         Raises:
+            UsageError: bad ``method``, ``k`` or ``batch_size``.
             BundleError: the bundle lacks what a method needs.
-            ValueError: bad ``method``, ``k`` or ``batch_size``.
         """
-        methods = self.methods.resolve(method)
-        self.methods.check(methods, k)
+        names, options = self.plan(method, k, exact)
         for batch, features, failure in self.feature_batches(items, batch_size):
-            yield self._records(batch, features, failure, methods, k, exact)
+            yield self.records(batch, features, failure, names, options)
 
     def score_features(
-        self, features: np.ndarray, names: list[str], method: str = "linear",
-        k: int | None = None, exact: bool | None = None,
-    ) -> list[Record]:  # fmt: skip
+        self,
+        features: np.ndarray,
+        names: list[str],
+        method: str = "linear",
+        k: int | None = None,
+        exact: bool | None = None,
+    ) -> list[Record]:
         """Records for precomputed features (one row per image), skipping the encoder."""
-        methods = self.methods.resolve(method)
-        self.methods.check(methods, k)
-        columns = self.methods.columns(methods, np.asarray(features, np.float32), k, exact)
-        return batch_records(names, [None] * len(names), columns)
+        return self.feature_records(features, names, *self.plan(method, k, exact))
+
+    def feature_records(
+        self,
+        features: np.ndarray,
+        names: Sequence[str],
+        methods: tuple[str, ...],
+        options: ScoreOptions,
+    ) -> list[Record]:
+        """Records for precomputed features, with methods and options from :meth:`plan`."""
+        columns = self.methods.columns(methods, np.asarray(features, np.float32), options)
+        return records_from_columns(names, [None] * len(names), columns)
+
+    def records(
+        self,
+        batch: list[Prepared],
+        features: np.ndarray | None,
+        failure: str | None,
+        methods: tuple[str, ...],
+        options: ScoreOptions,
+    ) -> list[Record]:
+        """The records of one encoded batch (:meth:`plan` gives ``methods`` and ``options``)."""
+        columns = {}
+        if features is not None and failure is None:
+            columns = self.methods.columns(methods, features, options)
+        errors = [p.error or failure if p.pixels is None or failure else None for p in batch]
+        return records_from_columns([p.item.path for p in batch], errors, columns)
 
     def feature_batches(
         self,
         items: Iterable[InputItem],
         batch_size: int | None = None,
-        prepare: Callable[[str], np.ndarray] | None = None,
+        prepare: Callable[[ImageSource], np.ndarray] | None = None,
     ) -> Iterator[FeatureBatch]:
         """Decode, preprocess and encode items in batches.
 
         Args:
             items: inputs, in order.
-            batch_size: images per encoder call (``None``: :data:`DEFAULT_BATCH_SIZE`
-                for the provider).
-            prepare: path -> encoder input; default :meth:`prepare` (evaluation
+            batch_size: images per encoder call (``None``: the provider's default).
+            prepare: image -> encoder input; default :meth:`prepare` (evaluation
                 and training pass perturbing or augmenting versions).
 
         Yields:
@@ -241,9 +279,9 @@ class Detector:
             (each with its pixels or its error), the features of the items that
             have pixels (in order), and the reason the encoder failed, if it did.
         """
-        batch_size = batch_size or DEFAULT_BATCH_SIZE[self.provider]
+        batch_size = batch_size or self.provider_spec.batch_size
         if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise UsageError("batch_size must be at least 1")
         prepare = prepare or self.prepare
         pending: list[Prepared] = []
         n_ready = 0
@@ -252,50 +290,29 @@ class Detector:
             pending.append(prepared)
             n_ready += prepared.pixels is not None
             if n_ready >= batch_size:
-                yield self._encode(pending)
+                yield self.encode(pending)
                 pending, n_ready = [], 0
         if pending:
-            yield self._encode(pending)
+            yield self.encode(pending)
 
-    def encode_for_cache(
-        self,
-        items: list[InputItem],
-        batch_size: int | None = None,
-        prepare: Callable[[str], np.ndarray] | None = None,
-    ) -> Iterator[tuple[list[InputItem], np.ndarray, list[tuple[str, str]]]]:
-        """Batches of (encoded items, their features, skipped (path, reason))."""
-        for batch, features, failure in self.feature_batches(items, batch_size, prepare):
-            done = [p.item for p in batch if p.pixels is not None and failure is None]
-            skipped = [
-                (p.item.path, p.error or failure or "unknown error")
-                for p in batch
-                if p.pixels is None or failure is not None
-            ]
-            if features is None or failure is not None:
-                features = np.zeros((0, 0), np.float32)
-            yield done, features, skipped
-
-    def _encode(self, batch: list[Prepared]) -> FeatureBatch:
+    def encode(self, batch: list[Prepared]) -> FeatureBatch:
+        """Encode the prepared images of a batch; a failure is reported, never raised."""
         ready = [p.pixels for p in batch if p.pixels is not None]
         if not ready:
             return batch, None, None
         try:
             return batch, self.features(np.stack(ready)), None
-        except Exception as e:  # noqa: BLE001 - report, never crash the run
-            logger.error("inference failed on a batch of %d: %s", len(ready), e)
+        except Exception as e:
+            logger.error(
+                "inference failed on a batch of %d: %s",
+                len(ready),
+                e,
+                exc_info=logger.isEnabledFor(logging.INFO),
+            )
             return batch, None, f"inference failed: {type(e).__name__}: {e}"
 
-    def _records(
-        self,
-        batch: list[Prepared],
-        features: np.ndarray | None,
-        failure: str | None,
-        methods: tuple[str, ...],
-        k: int | None,
-        exact: bool | None,
-    ) -> list[Record]:
-        columns = {}
-        if features is not None and failure is None:
-            columns = self.methods.columns(methods, features, k, exact)
-        errors = [p.error or failure if p.pixels is None or failure else None for p in batch]
-        return batch_records([p.item.path for p in batch], errors, columns)
+
+def _item(image: ImageSource, index: int, names: Sequence[str] | None) -> InputItem:
+    """An input item for :meth:`Detector.score_images` (paths are never expanded)."""
+    default = str(image) if isinstance(image, (str, os.PathLike)) else f"image-{index}"
+    return InputItem(names[index] if names else default, data=image)

@@ -1,7 +1,8 @@
 """The few exception classes ufd raises on purpose.
 
 Every message says what went wrong *and* what to do next; the CLI prints the
-message alone (no traceback) and exits with status 2.
+message alone (no traceback unless ``-v``) and exits with status 2; the
+service answers it as JSON.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 
 class UfdError(Exception):
     """Base class of every error ufd raises on purpose."""
+
+
+class UsageError(UfdError, ValueError):
+    """A bad argument: an unknown method, a k the bank cannot give, a bad batch size."""
 
 
 class BundleError(UfdError):

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ufd.runtime.errors import ImageError
-from ufd.runtime.inputs import InputItem
+from ufd.runtime.io.decode import ImageSource
+from ufd.runtime.io.inputs import InputItem
 
 
 @dataclass
@@ -34,7 +35,7 @@ FeatureBatch = tuple[list[Prepared], np.ndarray | None, str | None]
 
 def prepare_stream(
     items: Iterable[InputItem],
-    prepare: Callable[[str], np.ndarray],
+    prepare: Callable[[ImageSource], np.ndarray],
     workers: int,
     lookahead: int,
 ) -> Iterator[Prepared]:
@@ -62,11 +63,11 @@ def prepare_stream(
                 future.cancel()
 
 
-def _prepare_item(item: InputItem, prepare: Callable[[str], np.ndarray]) -> Prepared:
+def _prepare_item(item: InputItem, prepare: Callable[[ImageSource], np.ndarray]) -> Prepared:
     if item.error is not None:
         return Prepared(item, error=item.error)
     try:
-        return Prepared(item, pixels=prepare(item.path))
+        return Prepared(item, pixels=prepare(item.source))
     except ImageError as e:
         return Prepared(item, error=str(e))
     except Exception as e:  # noqa: BLE001 - a perturbation must not stop a run either

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ufd.runtime.manifest import PreprocessConfig
+from ufd.runtime.bundle import PreprocessConfig
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,

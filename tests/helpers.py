@@ -8,8 +8,19 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-OFFICIAL_HEAD = REPO.parent / "shared" / "reference" / "univfd" / "fc_weights.pth"
+SHARED_HEAD = REPO.parent / "shared" / "reference" / "univfd" / "fc_weights.pth"
 TINY_MODEL = "ufd-tiny-vit"
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+def random_head(path: Path, dim: int = 768, seed: int = 0) -> Path:
+    """A seeded random head in the official file format: ``{'weight': [1, D], 'bias': [1]}``."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    weight = torch.randn(1, dim, generator=generator) * 0.05
+    torch.save({"weight": weight, "bias": torch.tensor([-0.5])}, path)
+    return path
 
 
 def random_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Path:

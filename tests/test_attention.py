@@ -13,8 +13,8 @@ import pytest
 import torch
 from helpers import TINY_MODEL
 
-from ufd.export.attention import FusedSelfAttention, fuse_self_attention
-from ufd.export.onnx_export import export_encoder
+from ufd.export.graph.attention import FusedSelfAttention, fuse_self_attention
+from ufd.export.graph.onnx_export import export_encoder
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +76,15 @@ def test_fused_and_plain_graphs_agree(tmp_path: Path, tiny_visual: torch.nn.Modu
 
 
 def test_bundle_records_fused_attention(tiny_bundle: Path) -> None:
-    graphs = json.loads((tiny_bundle / "manifest.json").read_text())["graphs"]
-    encoders = {k: v for k, v in graphs.items() if v["role"] == "encoder"}
-    assert set(encoders) == {"encoder.fp32", "encoder.fp16", "encoder.int8"}
+    encoders = json.loads((tiny_bundle / "manifest.json").read_text())["encoders"]
+    assert set(encoders) == {"fp32", "fp16", "int8"}
     for name, entry in encoders.items():
         assert entry["attention"] == "fused", name
-        assert "com.microsoft:MultiHeadAttention" in _op_types(tiny_bundle / entry["path"])
+        assert "com.microsoft:MultiHeadAttention" in _op_types(tiny_bundle / entry["file"])
 
 
 def test_mac_count_sees_inside_the_fused_op(tmp_path: Path, tiny_visual: torch.nn.Module) -> None:
-    from ufd.export.bench import count_macs
+    from ufd.runtime.tools.bench import count_macs
 
     width, tokens, layers, patch_pixels = 64, 7 * 7 + 1, 2, 3 * 32 * 32
     per_block = tokens * width * (3 * width + width + 4 * width + 4 * width)  # projections, MLP
@@ -107,7 +106,7 @@ def test_mac_count_sees_inside_the_fused_op(tmp_path: Path, tiny_visual: torch.n
 def test_class_token_pruning_only_where_the_class_token_is_the_output(
     tiny_visual: torch.nn.Module,
 ) -> None:
-    from ufd.export.class_token import ClassTokenBlock, keep_class_token_only
+    from ufd.export.graph.class_token import ClassTokenBlock, keep_class_token_only
 
     fused, _ = fuse_self_attention(tiny_visual)
     assert keep_class_token_only(fused)

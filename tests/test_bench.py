@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ufd.cli.bench import app
-from ufd.export.bench import median_run
+from ufd.runtime.tools.bench import median_run
 
 
 def test_median_run_keeps_one_whole_round() -> None:
@@ -54,7 +54,7 @@ def test_bench_refuses_a_precision_the_bundle_lacks(tiny_bundle: Path, tmp_path:
 
 
 def test_plan_names_every_job_for_the_provider(tmp_path: Path) -> None:
-    from ufd.export.bench_plan import BenchPlan
+    from ufd.runtime.tools.bench_plan import BenchPlan
 
     cpu = BenchPlan(tmp_path, ["fp32", "int8"], [1, 4], images=tmp_path, torch_model="ViT-B-16")
     assert set(cpu.jobs()) == {

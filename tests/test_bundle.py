@@ -10,7 +10,7 @@ import pytest
 
 from ufd.runtime import BundleError, Detector
 from ufd.runtime.bundle import Bundle, safe_join
-from ufd.runtime.manifest import SCHEMA_VERSION, Manifest
+from ufd.runtime.bundle.manifest import SCHEMA_VERSION, Manifest
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_missing_file_is_refused(bundle_copy: Path) -> None:
 
 
 def test_missing_precision_names_the_ones_present(bundle_copy: Path) -> None:
-    _edit_manifest(bundle_copy, lambda d: d["graphs"].pop("encoder.int8"))
+    _edit_manifest(bundle_copy, lambda d: d["encoders"].pop("int8"))
     with pytest.raises(BundleError, match="fp32, fp16"):
         Detector.open(bundle_copy, precision="int8", provider="cpu")
 
@@ -100,7 +100,11 @@ def test_newer_schema_is_refused_with_upgrade_hint(bundle_copy: Path) -> None:
         (lambda d: d.pop("model"), "lacks field"),
         (lambda d: d.update(surprise=1), "unknown field"),
         (lambda d: d["model"].update(feature_dim="768"), "feature_dim must be of type int"),
-        (lambda d: d["preprocess"].update(mode="stretch"), "unknown preprocessing mode"),
+        (lambda d: d["preprocess"].update(mode="stretch"), "preprocess.mode is 'stretch'"),
+        (lambda d: d["encoders"]["int8"].update(quantization="fancy"), "quantization is 'fancy'"),
+        (lambda d: d["encoders"].update(fp8=d["encoders"]["fp32"]), "key is 'fp8'"),
+        (lambda d: d["methods"].update(magic={}), "upgrade ufd"),
+        (lambda d: d["methods"]["linear"].update(config={"x": 1}), "must be null"),
         (lambda d: d["preprocess"].update(mean=[0.5, 0.5]), "must have 3 items"),
     ],
 )

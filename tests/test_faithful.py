@@ -1,8 +1,10 @@
-"""Faithfulness: ufd scores real photos exactly as the official UnivFD pipeline.
+"""Faithfulness: with the same weights, ufd scores real photos exactly as the official
+UnivFD pipeline does.
 
 The reference is built independently of ufd's export code: PIL
 ``open().convert("RGB")`` -> torchvision CenterCrop/ToTensor/Normalize ->
-open_clip ``encode_image`` -> ``nn.Linear`` loaded from the official head.
+open_clip ``encode_image`` -> ``nn.Linear`` loaded from the head file (a random
+head in the official format; the official head itself where it is available).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from PIL import Image
 from ufd.runtime import Detector
 
 
-@pytest.fixture(scope="module")
-def reference_setup(checkpoint_bundle, official_head: Path):
-    bundle, model = checkpoint_bundle
+def _linear(head: Path) -> torch.nn.Linear:
     fc = torch.nn.Linear(768, 1)
-    fc.load_state_dict(torch.load(official_head, map_location="cpu", weights_only=True))
-    return bundle, model.eval(), fc.eval()
+    fc.load_state_dict(torch.load(head, map_location="cpu", weights_only=True))
+    return fc.eval()
+
+
+@pytest.fixture(scope="module")
+def reference_setup(checkpoint_bundle, head_file: Path):
+    bundle, model = checkpoint_bundle
+    return bundle, model.eval(), _linear(head_file)
 
 
 def test_fp32_logits_equal_official_pipeline_on_real_photos(reference_setup, sample_dir: Path):
@@ -48,3 +54,21 @@ def test_int8_decisions_mostly_agree_with_fp32(reference_setup, sample_dir: Path
     agree = sum(a.label == b.label for a, b in pairs) / len(pairs)
     assert agree >= 0.9
     assert max(abs(a.logit - b.logit) for a, b in pairs) < 0.5
+
+
+def test_official_head_scores_as_the_official_pipeline(
+    official_head: Path, checkpoint_bundle, sample_dir: Path, tmp_path: Path
+) -> None:
+    from ufd.export.graph.build import ExportOptions, export_bundle
+
+    _, model = checkpoint_bundle
+    checkpoint = next(checkpoint_bundle[0].parent.glob("*.pt"))
+    export_bundle(
+        ExportOptions(out=tmp_path / "b", model="ufd-tiny-vit", pretrained=str(checkpoint),
+                      head=str(official_head), precisions=("fp32",))
+    )  # fmt: skip
+    fc = _linear(official_head)
+    photos = sorted(p for p in sample_dir.iterdir() if p.suffix in (".png", ".jpg"))[:8]
+    records = Detector.open(tmp_path / "b", precision="fp32", provider="cpu").score_images(photos)
+    for record in records:
+        assert abs(record.logit - official_logit(model, fc, Path(record.path))) <= 1e-4

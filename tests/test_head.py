@@ -1,4 +1,4 @@
-"""The official UnivFD head: safe loading, format checks, ONNX == torch."""
+"""Heads in the official UnivFD format: safe loading, format checks, ONNX == torch."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from ufd.export.graph.onnx_export import export_linear_head
 from ufd.export.heads import (
     UNIVFD_HEAD_SHA256,
     fetch_univfd_head,
@@ -17,7 +18,6 @@ from ufd.export.heads import (
     load_head,
     read_head_file,
 )
-from ufd.export.onnx_export import export_linear_head
 from ufd.runtime.bundle import sha256_file
 from ufd.runtime.errors import ModelLoadError
 
@@ -31,9 +31,9 @@ def test_official_head_file_is_the_known_release(official_head: Path) -> None:
     assert state["weight"].norm().item() == pytest.approx(6.20, abs=0.01)
 
 
-def test_official_head_onnx_logits_match_torch(official_head: Path, tmp_path: Path) -> None:
-    head = load_head(str(official_head), 768)
-    assert head.info.kind == "linear" and head.info.sha256 == UNIVFD_HEAD_SHA256
+def test_head_onnx_logits_match_torch(head_file: Path, tmp_path: Path) -> None:
+    head = load_head(str(head_file), 768)
+    assert head.info.kind == "linear" and head.info.sha256 == sha256_file(head_file)
     export_linear_head(head.linear, tmp_path / "head.onnx")
     session = ort.InferenceSession(str(tmp_path / "head.onnx"), providers=["CPUExecutionProvider"])
     torch.manual_seed(0)
@@ -42,12 +42,12 @@ def test_official_head_onnx_logits_match_torch(official_head: Path, tmp_path: Pa
         expected = head.linear(features).numpy()
     out = session.run(None, {"features": features.numpy()})[0]
     assert out.shape == (7, 1)
-    assert np.abs(out - expected).max() <= 1e-4  # float32 sums of 768 terms, |logit| ~ 30
+    assert np.abs(out - expected).max() <= 1e-4  # float32 sums of 768 terms
 
 
-def test_head_of_wrong_dimension_is_refused(official_head: Path) -> None:
+def test_head_of_wrong_dimension_is_refused(head_file: Path) -> None:
     with pytest.raises(ModelLoadError, match="768"):
-        load_head(str(official_head), 512)
+        load_head(str(head_file), 512)
 
 
 def test_head_with_unexpected_keys_is_refused(tmp_path: Path) -> None:

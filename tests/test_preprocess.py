@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from torchvision import transforms
 
-from ufd.runtime.manifest import CLIP_MEAN, CLIP_STD, PreprocessConfig
+from ufd.runtime.bundle.manifest import CLIP_MEAN, CLIP_STD, PreprocessConfig
 from ufd.runtime.preprocess import build_preprocessor, crop_box
 
 OFFICIAL = transforms.Compose(

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from ufd.cli.detect import app
 from ufd.runtime import Detector
-from ufd.runtime.decode import decode_image
 from ufd.runtime.errors import ImageError
+from ufd.runtime.io.decode import decode_image
 
 runner = CliRunner()
 
@@ -151,7 +151,7 @@ def test_permission_denied_is_a_record(monkeypatch: pytest.MonkeyPatch, tmp_path
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("ufd.runtime.decode.Image.open", denied)
+    monkeypatch.setattr("ufd.runtime.io.decode.Image.open", denied)
     with pytest.raises(ImageError, match="permission denied"):
         decode_image(path)
 
@@ -197,7 +197,7 @@ def test_fuzzed_bytes_decode_or_raise_image_error(tmp_path: Path, fmt, edits, cu
     except ImageError:
         return
     assert image.mode == "RGB"
-    from ufd.runtime.manifest import PreprocessConfig
+    from ufd.runtime.bundle.manifest import PreprocessConfig
     from ufd.runtime.preprocess import build_preprocessor
 
     assert build_preprocessor(PreprocessConfig())(image).shape == (3, 224, 224)

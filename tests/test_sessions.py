@@ -7,62 +7,109 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ufd.runtime import sessions
+from ufd.runtime import providers
 from ufd.runtime.errors import ProviderError
-from ufd.runtime.sessions import EncoderSession, best_precision, provider_chain, resolve_provider
+from ufd.runtime.providers import PROVIDERS, start_provider
+from ufd.runtime.sessions import EncoderSession
 
 CPU_ONLY = ["CPUExecutionProvider"]
 GPU_ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+@pytest.fixture
+def fake_ort(monkeypatch: pytest.MonkeyPatch):
+    """Pretend onnxruntime has ``available`` providers, of which ``starting`` really start."""
+
+    def configure(available: list[str], starting: set[str]) -> None:
+        monkeypatch.setattr(providers.ort, "get_available_providers", lambda: available)
+        monkeypatch.setattr(providers, "_STARTED", {})
+        monkeypatch.setattr(providers, "_starts", lambda p: p.ort_name in starting)
+
+    return configure
+
+
 @pytest.mark.parametrize(
-    ("available", "asked", "resolved"),
+    ("available", "starting", "asked", "started"),
     [
-        (CPU_ONLY, "auto", "cpu"),
-        (CPU_ONLY, "cpu", "cpu"),
-        (GPU_ALL, "auto", "cuda"),  # never TensorRT unless asked: engine builds take minutes
-        (GPU_ALL, "tensorrt", "tensorrt"),
-        (GPU_ALL, "cpu", "cpu"),
+        (CPU_ONLY, set(), "auto", "cpu"),
+        (CPU_ONLY, set(), "cpu", "cpu"),
+        (GPU_ALL, set(GPU_ALL), "auto", "cuda"),  # never TensorRT unless asked: slow first start
+        (GPU_ALL, set(GPU_ALL), "tensorrt", "tensorrt"),
+        (GPU_ALL, set(GPU_ALL), "cpu", "cpu"),
+        (GPU_ALL, set(), "auto", "cpu"),  # onnxruntime-gpu without CUDA libraries: the CPU
     ],
 )
-def test_resolve_provider(monkeypatch, available: list[str], asked: str, resolved: str) -> None:
-    monkeypatch.setattr(sessions.ort, "get_available_providers", lambda: available)
-    assert resolve_provider(asked) == resolved
+def test_start_provider(fake_ort, available, starting, asked: str, started: str) -> None:
+    fake_ort(available, starting)
+    assert start_provider(asked).name == started
+
+
+def test_auto_without_cuda_libraries_picks_the_cpu_precision(fake_ort, caplog) -> None:
+    """onnxruntime-gpu installed, CUDA missing: int8 on the CPU, not fp32 (4x slower)."""
+    fake_ort(GPU_ALL, set())
+    with caplog.at_level("WARNING"):
+        provider = start_provider("auto")
+    assert provider.best_precision(["fp32", "fp16", "int8"]) == "int8"
+    assert "failed to start" in caplog.text
+
+
+@pytest.mark.parametrize("asked", ["cuda", "tensorrt"])
+def test_a_named_provider_that_cannot_start_is_an_error(fake_ort, asked: str) -> None:
+    fake_ort(GPU_ALL, {"CPUExecutionProvider"})
+    with pytest.raises(ProviderError, match="failed to start") as info:
+        start_provider(asked)
+    assert "--provider cpu" in str(info.value)
 
 
 @pytest.mark.parametrize(("asked", "hint"), [("cuda", r"ufd\[gpu\]"), ("tensorrt", "TensorRT")])
-def test_missing_gpu_provider_says_how_to_fix(monkeypatch, asked: str, hint: str) -> None:
-    monkeypatch.setattr(sessions.ort, "get_available_providers", lambda: CPU_ONLY)
+def test_missing_gpu_provider_says_how_to_fix(fake_ort, asked: str, hint: str) -> None:
+    fake_ort(CPU_ONLY, set(CPU_ONLY))
     with pytest.raises(ProviderError, match=hint) as info:
-        resolve_provider(asked)
+        start_provider(asked)
     assert "--provider" in str(info.value)
 
 
-def test_unknown_provider_lists_the_choices() -> None:
+def test_unknown_provider_lists_the_choices(fake_ort) -> None:
+    fake_ort(CPU_ONLY, set(CPU_ONLY))
     with pytest.raises(ProviderError, match="auto, tensorrt, cuda, cpu"):
-        resolve_provider("rocm")
+        start_provider("rocm")
 
 
-def test_provider_chains_fall_back_in_order(tmp_path: Path) -> None:
-    trt, cuda, cpu = provider_chain("tensorrt", trt_cache=tmp_path)
-    assert trt[0] == "TensorrtExecutionProvider"
-    assert trt[1]["trt_fp16_enable"] and trt[1]["trt_engine_cache_path"] == str(tmp_path)
+def test_other_execution_providers_pass_through_with_cpu_fallback(fake_ort, caplog) -> None:
+    fake_ort(["OpenVINOExecutionProvider", *CPU_ONLY], {"OpenVINOExecutionProvider"})
+    with caplog.at_level("WARNING"):
+        provider = start_provider("openvino")
+    assert provider.chain() == ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
+    assert not provider.tuned and provider.batch_size == PROVIDERS["cpu"].batch_size
+    assert caplog.text.count("passing OpenVINOExecutionProvider through") == 1
+    assert start_provider("OpenVINOExecutionProvider").ort_name == "OpenVINOExecutionProvider"
+
+
+def test_the_real_cpu_provider_starts() -> None:
+    assert start_provider("cpu").name == "cpu" and start_provider("auto").name in ("cpu", "cuda")
+
+
+def test_provider_chains_fall_back_in_order() -> None:
+    trt, cuda, cpu = PROVIDERS["tensorrt"].chain()
+    assert trt[0] == "TensorrtExecutionProvider" and trt[1]["trt_fp16_enable"]
     assert (cuda, cpu) == ("CUDAExecutionProvider", "CPUExecutionProvider")
-    assert provider_chain("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert provider_chain("cpu") == ["CPUExecutionProvider"]
+    assert PROVIDERS["cuda"].chain() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert PROVIDERS["cpu"].chain() == ["CPUExecutionProvider"]
 
 
 def test_best_precision_per_provider() -> None:
-    assert best_precision(["fp32", "fp16", "int8"], "cpu") == "int8"
-    assert best_precision(["fp32", "fp16", "int8"], "tensorrt") == "fp16"
-    assert best_precision(["fp32", "int8"], "cuda") == "fp32"
+    assert PROVIDERS["cpu"].best_precision(["fp32", "fp16", "int8"]) == "int8"
+    assert PROVIDERS["tensorrt"].best_precision(["fp32", "fp16", "int8"]) == "fp16"
+    assert PROVIDERS["cuda"].best_precision(["fp32", "int8"]) == "fp32"
+    assert PROVIDERS["cpu"].optimization("fp16") == "extended"
+    assert PROVIDERS["cuda"].optimization("fp16") == "all"
 
 
 def test_io_bound_runs_equal_plain_runs(tiny_bundle: Path) -> None:
     path = tiny_bundle / "encoder.fp32.onnx"
-    plain = EncoderSession(path, "cpu")
-    bound = EncoderSession(path, "cpu", io_binding=True)
-    assert plain._binding is None and bound._binding is not None
+    plain = EncoderSession(path)
+    bound = EncoderSession(path, io_binding=True)
+    assert not plain.io_binding and bound.io_binding
     rng = np.random.default_rng(0)
     held, inputs = [], []
     for n in (2, 2, 3, 1):  # same shape refills the device buffer, a new shape replaces it
@@ -79,15 +126,15 @@ def test_default_batch_is_sized_for_the_provider(tiny_bundle: Path, tmp_path: Pa
     from helpers import random_image
 
     from ufd.runtime import Detector
-    from ufd.runtime.detector import DEFAULT_BATCH_SIZE
-    from ufd.runtime.inputs import expand_inputs
+    from ufd.runtime.io.inputs import expand_inputs
 
     for i in range(10):
         random_image(tmp_path / f"{i}.png", (40, 30), seed=i)
     detector = Detector.open(tiny_bundle, precision="fp32", provider="cpu")
     sizes = [len(b) for b, _, _ in detector.feature_batches(expand_inputs([tmp_path]))]
-    assert sizes == [DEFAULT_BATCH_SIZE["cpu"], 10 - DEFAULT_BATCH_SIZE["cpu"]]
-    assert DEFAULT_BATCH_SIZE["cuda"] > DEFAULT_BATCH_SIZE["cpu"]
+    cpu = PROVIDERS["cpu"].batch_size
+    assert sizes == [cpu, 10 - cpu]
+    assert PROVIDERS["cuda"].batch_size > cpu
 
 
 def test_unloadable_fused_graph_names_the_fix(tmp_path: Path) -> None:

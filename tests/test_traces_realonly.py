@@ -15,12 +15,11 @@ from typer.testing import CliRunner
 from ufd.cli.calibrate import app as calibrate_app
 from ufd.cli.detect import app as detect_app
 from ufd.cli.index import app as index_app
-from ufd.export.head_install import install_traces_head
-from ufd.export.synthetic import SyntheticWorld
-from ufd.export.traces import TracesOptions, trace_contrastive_loss, train_traces_head
+from ufd.export.train.head_install import install_head
+from ufd.export.train.synthetic import SyntheticWorld
+from ufd.export.train.traces import TracesOptions, trace_contrastive_loss, train_traces_head
 from ufd.runtime import Detector
 from ufd.runtime.bundle import Bundle
-from ufd.runtime.manifest import TracesInfo
 
 runner = CliRunner()
 
@@ -65,8 +64,8 @@ def world_data():
 
 def test_unseen_generator_is_caught_by_traces_and_realonly(world_data) -> None:
     """The held-out generator's artefact lies in a direction no training generator used."""
-    from ufd.runtime.metrics import roc_auc
-    from ufd.runtime.neighbours import HnswBank
+    from ufd.runtime.search.neighbours import HnswBank
+    from ufd.runtime.tools.metrics import roc_auc
 
     world, real, x, y, vx, vy, head, val_acc = world_data
     assert val_acc >= 0.95  # it learned the seen generators
@@ -76,7 +75,7 @@ def test_unseen_generator_is_caught_by_traces_and_realonly(world_data) -> None:
         traces = head(torch.from_numpy(np.concatenate([test_real, unseen]))).squeeze(1).numpy()
     bank = HnswBank.build(real)
     _, dist = bank.search(np.concatenate([test_real, unseen]), 5, exact=True)
-    from ufd.export.train import TrainOptions, train_linear_head
+    from ufd.export.train.linear import TrainOptions, train_linear_head
 
     linear = train_linear_head(x, y, vx, vy, TrainOptions(epochs=10, lr=1e-3)).linear
     with torch.no_grad():
@@ -91,12 +90,12 @@ def test_unseen_generator_is_caught_by_traces_and_realonly(world_data) -> None:
 def test_traces_head_onnx_equals_training_and_detects(
     world_data, tiny_bundle: Path, tmp_path: Path
 ) -> None:
-    _, _, _, _, vx, vy, head, val_acc = world_data
+    _, _, _, _, vx, _vy, head, val_acc = world_data
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
-    info = TracesInfo("", 128, 0.1, 600, 600, len(vy), val_acc, 8, 0, 0.0)
-    manifest = install_traces_head(Bundle.open(bundle), head, info, vx)
-    assert manifest.traces.max_abs_logit_error_onnx <= 1e-4
+    manifest = install_head(Bundle.open(bundle), "traces", head, {"val_acc": val_acc}, vx)
+    training = manifest.method_provenance("traces")["training"]
+    assert training["max_abs_logit_error_onnx"] <= 1e-4 and training["val_acc"] == val_acc
     features = tmp_path / "val.npy"
     np.save(features, vx)
     result = runner.invoke(
@@ -162,20 +161,18 @@ def test_realonly_index_calibrate_detect(world_data, tiny_bundle: Path, tmp_path
     # at 5 % FPR, chance would flag 5 % of the unseen fakes; measured 44 %
     assert rates["unseen"] >= 0.3
     detector = Detector.open(bundle, provider="cpu")
-    assert detector.methods.k_for("realonly", None) == 5  # detect uses the calibrated k
+    assert detector.methods.get("realonly").default_k() == 5  # detect uses the calibrated k
 
 
 def test_fusion_fits_weights_and_scores(world_data, tiny_bundle: Path, tmp_path: Path) -> None:
     from ufd.cli.train import app as train_app
-    from ufd.export.index_build import IndexOptions, build_index
+    from ufd.runtime.tools.index_build import IndexOptions, build_index
 
     _, _, x, y, vx, vy, head, _ = world_data
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
     build_index(bundle, x[y == 0], x[y == 1], IndexOptions(exact_below=10**6))
-    install_traces_head(
-        Bundle.open(bundle), head, TracesInfo("", 128, 0.1, 1, 1, 1, 1, 1, 0, 0), vx
-    )
+    install_head(Bundle.open(bundle), "traces", head, {}, vx)
     files = {"real": tmp_path / "r.npy", "fake": tmp_path / "f.npy"}
     np.save(files["real"], vx[vy == 0])
     np.save(files["fake"], vx[vy == 1])
@@ -185,8 +182,10 @@ def test_fusion_fits_weights_and_scores(world_data, tiny_bundle: Path, tmp_path:
          "--fake-features", str(files["fake"]), "--val-split", "0.3"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    fusion = Bundle.open(bundle).manifest.fusion
-    assert fusion.methods == ["linear", "nn", "traces"] and fusion.val_acc >= 0.9
+    manifest = Bundle.open(bundle).manifest
+    fusion = manifest.methods["fused"].config
+    assert fusion.methods == ["linear", "nn", "traces"]
+    assert manifest.method_provenance("fused")["val_acc"] >= 0.9
     detector = Detector.open(bundle, provider="cpu")
     records = detector.score_features(vx, [str(i) for i in range(len(vx))], "fused")
     predicted = np.array([r.fused_label == "fake" for r in records])
@@ -199,15 +198,14 @@ def test_eval_reports_every_method_of_the_bundle(
     from helpers import random_image
 
     from ufd.cli.eval import app as eval_app
-    from ufd.export.index_build import IndexOptions, build_index
+    from ufd.runtime.tools.index_build import IndexOptions, build_index
 
     monkeypatch.setenv("UFD_CACHE_DIR", str(tmp_path / "cache"))
     _, _, x, y, vx, _, head, _ = world_data
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
     build_index(bundle, x[y == 0], x[y == 1], IndexOptions())
-    info = TracesInfo("", 128, 0.1, 1, 1, 1, 1.0, 1, 0, 0.0)
-    install_traces_head(Bundle.open(bundle), head, info, vx)
+    install_head(Bundle.open(bundle), "traces", head, {}, vx)
     for cls in ("0_real", "1_fake"):
         (tmp_path / "data" / "set" / cls).mkdir(parents=True)
         for i in range(3):

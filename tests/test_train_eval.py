@@ -15,16 +15,16 @@ from typer.testing import CliRunner
 from ufd.cli.calibrate import app as calibrate_app
 from ufd.cli.eval import app as eval_app
 from ufd.cli.train import app as train_app
-from ufd.export.augment import PaperAugmentation
-from ufd.export.evaluate import discover_sets, limit_per_class
-from ufd.export.head_install import install_linear_head
-from ufd.export.train import TrainOptions, train_linear_head
+from ufd.export.train.augment import PaperAugmentation
+from ufd.export.train.head_install import install_head
+from ufd.export.train.linear import TrainOptions, train_linear_head
 from ufd.runtime import Detector
 from ufd.runtime.bundle import Bundle
-from ufd.runtime.feature_cache import FeatureCache, cached_features
-from ufd.runtime.inputs import InputItem
-from ufd.runtime.manifest import Manifest, TrainingSummary
-from ufd.runtime.metrics import (
+from ufd.runtime.bundle.manifest import Manifest
+from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.tools.evaluate import discover_sets, limit_per_class
+from ufd.runtime.tools.feature_cache import FeatureCache, cached_features
+from ufd.runtime.tools.metrics import (
     average_precision,
     best_threshold_accuracy,
     roc_auc,
@@ -136,7 +136,7 @@ def test_interrupted_extraction_resumes_and_cached_equals_cold(tmp_path: Path) -
 
 
 def test_augmentation_is_deterministic_per_seed_path_view(sample_dir: Path) -> None:
-    from ufd.runtime.decode import decode_image
+    from ufd.runtime.io.decode import decode_image
 
     image = decode_image(sorted(sample_dir.glob("*.png"))[0])
     aug = PaperAugmentation(seed=3)
@@ -169,11 +169,11 @@ def test_training_separates_and_onnx_head_matches(tiny_bundle: Path, tmp_path: P
 
     bundle_dir = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle_dir)
-    summary = TrainingSummary("linear", 600, 600, 300, result.epochs_run, result.best_epoch,
-                              result.best_val_acc, result.final_lr, False, 0, 0, 0.0)  # fmt: skip
-    manifest = install_linear_head(Bundle.open(bundle_dir), result.linear, summary, vx)
-    assert manifest.training.max_abs_logit_error_onnx <= 1e-4
-    assert manifest.head.source == "ufd-train"
+    summary = {"best_val_acc": result.best_val_acc}
+    manifest = install_head(Bundle.open(bundle_dir), "linear", result.linear, summary, vx)
+    assert manifest.method_provenance("linear")["training"]["max_abs_logit_error_onnx"] <= 1e-4
+    assert manifest.provenance["head"]["source"] == "ufd-train"
+    assert manifest.parity["fp32"].max_abs_logit_error is None  # measured with the old head
     detector = Detector.open(bundle_dir, precision="fp32", provider="cpu")  # hashes verified
     import torch
 
@@ -214,15 +214,17 @@ def test_train_calibrate_eval_commands(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     manifest = Manifest.read(bundle / "manifest.json")
-    assert manifest.training.views == 2 and manifest.training.n_val == 8
+    training = manifest.method_provenance("linear")["training"]
+    assert training["views"] == 2 and training["n_val"] == 8
 
     reals = [str(dataset / split / "setA" / "0_real") for split in ("train", "test")]
     args = [str(bundle), "--real", reals[0], "--real", reals[1], "--target-fpr", "0.1"]
     result = runner.invoke(calibrate_app, [*args, "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     calibrated = Manifest.read(bundle / "manifest.json")
-    assert calibrated.calibrations["linear"].achieved_fpr <= 0.1
-    assert calibrated.threshold == calibrated.calibrations["linear"].threshold
+    linear = calibrated.methods["linear"]
+    assert linear.calibration.achieved_fpr <= 0.1
+    assert linear.threshold == linear.calibration.threshold
 
     out = tmp_path / "eval"
     args = [str(bundle), str(dataset / "test"), "--out", str(out), "--jpeg", "75",

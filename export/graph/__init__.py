@@ -1,0 +1,1 @@
+"""Building bundles: torch -> ONNX export, precisions, validation against torch, writing."""

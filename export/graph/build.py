@@ -1,0 +1,239 @@
+"""Build a bundle: load, export, derive precisions, validate everything, then write.
+
+Nothing is written unless every graph passed its checks: graphs are staged in
+a hidden directory that :class:`BundleWriter` publishes in one rename.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from ufd.export.graph.onnx_export import (
+    DEFAULT_OPSET,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    export_encoder,
+    export_linear_head,
+)
+from ufd.export.graph.precision import (
+    make_fp16,
+    make_int8_dynamic,
+    make_int8_static,
+    optimize_in_place,
+)
+from ufd.export.graph.probes import folder_probes, synthetic_probes
+from ufd.export.graph.validate import Reference, enforce, measure_parity, torch_reference
+from ufd.export.graph.writer import BundleWriter, check_destination
+from ufd.export.heads import load_head
+from ufd.export.models import load_visual
+from ufd.runtime import __version__
+from ufd.runtime.bundle import (
+    PRECISIONS,
+    EncoderGraph,
+    Manifest,
+    MethodEntry,
+    ParityReport,
+    PreprocessConfig,
+)
+from ufd.runtime.errors import ExportError
+from ufd.runtime.preprocess import build_preprocessor
+
+logger = logging.getLogger(__name__)
+
+HEAD_FILE = "head.onnx"
+
+
+def encoder_file(precision: str) -> str:
+    """File name of the encoder graph of ``precision``."""
+    return f"encoder.{precision}.onnx"
+
+
+@dataclass
+class ExportOptions:
+    """What ``ufd-export`` builds; defaults are the official UnivFD setting."""
+
+    out: Path
+    model: str = "ViT-L-14"
+    pretrained: str = "openai"
+    head: str = "univfd"
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    probe_dir: Path | None = None
+    n_probes: int = 10
+    opset: int = DEFAULT_OPSET
+    quick_gelu: bool | None = None
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    max_logit_error: float | None = None
+    threshold: float = 0.5
+    force: bool = False
+    quantization: str = "dynamic"
+    optimize: bool = False
+    fuse_attention: bool = True
+    calibration_dir: Path | None = None
+    n_calibration: int = 64
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise ExportError(
+                f"unknown precision(s) {bad}; choose from {', '.join(PRECISIONS)}, "
+                "comma-separated (e.g. fp32,int8)"
+            )
+        if self.quantization not in ("dynamic", "static"):
+            raise ExportError(f"--quantization must be dynamic or static, not {self.quantization}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ExportError(f"threshold {self.threshold} must lie strictly between 0 and 1")
+
+
+def export_bundle(
+    options: ExportOptions, on_step: Callable[[str], None] = lambda _: None
+) -> Manifest:
+    """Build and validate the bundle ``options`` describe and write it atomically.
+
+    Args:
+        options: what to build.
+        on_step: called with a short line as each step starts (for progress).
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        ExportError: a graph failed validation; nothing was written.
+        ModelLoadError: the model or head cannot be loaded.
+    """
+    started = time.perf_counter()
+    check_destination(Path(options.out).absolute(), options.force)
+    on_step(f"loading {options.model} ({options.pretrained})")
+    loaded = load_visual(options.model, options.pretrained, options.quick_gelu)
+    head = load_head(options.head, loaded.info.feature_dim)
+    preprocess = dataclasses.replace(options.preprocess, crop_size=loaded.info.image_size)
+
+    on_step("preparing probe images and the torch reference")
+    if options.probe_dir is not None:
+        probes = folder_probes(options.probe_dir, options.n_probes)
+    else:
+        probes = synthetic_probes(options.n_probes)
+    reference = torch_reference(loaded.visual, head.linear, probes, preprocess)
+
+    with BundleWriter(options.out, options.force) as writer:
+        on_step("exporting the fp32 encoder to ONNX")
+        fp32_path = writer.path(encoder_file("fp32"))
+        fused = export_encoder(
+            loaded.visual, fp32_path, loaded.info.image_size, options.opset, options.fuse_attention
+        )
+        del loaded.visual  # free the torch weights before deriving other graphs
+        methods, head_path = {}, None
+        if head.linear is not None:
+            head_path = writer.path(HEAD_FILE)
+            export_linear_head(head.linear, head_path, options.opset)
+            methods["linear"] = MethodEntry(files={"graph": HEAD_FILE}, threshold=options.threshold)
+        check = _Validation(options, reference, head_path, on_step)
+        encoders = {}
+        for precision in _ordered(options.precisions):
+            path = writer.path(encoder_file(precision))
+            entry = _derive(precision, fp32_path, path, options, reference.pixels, on_step)
+            encoders[precision] = check(precision, path, dataclasses.replace(
+                entry, attention="fused" if fused else "plain"))  # fmt: skip
+        if options.optimize:  # last: int8/fp16 derive from the plain fp32 graph
+            for precision in [p for p in options.precisions if p != "fp16"]:
+                on_step(f"saving onnxruntime's optimised {precision} graph, re-validating")
+                path = writer.path(encoders[precision].file)
+                optimize_in_place(path)
+                optimized = dataclasses.replace(encoders[precision], optimization="extended")
+                encoders[precision] = check(precision, path, optimized)
+        if "fp32" not in options.precisions:  # validated as the source, not shipped
+            fp32_path.unlink()
+            del encoders["fp32"]
+
+        on_step("hashing files and writing the manifest")
+        manifest = Manifest(
+            ufd_version=__version__,
+            created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+            model=loaded.info,
+            preprocess=preprocess,
+            encoders=encoders,
+            files=writer.file_entries(),
+            opset=options.opset,
+            methods=methods,
+            provenance={
+                "head": dataclasses.asdict(head.info),
+                "parity": {p: dataclasses.asdict(r) for p, r in check.parity.items()},
+                "notes": _notes(options),
+            },
+        )
+        writer.commit(manifest)
+    logger.info("export took %.1f s", time.perf_counter() - started)
+    return manifest
+
+
+@dataclass
+class _Validation:
+    """Validates each encoder graph against torch and keeps its parity report."""
+
+    options: ExportOptions
+    reference: Reference
+    head_path: Path | None
+    on_step: Callable[[str], None]
+    parity: dict[str, ParityReport] = field(default_factory=dict)
+
+    def __call__(self, precision: str, path: Path, entry: EncoderGraph) -> EncoderGraph:
+        """Measure and enforce parity; return ``entry`` unchanged."""
+        self.on_step(f"validating {precision} against torch on {len(self.reference.pixels)} probes")
+        report = measure_parity(
+            precision, path, self.head_path, self.reference, entry.batch_invariant
+        )
+        enforce(report, self.options.max_logit_error)
+        self.parity[precision] = report
+        return entry
+
+
+def _derive(
+    precision: str,
+    fp32_path: Path,
+    path: Path,
+    options: ExportOptions,
+    probe_pixels: np.ndarray,
+    on_step: Callable[[str], None],
+) -> EncoderGraph:
+    """Make the ``precision`` graph at ``path`` (fp32 exists already) and describe it."""
+    quantization, batch_invariant = None, True
+    if precision == "int8" and options.quantization == "static":
+        on_step("quantising the encoder to int8 (static QDQ, calibrated)")
+        pixels = probe_pixels
+        if options.calibration_dir is not None:
+            preprocessor = build_preprocessor(options.preprocess)
+            images = folder_probes(options.calibration_dir, options.n_calibration)
+            pixels = np.stack([preprocessor(image) for image in images])
+        make_int8_static(fp32_path, path, pixels, ENCODER_INPUT)
+        quantization = "static"
+    elif precision == "int8":
+        on_step("quantising the encoder to int8 (dynamic, per-channel)")
+        make_int8_dynamic(fp32_path, path)
+        quantization, batch_invariant = "dynamic", False  # per-tensor activation scales
+    elif precision == "fp16":
+        on_step("converting the encoder to fp16")
+        make_fp16(fp32_path, path)
+    return EncoderGraph(
+        encoder_file(precision), ENCODER_INPUT, ENCODER_OUTPUT, batch_invariant, quantization
+    )
+
+
+def _ordered(precisions: tuple[str, ...]) -> list[str]:
+    """fp32 is always validated first: the others derive from it."""
+    return ["fp32"] + [p for p in PRECISIONS if p in precisions and p != "fp32"]
+
+
+def _notes(options: ExportOptions) -> list[str]:
+    notes = []
+    if options.pretrained.lower() in ("none", "random"):
+        notes.append("RANDOM-INIT WEIGHTS: scores are meaningless; for tests and timings only.")
+    if options.probe_dir is None:
+        notes.append("parity measured on synthetic probe images (use --probe-dir for real ones)")
+    return notes

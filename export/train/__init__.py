@@ -1,0 +1,1 @@
+"""Training what goes into bundles: the linear head, the natural-trace head, fusion weights."""

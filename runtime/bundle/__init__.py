@@ -1,0 +1,33 @@
+"""Bundles: the directory, its versioned manifest, and safe in-place updates."""
+
+from ufd.runtime.bundle.directory import Bundle, safe_join, sha256_file
+from ufd.runtime.bundle.manifest import (
+    MANIFEST_NAME,
+    PRECISIONS,
+    SCHEMA_VERSION,
+    CalibrationInfo,
+    EncoderGraph,
+    FileEntry,
+    Manifest,
+    MethodEntry,
+    ModelInfo,
+    ParityReport,
+    PreprocessConfig,
+)
+
+__all__ = [
+    "MANIFEST_NAME",
+    "PRECISIONS",
+    "SCHEMA_VERSION",
+    "Bundle",
+    "CalibrationInfo",
+    "EncoderGraph",
+    "FileEntry",
+    "Manifest",
+    "MethodEntry",
+    "ModelInfo",
+    "ParityReport",
+    "PreprocessConfig",
+    "safe_join",
+    "sha256_file",
+]

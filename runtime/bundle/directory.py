@@ -1,0 +1,141 @@
+"""Open a bundle directory safely: manifest, contained paths, verified hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ufd.runtime.bundle.manifest import MANIFEST_NAME, EncoderGraph, FileEntry, Manifest
+from ufd.runtime.errors import BundleError
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    """Resolve ``relative`` inside ``root``, refusing anything that escapes it.
+
+    Refuses absolute paths, ``..`` components, backslashes and symlinks that
+    point outside the bundle.
+
+    Raises:
+        BundleError: the path would leave the bundle directory.
+    """
+    pure = PurePosixPath(relative)
+    if (
+        not relative
+        or "\\" in relative
+        or pure.is_absolute()
+        or any(part in ("..", "") for part in pure.parts)
+    ):
+        raise BundleError(
+            f"manifest names {relative!r}, a path outside the bundle; the bundle is "
+            "damaged or hostile: do not use it, re-export it"
+        )
+    root_resolved = root.resolve()
+    target = (root_resolved / Path(*pure.parts)).resolve()
+    if not target.is_relative_to(root_resolved):
+        raise BundleError(
+            f"bundle file {relative!r} resolves to {target}, outside the bundle; "
+            "refusing to load it"
+        )
+    return target
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A checked bundle directory: its manifest and its root."""
+
+    root: Path
+    manifest: Manifest
+
+    @classmethod
+    def open(cls, root: str | Path) -> Bundle:
+        """Read the manifest of ``root`` and check every listed path stays inside.
+
+        Hashes are verified lazily, per file, by :meth:`verified_path`.
+
+        Raises:
+            BundleError: not a bundle, bad manifest, or an escaping path.
+        """
+        root = Path(root)
+        if not root.is_dir():
+            raise BundleError(f"bundle {root} is not a directory; make one with ufd-export")
+        manifest = Manifest.read(root / MANIFEST_NAME)
+        for name in manifest.files:
+            safe_join(root, name)
+        listed = [g.file for g in manifest.encoders.values()]
+        listed += [f for entry in manifest.methods.values() for f in entry.files.values()]
+        for name in listed:
+            if name not in manifest.files:
+                raise BundleError(
+                    f"manifest names {name!r} without a hash entry; re-export the bundle"
+                )
+        return cls(root=root, manifest=manifest)
+
+    def verified_path(self, relative: str, verify: bool = True) -> Path:
+        """The absolute path of bundle file ``relative``, after checking size and sha256.
+
+        Raises:
+            BundleError: the file is missing, escapes the bundle, or does not
+                match the manifest.
+        """
+        entry = self.manifest.files.get(relative)
+        if entry is None:
+            raise BundleError(f"{relative!r} is not listed in the bundle manifest")
+        path = safe_join(self.root, relative)
+        if not path.is_file():
+            raise BundleError(
+                f"bundle file {relative!r} is missing from {self.root}; copy the whole "
+                "bundle directory or re-export it"
+            )
+        if verify:
+            _check_file(path, relative, entry)
+        return path
+
+    def graph_path(self, relative: str, verify: bool = True) -> Path:
+        """A graph's verified path (its external-data files verified too)."""
+        for companion in self.companion_files(relative):
+            self.verified_path(companion, verify)
+        return self.verified_path(relative, verify)
+
+    def encoder_path(self, graph: EncoderGraph, verify: bool = True) -> Path:
+        """An encoder graph's verified path."""
+        return self.graph_path(graph.file, verify)
+
+    def companion_files(self, graph_path: str) -> list[str]:
+        """Files stored next to a graph as ONNX external data (``<graph>.data``...)."""
+        stem = PurePosixPath(graph_path).name
+        return [
+            name
+            for name in self.manifest.files
+            if name != graph_path and PurePosixPath(name).name.startswith(stem + ".")
+        ]
+
+
+def _check_file(path: Path, relative: str, entry: FileEntry) -> None:
+    size = path.stat().st_size
+    if size != entry.size:
+        raise BundleError(
+            f"bundle file {relative!r} has {size} bytes, the manifest says {entry.size}: "
+            "it was truncated or changed; re-copy or re-export the bundle"
+        )
+    digest = sha256_file(path)
+    if digest != entry.sha256:
+        raise BundleError(
+            f"bundle file {relative!r} fails its sha256 check (tampered or corrupt); "
+            "re-copy or re-export the bundle"
+        )
+    logger.debug("verified %s (%d bytes)", relative, size)

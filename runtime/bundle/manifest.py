@@ -1,0 +1,339 @@
+"""The bundle manifest: the one contract between the build side and devices.
+
+``manifest.json`` has two parts:
+
+* the **runtime contract**, checked strictly (:mod:`ufd.runtime.bundle.schema`):
+  the model, the preprocessing, the encoder graphs, each scoring method's files,
+  threshold, calibration and configuration, and every file's hash. Unknown or
+  missing fields and out-of-range enum values are errors;
+* **provenance** (``provenance``), read leniently: how the bundle was made and
+  measured (parity against torch, index quality, build times, training
+  summaries, notes). It never changes a score, so it never stops a bundle
+  from loading.
+
+Versions: 1 (encoder, head, parity), 2 (+ banks, heads, thresholds, fusion),
+3 (one ``methods`` section, ``encoders`` by precision, lenient
+``provenance``). Older manifests are migrated in memory
+(:mod:`ufd.runtime.bundle.legacy`) and score exactly as before; a newer one is
+refused with "upgrade ufd". Each method's ``config`` is checked against the
+dataclass its module registers (:func:`register_method_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ufd.runtime.bundle.schema import build, describe, lenient
+from ufd.runtime.errors import BundleError
+
+SCHEMA_VERSION = 3
+SCHEMA_FINGERPRINTS = {
+    3: "fbef47549236",
+}
+"""Digest of :func:`schema_text` per version: a test fails when the dataclasses change
+without a new version. Append a line for a new version; never edit an old one."""
+MANIFEST_NAME = "manifest.json"
+PRECISIONS = ("fp32", "fp16", "int8")
+Precision = Literal["fp32", "fp16", "int8"]
+
+# CLIP's normalisation statistics (OpenAI), used by UnivFD's test pipeline.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How an RGB image becomes the encoder's input tensor.
+
+    ``center_crop`` is the official UnivFD test pipeline: no resize, a centre
+    crop of ``crop_size`` that zero-pads images smaller than the crop.
+    ``resize_center_crop`` first resizes the shorter side to ``resize_size``.
+    """
+
+    mode: Literal["center_crop", "resize_center_crop"] = "center_crop"
+    crop_size: int = 224
+    resize_size: int = 256
+    resize_interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    exif_transpose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("center_crop", "resize_center_crop"):
+            raise BundleError(
+                f"unknown preprocessing mode {self.mode!r}; "
+                "expected 'center_crop' or 'resize_center_crop'"
+            )
+        if self.crop_size <= 0 or self.resize_size <= 0:
+            raise BundleError("crop_size and resize_size must be positive")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which CLIP visual encoder the bundle holds."""
+
+    name: str
+    pretrained: str
+    feature_dim: int
+    image_size: int
+    quick_gelu: bool
+    checkpoint_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class EncoderGraph:
+    """One encoder graph: (N, 3, H, W) float32 pixels -> (N, D) float32 features."""
+
+    file: str
+    input_name: str
+    output_name: str
+    batch_invariant: bool = True
+    """False when an image's output depends on the rest of its batch (dynamic int8
+    quantises activations per tensor): the runtime then runs one image per call."""
+    quantization: Literal["dynamic", "static"] | None = None
+    optimization: Literal["extended"] | None = None
+    """``extended`` when onnxruntime's optimised graph was saved (``--optimize``)."""
+    attention: Literal["fused", "plain"] | None = None
+    """``fused`` (one ``com.microsoft.MultiHeadAttention`` op per block) or ``plain``
+    (standard ONNX ops); ``None`` in bundles made before attention fusion."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """Integrity record of one bundle file."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """How a method's threshold was set (``ufd-calibrate``)."""
+
+    target_fpr: float
+    achieved_fpr: float
+    n_real: int
+    threshold: float
+    created_utc: str
+    k: int | None = None
+    """Neighbours the threshold was calibrated with (k-NN methods): their default k."""
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One scoring method the bundle offers.
+
+    Attributes:
+        files: the method's bundle files by role (``graph``, ``index``, ``labels``).
+        threshold: its decision threshold; ``None``: the method's default.
+        calibration: how the threshold was calibrated, if it was.
+        config: the method's own settings, of the type its module registers.
+    """
+
+    files: dict[str, str] = field(default_factory=dict)
+    threshold: float | None = None
+    calibration: CalibrationInfo | None = None
+    config: Any = None
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Provenance: one precision's ONNX pipeline against the torch fp32 reference.
+
+    Logit figures are ``None`` when the bundle had no head at export.
+    """
+
+    precision: str
+    n_probes: int
+    max_abs_logit_error: float | None
+    p50_abs_logit_error: float | None
+    p99_abs_logit_error: float | None
+    decision_agreement: float | None
+    min_feature_cosine: float
+    max_abs_feature_error: float
+
+
+_METHOD_CONFIGS: dict[str, type | None] = {}
+
+
+def register_method_config(method: str, config_type: type | None) -> None:
+    """Declare the dataclass a method's ``config`` must match (``None``: no config)."""
+    _METHOD_CONFIGS[method] = config_type
+
+
+def _method_configs() -> dict[str, type | None]:
+    import ufd.runtime.methods  # noqa: F401 - the method modules register their configs
+
+    return _METHOD_CONFIGS
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a device needs to know to run a bundle."""
+
+    ufd_version: str
+    created_utc: str
+    model: ModelInfo
+    preprocess: PreprocessConfig
+    encoders: dict[Precision, EncoderGraph]
+    files: dict[str, FileEntry]
+    opset: int
+    methods: dict[str, MethodEntry] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def precisions(self) -> list[str]:
+        """Encoder precisions present in the bundle, in canonical order."""
+        return [p for p in PRECISIONS if p in self.encoders]
+
+    def encoder(self, precision: str) -> EncoderGraph:
+        """The encoder graph of ``precision``, or a :class:`BundleError`."""
+        if precision not in self.encoders:
+            raise BundleError(
+                f"this bundle has no {precision} encoder; it has {', '.join(self.precisions)}. "
+                f"Pick one with --precision, or re-export with --precision {precision}"
+            )
+        return self.encoders[precision]
+
+    def method(self, name: str) -> MethodEntry | None:
+        """The entry of method ``name``, or ``None`` when the bundle lacks it."""
+        return self.methods.get(name)
+
+    @property
+    def parity(self) -> dict[str, ParityReport]:
+        """Provenance: export-time parity per precision (read leniently)."""
+        found = self.provenance.get("parity")
+        if not isinstance(found, dict):
+            return {}
+        return {str(p): lenient(ParityReport, report) for p, report in found.items()}
+
+    @property
+    def notes(self) -> list[str]:
+        """Provenance: notes for people (random weights, synthetic probes...)."""
+        notes = self.provenance.get("notes")
+        return [str(n) for n in notes] if isinstance(notes, list) else []
+
+    def method_provenance(self, name: str) -> dict[str, Any]:
+        """Provenance of one method (training summary, index quality, build time)."""
+        methods = self.provenance.get("methods")
+        found = methods.get(name) if isinstance(methods, dict) else None
+        return found if isinstance(found, dict) else {}
+
+    def with_method(
+        self, name: str, entry: MethodEntry | None, provenance: dict[str, Any] | None = None
+    ) -> Manifest:
+        """A copy with method ``name`` set (or removed when ``entry`` is ``None``).
+
+        ``provenance`` replaces the method's provenance when given.
+        """
+        methods = {k: v for k, v in self.methods.items() if k != name}
+        if entry is not None:
+            methods[name] = entry
+        record = json.loads(json.dumps(self.provenance))
+        if provenance is not None or entry is None:
+            per_method = record.setdefault("methods", {})
+            per_method.pop(name, None)
+            if provenance is not None:
+                per_method[name] = provenance
+        return dataclasses.replace(self, methods=methods, provenance=record)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists), stamped with the current schema."""
+        data = dataclasses.asdict(self)
+        data["schema_version"] = SCHEMA_VERSION
+        return data
+
+    def to_json(self) -> str:
+        """The manifest as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        """Check ``data`` (any schema up to the current one) and build a manifest.
+
+        Raises:
+            BundleError: the schema is newer than this ufd, or a field is
+                missing, unknown or of the wrong type.
+        """
+        if not isinstance(data, dict):
+            raise BundleError("manifest.json must hold a JSON object")
+        version = data.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise BundleError("manifest.json has no integer schema_version; is this a ufd bundle?")
+        if version > SCHEMA_VERSION:
+            raise BundleError(
+                f"bundle manifest has schema {version}, but this ufd reads up to "
+                f"{SCHEMA_VERSION}; upgrade ufd (pip install -U ufd) or re-export the bundle"
+            )
+        if version < 3:
+            from ufd.runtime.bundle.legacy import migrate
+
+            data = migrate(data)
+        raw_methods = data.get("methods", {})
+        rest = {k: v for k, v in data.items() if k != "methods"}
+        manifest = build(cls, rest, "manifest")
+        methods = _build_methods(raw_methods)
+        return dataclasses.replace(manifest, methods=methods, schema_version=SCHEMA_VERSION)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        """Read and check ``manifest.json`` at ``path``."""
+        return cls.from_dict(read_json(path))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document of a manifest file, with fix-it errors."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise BundleError(f"{path} not found: not a ufd bundle (make one with ufd-export)") from e
+    except OSError as e:
+        raise BundleError(f"cannot read {path}: {e.strerror}") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{path} is not valid JSON ({e}); re-export the bundle") from e
+
+
+def _build_methods(raw: Any) -> dict[str, MethodEntry]:
+    if not isinstance(raw, dict):
+        raise BundleError("manifest.methods must be an object")
+    configs = _method_configs()
+    methods = {}
+    for name, value in raw.items():
+        if name not in configs:
+            raise BundleError(
+                f"the bundle offers method {name!r}, which this ufd does not know "
+                f"(it knows {', '.join(configs)}); upgrade ufd (pip install -U ufd)"
+            )
+        where = f"manifest.methods.{name}"
+        entry = build(MethodEntry, value, where)
+        config_type = configs[name]
+        if config_type is None:
+            if entry.config is not None:
+                raise BundleError(f"{where}.config must be null: {name} takes no settings")
+        else:
+            config = build(config_type, entry.config, f"{where}.config")
+            entry = dataclasses.replace(entry, config=config)
+        methods[name] = entry
+    return methods
+
+
+def schema_text() -> str:
+    """The canonical text of the runtime contract: the manifest and every method config."""
+    configs = _method_configs()
+    parts = [describe(Manifest), describe(MethodEntry)]
+    parts += [f"{name}:{describe(tp) if tp else None}" for name, tp in sorted(configs.items())]
+    return "\n".join(parts)
+
+
+def schema_fingerprint() -> str:
+    """A short digest of :func:`schema_text`."""
+    import hashlib
+
+    return hashlib.sha256(schema_text().encode()).hexdigest()[:12]

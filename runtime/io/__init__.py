@@ -1,0 +1,1 @@
+"""Input and output: inputs (files, bytes), decoding, and record writers."""

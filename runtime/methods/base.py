@@ -1,0 +1,202 @@
+"""The protocol every scoring method implements, and the per-batch data it returns.
+
+A method turns a batch of encoder features into:
+
+* ``raw``: a continuous score, higher = more fake (logits, distances); what
+  ``fused`` combines;
+* ``score``: the value its threshold applies to (p(fake) for heads, the vote
+  share for ``nn``, a distance for ``realonly``); what ``ufd-calibrate`` sets
+  a threshold on and ``ufd-eval`` ranks by;
+* a decision (fake or not) and its record fields.
+
+:meth:`Method.measure` needs no threshold (calibration runs before there is
+one); :meth:`Method.run` adds the decision and the record fields.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from ufd.runtime.bundle import Bundle, MethodEntry
+from ufd.runtime.errors import BundleError, UsageError
+
+if TYPE_CHECKING:
+    from ufd.runtime.methods.registry import MethodSet
+    from ufd.runtime.providers import Provider
+
+Columns = dict[str, list]
+"""Record fields of one batch: field name -> one value per encoded input."""
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Per-call settings: ``k`` neighbours (``None``: the method's default), exact search."""
+
+    k: int | None = None
+    exact: bool | None = None
+
+
+@dataclass
+class Measured:
+    """A method's threshold-free output for a feature batch (see the module docstring)."""
+
+    raw: np.ndarray
+    score: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Scored:
+    """A method's whole output for a feature batch: measured, decided, as record fields."""
+
+    measured: Measured
+    is_fake: np.ndarray
+    columns: Columns
+
+
+@dataclass
+class MethodContext:
+    """What a method needs to load and run."""
+
+    bundle: Bundle
+    provider: Provider
+    threads: int | None
+    verify: bool
+    methods: MethodSet
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """Thresholds given by the caller (``--threshold``), overriding the bundle's."""
+
+
+class Method:
+    """Base class of a scoring method; subclasses register with :func:`register`.
+
+    Class attributes describe the method; an instance serves one bundle and is
+    loaded once (thread-safely) by :class:`~ufd.runtime.methods.registry.MethodSet`.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    """One line for ``--help``."""
+    fields: ClassVar[tuple[str, ...]]
+    """Its record fields, in output order."""
+    table_columns: ClassVar[tuple[tuple[str, str, int], ...]] = ()
+    """(record field, header, width) per ``--format table`` column."""
+    config_type: ClassVar[type | None] = None
+    """The dataclass of its ``config`` in the manifest (``None``: no settings)."""
+    default_threshold: ClassVar[float | None] = 0.5
+    """Threshold when the bundle sets none; ``None``: it must be calibrated."""
+    calibratable: ClassVar[bool] = True
+    """Whether ``ufd-calibrate`` can set its threshold."""
+    uses_k: ClassVar[bool] = False
+    """Whether ``--k`` applies (k-NN methods)."""
+    missing_hint: ClassVar[str] = ""
+    """How to give a bundle this method."""
+
+    def __init__(self, context: MethodContext) -> None:
+        self.context = context
+        self.bundle = context.bundle
+        entry = context.bundle.manifest.method(self.name)
+        if entry is None:
+            raise BundleError(
+                f"bundle {self.bundle.root} has no {self.name} method; {self.missing_hint}"
+            )
+        self.entry: MethodEntry = entry
+        self.config = entry.config
+
+    @classmethod
+    def offered_by(cls, entry: MethodEntry | None) -> bool:
+        """Whether a bundle with this manifest entry can run the method as it is."""
+        return entry is not None and (
+            entry.threshold is not None or cls.default_threshold is not None
+        )
+
+    def load(self) -> None:
+        """Load (and verify) the method's files; called once, before any scoring."""
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold on :attr:`Measured.score`.
+
+        Raises:
+            BundleError: the method needs a calibrated threshold and has none.
+        """
+        if self.name in self.context.thresholds:
+            return self.context.thresholds[self.name]
+        value = self.entry.threshold if self.entry.threshold is not None else self.default_threshold
+        if value is None:
+            raise BundleError(
+                f"the {self.name} method needs a threshold: run ufd-calibrate BUNDLE "
+                f"--method {self.name} --real HELD_OUT_REALS"
+            )
+        return value
+
+    def default_k(self) -> int:
+        """Neighbours when none are given: the calibrated k, else 1."""
+        calibration = self.entry.calibration
+        return calibration.k if calibration is not None and calibration.k else 1
+
+    def k(self, options: ScoreOptions) -> int:
+        """The k this call uses."""
+        return options.k if options.k is not None else self.default_k()
+
+    def check(self, options: ScoreOptions, need_threshold: bool = True) -> None:
+        """Refuse options this method cannot honour (before any image is read).
+
+        Raises:
+            UsageError: bad ``k``.
+            BundleError: no threshold where one is needed.
+        """
+        if options.k is not None and options.k < 1:
+            raise UsageError("k must be at least 1")
+        if need_threshold:
+            _ = self.threshold
+
+    def measure(self, features: np.ndarray, options: ScoreOptions) -> Measured:
+        """Raw score and thresholded score of each feature row (no threshold needed)."""
+        raise NotImplementedError
+
+    def decide(self, measured: Measured) -> np.ndarray:
+        """Fake or not, per row: the score above the threshold."""
+        return np.array([float(s) > self.threshold for s in measured.score], dtype=bool)
+
+    def columns(self, measured: Measured, is_fake: np.ndarray) -> Columns:
+        """The record fields of a batch."""
+        raise NotImplementedError
+
+    def run(self, features: np.ndarray, options: ScoreOptions) -> Scored:
+        """Measure, decide and format one feature batch."""
+        measured = self.measure(features, options)
+        is_fake = self.decide(measured)
+        return Scored(measured, is_fake, self.columns(measured, is_fake))
+
+
+def sigmoid(logit: float) -> float:
+    """Numerically stable logistic function."""
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    z = math.exp(logit)
+    return z / (1.0 + z)
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """``sigmoid`` of each logit (float64), exactly as records report them."""
+    return np.array([sigmoid(float(x)) for x in logits], dtype=np.float64)
+
+
+def labels(is_fake: np.ndarray) -> list[str]:
+    """``fake`` / ``real`` per decision."""
+    return ["fake" if f else "real" for f in is_fake]
+
+
+def check_k_fits(method: str, k: int, bank_size: int) -> None:
+    """Refuse a k larger than a bank.
+
+    Raises:
+        UsageError: with the bank's size.
+    """
+    if k > bank_size:
+        raise UsageError(f"k={k} exceeds the {method} bank's {bank_size} vectors")

@@ -1,0 +1,1 @@
+"""Nearest-neighbour search: the labelled bank, the k-NN vote, and bundle banks."""

@@ -1,0 +1,218 @@
+"""``ufd-eval``'s engine: the paper's protocol on any bundle.
+
+Layout (official ``validate.py``): ``ROOT/<set>/0_real/*`` and
+``ROOT/<set>/1_fake/*``, or one more level of class folders
+(``ROOT/<set>/<class>/0_real``). Every set is scored per method and per
+perturbation condition; features are cached per condition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ufd.runtime.detector import Detector
+from ufd.runtime.errors import UfdError
+from ufd.runtime.io.decode import ImageSource, decode_image
+from ufd.runtime.io.inputs import InputItem, is_image_name
+from ufd.runtime.methods import ScoreOptions
+from ufd.runtime.tools.feature_cache import (
+    FeatureCache,
+    cache_key,
+    cached_features,
+    encoded_batches,
+)
+from ufd.runtime.tools.metrics import set_metrics
+from ufd.runtime.tools.perturb import condition_name, perturb
+
+logger = logging.getLogger(__name__)
+
+REAL_DIR, FAKE_DIR = "0_real", "1_fake"
+METRIC_KEYS = ("ap", "acc", "real_acc", "fake_acc", "best_acc", "auc", "tpr_at_5fpr")
+
+
+@dataclass
+class TestSet:
+    """One test set: its real and fake image paths."""
+
+    name: str
+    real: list[str]
+    fake: list[str]
+
+
+def _images(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and is_image_name(p.name))
+
+
+def _collect(folder: Path) -> tuple[list[str], list[str]]:
+    """Reals and fakes under ``folder``: direct 0_real/1_fake, or one level of classes."""
+    if (folder / REAL_DIR).is_dir() or (folder / FAKE_DIR).is_dir():
+        return _images(folder / REAL_DIR), _images(folder / FAKE_DIR)
+    real, fake = [], []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if (sub / REAL_DIR).is_dir() or (sub / FAKE_DIR).is_dir():
+            real += _images(sub / REAL_DIR)
+            fake += _images(sub / FAKE_DIR)
+    return real, fake
+
+
+def discover_sets(root: Path) -> list[TestSet]:
+    """The test sets under ``root`` (or ``root`` itself if it holds 0_real/1_fake).
+
+    Raises:
+        UfdError: no set found; says what layout is expected.
+    """
+    root = Path(root)
+    candidates = [root] if (root / REAL_DIR).is_dir() or (root / FAKE_DIR).is_dir() else []
+    if not candidates and root.is_dir():
+        candidates = sorted(p for p in root.iterdir() if p.is_dir())
+    sets = []
+    for folder in candidates:
+        real, fake = _collect(folder)
+        if real or fake:
+            sets.append(TestSet(folder.name, real, fake))
+        else:
+            logger.warning("%s holds no 0_real/ or 1_fake/ images; skipped", folder)
+    if not sets:
+        raise UfdError(
+            f"no test set under {root}: expected ROOT/<set>/0_real and ROOT/<set>/1_fake "
+            "(or ROOT/<set>/<class>/0_real ...)"
+        )
+    return sets
+
+
+def limit_per_class(test_set: TestSet, max_per_class: int | None, seed: int) -> TestSet:
+    """A reproducible random sample of at most ``max_per_class`` images per class."""
+    if max_per_class is None:
+        return test_set
+
+    def pick(paths: list[str], salt: str) -> list[str]:
+        if len(paths) <= max_per_class:
+            return paths
+        digest = hashlib.sha256(f"{seed}|{test_set.name}|{salt}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))  # not hash(): salted
+        return sorted(rng.choice(paths, max_per_class, replace=False).tolist())
+
+    return TestSet(test_set.name, pick(test_set.real, "real"), pick(test_set.fake, "fake"))
+
+
+@dataclass
+class EvalOptions:
+    """What to evaluate."""
+
+    methods: tuple[str, ...] = ("linear",)
+    k: int | None = None
+    conditions: tuple[tuple[float, int | None], ...] = ((0.0, None),)
+    max_per_class: int | None = None
+    seed: int = 0
+    batch_size: int | None = None
+    cache_root: Path | None = None
+
+
+@dataclass
+class SetScores:
+    """Labels (1 fake) and per-method scores of one set under one condition."""
+
+    labels: np.ndarray
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def evaluate(
+    detector: Detector,
+    sets: list[TestSet],
+    options: EvalOptions,
+    on_skip: Callable[[str, str], None] = lambda path, reason: None,
+) -> tuple[dict, dict[str, dict[str, SetScores]]]:
+    """Score every set under every condition.
+
+    Returns:
+        (results for ``results.json``, scores per condition and set for the report).
+    """
+    manifest = detector.bundle.manifest
+    encoder_sha = manifest.files[manifest.encoder(detector.precision).file].sha256
+    results: dict = {}
+    all_scores: dict[str, dict[str, SetScores]] = {}
+    for sigma, quality in options.conditions:
+        name = condition_name(sigma, quality)
+        cache = None
+        if options.cache_root is not None:
+            key = cache_key(encoder_sha, detector.preprocess_config, name)
+            cache = FeatureCache(options.cache_root, key)
+        prepare = _preparer(detector, sigma, quality)
+        per_set, scores_here = {}, {}
+        for test_set in sets:
+            scored = _score_set(detector, test_set, options, cache, prepare, on_skip)
+            scores_here[test_set.name] = scored
+            per_set[test_set.name] = {
+                method: set_metrics(
+                    scored.labels, scored.scores[method], _threshold(detector, method)
+                ).to_dict()
+                | _prediction_accuracy(scored, method)
+                for method in options.methods
+            }
+        results[name] = {"sets": per_set, "mean": _mean_rows(per_set, options.methods)}
+        all_scores[name] = scores_here
+    return results, all_scores
+
+
+def _preparer(detector: Detector, sigma: float, quality: int | None):
+    if sigma == 0 and quality is None:
+        return detector.prepare
+
+    def prepare(source: ImageSource) -> np.ndarray:
+        image = decode_image(source, detector.max_pixels, detector.preprocess_config.exif_transpose)
+        return detector.preprocessor(perturb(image, sigma, quality))
+
+    return prepare
+
+
+def _score_set(detector, test_set, options, cache, prepare, on_skip) -> SetScores:
+    items = [InputItem(p) for p in (*test_set.real, *test_set.fake)]
+    fake_paths = set(test_set.fake)
+
+    def encode(missing: list[InputItem]):
+        return encoded_batches(detector, missing, options.batch_size, prepare)
+
+    paths, features = cached_features(items, cache, encode, on_skip)
+    scored = SetScores(labels=np.array([p in fake_paths for p in paths], dtype=bool))
+    if not len(features):
+        for method in options.methods:
+            scored.scores[method], scored.predictions[method] = np.zeros(0), np.zeros(0, bool)
+        return scored
+    runs = detector.methods.run(options.methods, features, ScoreOptions(options.k))
+    for method, result in runs.items():  # the score the threshold applies to, and the decision
+        scored.scores[method], scored.predictions[method] = result.measured.score, result.is_fake
+    return scored
+
+
+def _threshold(detector: Detector, method: str) -> float:
+    """The decision threshold each method's score is compared with."""
+    return detector.methods.get(method).threshold
+
+
+def _prediction_accuracy(scored: SetScores, method: str) -> dict:
+    """Accuracies from the method's own decisions (the NN vote breaks ties by distance)."""
+    pred, labels = scored.predictions[method], scored.labels
+    if not len(labels):
+        return {}
+    return {
+        "acc": float(np.mean(pred == labels)),
+        "real_acc": float(np.mean(~pred[~labels])) if (~labels).any() else float("nan"),
+        "fake_acc": float(np.mean(pred[labels])) if labels.any() else float("nan"),
+    }
+
+
+def _mean_rows(per_set: dict, methods: tuple[str, ...]) -> dict:
+    means = {}
+    for method in methods:
+        rows = [metrics[method] for metrics in per_set.values()]
+        means[method] = {key: float(np.nanmean([r[key] for r in rows])) for key in METRIC_KEYS}
+        means[method]["n_real"] = int(sum(r["n_real"] for r in rows))
+        means[method]["n_fake"] = int(sum(r["n_fake"] for r in rows))
+    return means

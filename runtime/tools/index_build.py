@@ -1,0 +1,263 @@
+"""Build a k-NN bank of a bundle (``ufd-index``): ``nn`` (real + fake) or ``realonly``.
+
+Features come from the bundle's own encoder (fp32 by default) or from ``.npy``
+files computed elsewhere. They are L2-normalised and indexed with hnswlib in
+cosine space, one label per vector. After building, HNSW is checked against
+exact search, leave-one-out on a sample of the bank (each sampled vector
+queries the bank, its own entry removed): recall@1, recall@k and vote
+agreement go into the manifest. Needs no torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ufd.runtime.bundle import Bundle, Manifest, MethodEntry
+from ufd.runtime.bundle.update import publish_folder, staged_folder
+from ufd.runtime.detector import Detector
+from ufd.runtime.errors import ExportError
+from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.search.banks import BankConfig, bank_files, open_labelled_bank
+from ufd.runtime.search.neighbours import HnswBank, knn_vote
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXACT_BELOW = 10_000
+"""Banks smaller than this are searched exactly by default. Measured with
+benchmarks/nn_bench.py on 2 cores: exact p50 ~3 ms at 10k vectors and 14 ms at
+100k, while HNSW (M=16, ef=128) answers in 0.5-0.7 ms with >= 99.9 % vote
+agreement at both sizes: past ~10k exact search only costs time."""
+MIN_RECALL_AT_1 = 0.99
+BANK_FOLDERS = {"nn": "index", "realonly": "realonly"}
+"""The bundle folder of each k-NN method's bank."""
+
+
+@dataclass(frozen=True)
+class IndexQuality:
+    """HNSW vs exact search, measured at build time (leave-one-out on a bank sample)."""
+
+    n_queries: int
+    k: int
+    recall_at_1: float
+    recall_at_k: float
+    vote_agreement_k1: float
+    vote_agreement_k: float
+
+
+@dataclass
+class IndexOptions:
+    """hnswlib parameters and the build-time quality check."""
+
+    m: int | None = None  # None: default_m(bank size)
+    ef_construction: int = 200
+    ef: int | None = None  # None: the smallest of AUTO_EF meeting the quality bar
+    seed: int = 100
+    exact_below: int = DEFAULT_EXACT_BELOW
+    check_queries: int = 500
+    check_k: int = 9
+    threads: int = -1
+
+
+def encode_items(
+    detector: Detector,
+    items: Iterable[InputItem],
+    batch_size: int | None = None,
+    on_skip: Callable[[str, str], None] = lambda path, reason: None,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> np.ndarray:
+    """Features of every decodable item; each skipped one is reported to ``on_skip``."""
+    chunks = []
+    for batch, features, failure in detector.feature_batches(items, batch_size):
+        for prepared in batch:
+            if prepared.pixels is None or failure is not None:
+                on_skip(prepared.item.path, prepared.error or failure or "unknown error")
+        if features is not None and failure is None:
+            chunks.append(features)
+        on_batch(len(batch))
+    dim = detector.bundle.manifest.model.feature_dim
+    return np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
+
+
+def build_index(
+    bundle_dir: Path,
+    real: np.ndarray,
+    fake: np.ndarray,
+    options: IndexOptions,
+    append: bool = False,
+    encoder_precision: str = "fp32",
+    method: str = "nn",
+) -> Manifest:
+    """Build (or extend) one of the bundle's banks and record it in the manifest.
+
+    Args:
+        bundle_dir: the bundle.
+        real: real features (N, D).
+        fake: fake features (M, D); must be empty for ``realonly``.
+        options: hnswlib parameters and the quality check.
+        append: add to the method's existing bank.
+        encoder_precision: what encoded the features (recorded).
+        method: ``nn`` (real + fake, for the vote) or ``realonly`` (reals).
+
+    Raises:
+        ExportError: an empty bank, a missing class, or a dimension mismatch.
+    """
+    bundle = Bundle.open(bundle_dir)
+    if method == "realonly" and len(fake):
+        raise ExportError("a real-only bank takes real images only: drop --fake")
+    dim = bundle.manifest.model.feature_dim
+    for name, feats in (("real", real), ("fake", fake)):
+        if len(feats) and feats.shape[1] != dim:
+            raise ExportError(f"{name} features are {feats.shape[1]}-d, the bundle's are {dim}-d")
+    new_labels = np.concatenate([np.zeros(len(real), np.uint8), np.ones(len(fake), np.uint8)])
+    new_vectors = np.concatenate([real, fake]) if len(new_labels) else np.zeros((0, dim))
+    started = time.perf_counter()
+    previous = bundle.manifest.method(method)
+    history = bundle.manifest.method_provenance(method)
+    check = _check_reals if method == "realonly" else _check_classes
+    if append and previous is not None:
+        existing = open_labelled_bank(bundle, previous)
+        bank, labels = existing.bank, existing.labels.astype(np.uint8)
+        if len(new_vectors):
+            bank.add(new_vectors, options.threads)
+        labels = np.concatenate([labels, new_labels])
+        m, ef_construction = history.get("m"), history.get("ef_construction")
+    else:
+        check(new_labels)
+        m, ef_construction = options.m or default_m(len(new_vectors)), options.ef_construction
+        bank = HnswBank.build(
+            new_vectors, m, ef_construction, options.ef or AUTO_EF[0], options.seed, options.threads
+        )
+        labels = new_labels
+    check(labels)
+    build_seconds = time.perf_counter() - started
+    efs = AUTO_EF if options.ef is None else (options.ef,)
+    ef, quality = measure_quality(bank, labels, options, efs)
+    if quality.recall_at_1 < MIN_RECALL_AT_1:
+        logger.warning(
+            "HNSW recall@1 is %.3f (< %.2f): raise --ef (query time, no rebuild) or "
+            "--ef-construction / --m (rebuild), or search with --exact",
+            quality.recall_at_1,
+            MIN_RECALL_AT_1,
+        )
+    folder = BANK_FOLDERS[method]
+    counts = {"real": int((labels == 0).sum()), "fake": int((labels == 1).sum())}
+    entry = MethodEntry(
+        files=bank_files(folder),
+        config=BankConfig(dim=dim, counts=counts, ef=ef, exact_below=options.exact_below),
+    )
+    if previous is not None:  # the threshold stays, as it always did: say it may be stale
+        entry = MethodEntry(entry.files, previous.threshold, previous.calibration, entry.config)
+        if previous.calibration is not None:
+            logger.warning(
+                "the %s threshold was calibrated on the previous bank; run ufd-calibrate "
+                "--method %s again on held-out reals",
+                method,
+                method,
+            )
+    provenance = {
+        "m": m,
+        "ef_construction": ef_construction,
+        "seed": options.seed,
+        "encoder_precision": encoder_precision,
+        "build_seconds": round(build_seconds, 3),
+        "quality": asdict(quality),
+    }
+    with staged_folder(bundle, folder) as staging:
+        bank.save(staging / "bank.hnsw")
+        np.save(staging / "labels.npy", labels, allow_pickle=False)
+        return publish_folder(
+            bundle, folder, staging, lambda mf: mf.with_method(method, entry, provenance)
+        )
+
+
+def _check_reals(labels: np.ndarray) -> None:
+    if len(labels) == 0:
+        raise ExportError("the real-only bank is empty: pass --real DIR or --real-features FILE")
+
+
+def _check_classes(labels: np.ndarray) -> None:
+    n_fake = int(labels.sum())
+    n_real = len(labels) - n_fake
+    if n_real == 0 or n_fake == 0:
+        missing = "real" if n_real == 0 else "fake"
+        raise ExportError(
+            f"the bank has {n_real} real and {n_fake} fake features: the NN vote needs both. "
+            f"Add {missing} images with --{missing} DIR or --{missing}-features FILE.npy"
+        )
+
+
+AUTO_EF = (64, 128, 256, 512, 1024)
+LARGE_BANK = 500_000
+
+
+def default_m(n_vectors: int) -> int:
+    """HNSW graph degree for a bank: 16, or 32 from 500k vectors.
+
+    Measured (benchmarks/RESULTS.md): at 1M, M=16 reached recall@1 0.99 only at
+    47x the exact speed; M=32 gave 0.995 at 57x.
+    """
+    return 32 if n_vectors >= LARGE_BANK else 16
+
+
+MIN_VOTE_AGREEMENT = 0.999
+
+
+def measure_quality(
+    bank: HnswBank, labels: np.ndarray, options: IndexOptions, efs: tuple[int, ...]
+) -> tuple[int, IndexQuality]:
+    """Leave-one-out recall and vote agreement of HNSW against exact search.
+
+    Each sampled bank vector queries the bank with its own entry removed. The
+    exact answers are computed once; HNSW is tried at each ``efs`` in order and
+    the first ef reaching recall@1 >= 0.99 and >= 99.9 % vote agreement is
+    kept (else the last).
+
+    Returns:
+        (chosen ef, its quality figures).
+    """
+    n = min(options.check_queries, len(bank))
+    k = min(options.check_k, len(bank) - 1)
+    rng = np.random.default_rng(options.seed)
+    ids = np.sort(rng.choice(len(bank), n, replace=False))
+    queries = np.asarray(bank.index.get_items(ids), dtype=np.float32)
+    e_ids, e_dist = _without_self(*bank.search(queries, k + 1, exact=True), ids)
+    fake = labels.astype(bool)
+    exact_votes = {kk: knn_vote(e_dist, fake[e_ids], kk).is_fake for kk in (1, k)}
+    for ef in efs:
+        bank.ef = ef
+        h_ids, h_dist = _without_self(*bank.search(queries, k + 1, exact=False, threads=-1), ids)
+        votes = {
+            kk: float(np.mean(knn_vote(h_dist, fake[h_ids], kk).is_fake == exact_votes[kk]))
+            for kk in (1, k)
+        }
+        overlap = [len(set(a) & set(b)) / k for a, b in zip(h_ids, e_ids, strict=True)]
+        quality = IndexQuality(
+            n_queries=n,
+            k=k,
+            recall_at_1=float(np.mean(h_ids[:, 0] == e_ids[:, 0])),
+            recall_at_k=float(np.mean(overlap)),
+            vote_agreement_k1=votes[1],
+            vote_agreement_k=votes[k],
+        )
+        good = quality.recall_at_1 >= MIN_RECALL_AT_1 and min(votes.values()) >= MIN_VOTE_AGREEMENT
+        if good:
+            break
+    return ef, quality
+
+
+def _without_self(
+    ids: np.ndarray, dist: np.ndarray, self_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each query's own entry (or its last candidate when not found)."""
+    is_self = ids == self_ids[:, None]
+    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), ids.shape[1] - 1)
+    keep = np.ones_like(ids, dtype=bool)
+    keep[np.arange(len(ids)), drop] = False
+    k = ids.shape[1] - 1
+    return ids[keep].reshape(-1, k), dist[keep].reshape(-1, k)
