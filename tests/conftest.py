@@ -1,25 +1,45 @@
-"""Shared fixtures: a tiny random-init bundle with the official head, sample images."""
+"""Shared fixtures: tiny random-init bundles with a random head in the official format.
+
+Nothing here needs files beside the repository. The official UnivFD head is
+only for the tests that check that exact release (``official_head``): it is
+looked for in ``../shared/reference/univfd/``, in ufd's cache, then downloaded
+(sha256-pinned); when none of these works those tests are skipped, with the
+reason in pytest's summary.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from helpers import OFFICIAL_HEAD, TINY_MODEL
+from helpers import SHARED_HEAD, TINY_MODEL, random_head
 
 
 @pytest.fixture(scope="session")
 def official_head() -> Path:
-    """The official UnivFD head, read from ../shared (never copied into the repo)."""
-    if not OFFICIAL_HEAD.is_file():
-        pytest.fail(f"the official head is expected at {OFFICIAL_HEAD} (shared/ beside the repo)")
-    return OFFICIAL_HEAD
+    """The official UnivFD head (MIT): ../shared, ufd's cache, or a verified download."""
+    from ufd.export.heads import UNIVFD_HEAD_SHA256, fetch_univfd_head
+    from ufd.runtime.bundle import sha256_file
+    from ufd.runtime.errors import ModelLoadError
+
+    if SHARED_HEAD.is_file() and sha256_file(SHARED_HEAD) == UNIVFD_HEAD_SHA256:
+        return SHARED_HEAD
+    try:
+        return fetch_univfd_head()  # the cache first, else a sha256-checked download
+    except ModelLoadError as e:
+        pytest.skip(f"official UnivFD head not available (no ../shared, no cache, offline): {e}")
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, official_head: Path) -> Path:
-    """A bundle of the tiny 768-d ViT with the official head, in fp32, fp16 and int8."""
-    from ufd.export.build import ExportOptions, export_bundle
+def head_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 768-d head in the official format (tests need no downloaded weights)."""
+    return random_head(tmp_path_factory.mktemp("head") / "head.pth")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, head_file: Path) -> Path:
+    """A bundle of the tiny 768-d ViT with a random head, in fp32, fp16 and int8."""
+    from ufd.export.graph.build import ExportOptions, export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     export_bundle(
@@ -27,7 +47,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, official_head: Path) -
             out=out,
             model=TINY_MODEL,
             pretrained="none",
-            head=str(official_head),
+            head=str(head_file),
             precisions=("fp32", "fp16", "int8"),
         )
     )
@@ -37,7 +57,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, official_head: Path) -
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real photos (scikit-image data) in many sizes, modes and formats."""
-    from ufd.export.samples import write_samples
+    from ufd.export.graph.samples import write_samples
 
     folder = tmp_path_factory.mktemp("samples")
     write_samples(folder)
@@ -45,7 +65,7 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def checkpoint_bundle(tmp_path_factory: pytest.TempPathFactory, official_head: Path):
+def checkpoint_bundle(tmp_path_factory: pytest.TempPathFactory, head_file: Path):
     """A seeded tiny model saved as a local checkpoint and exported with --pretrained PATH.
 
     Returns (bundle dir, the torch CLIP model) so tests can compare with torch.
@@ -53,7 +73,7 @@ def checkpoint_bundle(tmp_path_factory: pytest.TempPathFactory, official_head: P
     import open_clip
     import torch
 
-    from ufd.export.build import ExportOptions, export_bundle
+    from ufd.export.graph.build import ExportOptions, export_bundle
 
     folder = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(123)
@@ -66,8 +86,73 @@ def checkpoint_bundle(tmp_path_factory: pytest.TempPathFactory, official_head: P
             out=out,
             model=TINY_MODEL,
             pretrained=str(checkpoint),
-            head=str(official_head),
+            head=str(head_file),
             precisions=("fp32", "int8"),
         )
     )
     return out, model
+
+
+@pytest.fixture(scope="session")
+def world_features(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Synthetic 768-d features (see ufd.export.train.synthetic) saved as .npy files."""
+    import numpy as np
+
+    from ufd.export.train.synthetic import SyntheticWorld
+
+    world = SyntheticWorld(dim=768, seed=0)
+    folder = tmp_path_factory.mktemp("features")
+    sets = {
+        "bank_real": world.reals(300, 1),
+        "bank_fake": np.concatenate([world.fakes(75, g, 2) for g in range(4)]),
+        "train_real": world.reals(200, 3),
+        "train_fake": np.concatenate([world.fakes(50, g, 4) for g in range(4)]),
+        "held_real": world.reals(200, 5),
+        "test": np.concatenate([world.reals(20, 6), world.fakes(20, 4, 7)]),
+    }
+    files = {}
+    for name, rows in sets.items():
+        files[name] = folder / f"{name}.npy"
+        np.save(files[name], rows.astype(np.float32))
+    return files
+
+
+def _ok(app, args: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+
+
+FULL_BUNDLE_STEPS = {
+    "linear": "exported with the head",
+    "nn": "ufd-index --real-features --fake-features",
+    "traces": "ufd-train --method traces",
+    "realonly": "ufd-index --real-only, then ufd-calibrate --method realonly",
+    "fused": "ufd-train --method fused",
+}
+"""How :func:`full_bundle` gets each method; a new method adds its line and its step."""
+
+
+@pytest.fixture(scope="session")
+def full_bundle(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, world_features: dict[str, Path]
+) -> Path:
+    """The tiny bundle with every registered method, each made by its own command."""
+    import shutil
+
+    from ufd.cli.calibrate import app as calibrate_app
+    from ufd.cli.index import app as index_app
+    from ufd.cli.train import app as train_app
+
+    bundle = tmp_path_factory.mktemp("full") / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    f = world_features
+    _ok(index_app, [bundle, "--real-features", f["bank_real"], "--fake-features", f["bank_fake"]])
+    train = ["--real-features", f["train_real"], "--fake-features", f["train_fake"], "--no-cache"]
+    _ok(train_app, [bundle, "--method", "traces", *train, "--epochs", "3", "--n-traces", "16"])
+    _ok(index_app, [bundle, "--real-only", "--real-features", f["bank_real"]])
+    _ok(calibrate_app, [bundle, "--method", "realonly", "--real-features", f["held_real"],
+                        "--k", "3", "--target-fpr", "0.1"])  # fmt: skip
+    _ok(train_app, [bundle, "--method", "fused", *train, "--val-split", "0.3"])
+    return bundle

@@ -9,18 +9,25 @@ from pathlib import Path
 
 from helpers import random_image
 
-# Make `import torch` (and open_clip, torchvision) fail, then run the CLI in-process.
+# Make `import torch` (and open_clip, torchvision) fail, then run a CLI in-process.
 BLOCK_AND_RUN = """
-import sys
+import importlib, sys
 for name in ("torch", "torchvision", "open_clip"):
     sys.modules[name] = None  # any import of them now raises ImportError
-from ufd.cli.detect import main
-sys.argv = ["ufd-detect", *sys.argv[1:]]
+command = sys.argv[1]
+main = importlib.import_module(f"ufd.cli.{command}").main
+sys.argv = [f"ufd-{command}", *sys.argv[2:]]
 try:
     main()
 except SystemExit as e:
     sys.exit(e.code)
 """
+
+
+def run_without_torch(command: str, *args: object) -> subprocess.CompletedProcess:
+    """``ufd-<command> args`` in a fresh interpreter where torch cannot be imported."""
+    argv = [sys.executable, "-c", BLOCK_AND_RUN, command, *(str(a) for a in args)]
+    return subprocess.run(argv, capture_output=True, text=True)
 
 
 def test_runtime_import_does_not_load_torch() -> None:
@@ -33,11 +40,7 @@ def test_runtime_import_does_not_load_torch() -> None:
 
 def test_ufd_detect_runs_with_torch_unimportable(tiny_bundle: Path, tmp_path: Path) -> None:
     image = random_image(tmp_path / "x.png", (256, 256))
-    result = subprocess.run(
-        [sys.executable, "-c", BLOCK_AND_RUN, str(tiny_bundle), str(image), "--format", "jsonl"],
-        capture_output=True,
-        text=True,
-    )
+    result = run_without_torch("detect", tiny_bundle, image, "--format", "jsonl")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.splitlines()[0])
     assert record["error"] is None and record["label"] in ("fake", "real")
@@ -57,3 +60,32 @@ main()
     assert result.returncode == 2
     assert "pip install 'ufd[export]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_index_calibrate_eval_run_with_torch_unimportable(
+    tiny_bundle: Path, world_features: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    f = world_features
+    steps = [
+        ("index", bundle, "--real-features", f["bank_real"], "--fake-features", f["bank_fake"]),
+        ("index", bundle, "--real-only", "--real-features", f["bank_real"]),
+        ("calibrate", bundle, "--method", "realonly", "--real-features", f["held_real"]),
+        ("calibrate", bundle, "--real-features", f["held_real"], "--target-fpr", "0.1"),
+    ]
+    for command, *args in steps:
+        result = run_without_torch(command, *args)
+        assert result.returncode == 0, (command, result.stderr)
+    for cls in ("0_real", "1_fake"):
+        (tmp_path / "data" / "s" / cls).mkdir(parents=True)
+        for i in range(2):
+            random_image(tmp_path / "data" / "s" / cls / f"{i}.png", (240, 240), seed=i)
+    out = tmp_path / "eval"
+    result = run_without_torch(
+        "eval", bundle, tmp_path / "data", "--method", "all", "--out", out, "--no-cache"
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "results.json").is_file() and "| s |" in (out / "table.md").read_text()
