@@ -6,12 +6,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install demo test test-fast lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[export,dev]'
+	$(PY) -m pip install --quiet -e '.[export,serve,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -19,7 +21,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ufd-demo --out demo-output
 
-test: $(STAMP)
+# Debian's chromium + chromedriver for the page test (tests/test_serve_page.py).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+	  echo "could not install chromium: the browser test will be skipped (see its reason)"
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -29,6 +29,7 @@ from PIL import Image
 
 from ufd.export.graph.samples import source_photos
 from ufd.export.models import MODEL_CONFIG_DIR
+from ufd.runtime.bundle import Manifest
 
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
@@ -58,8 +59,8 @@ def prepare(model: str, work: Path, precisions: str, fresh: bool) -> tuple[Path,
         dim = clip.visual.output_dim
         torch.save({"weight": torch.randn(1, dim) * 0.05, "bias": torch.zeros(1)}, head)
     manifest = bundle / "manifest.json"
-    graphs = json.loads(manifest.read_text())["graphs"] if manifest.exists() else {}
-    current = not fresh and all(f"encoder.{p}" in graphs for p in precisions.split(","))
+    have = Manifest.read(manifest).precisions if manifest.exists() else []
+    current = not fresh and all(p in have for p in precisions.split(","))
     if not current:
         subprocess.run(
             [sys.executable, "-m", "ufd.cli.export", "--model", model, "--pretrained",

@@ -32,6 +32,11 @@ EXTRA_HINTS = {
     "onnxconverter_common": "export",
     "onnx": "bench",
     "matplotlib": "eval",
+    "fastapi": "serve",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "python_multipart": "serve",
+    "prometheus_client": "serve",
 }
 """Missing module -> the extra that installs it."""
 logger = logging.getLogger("ufd")

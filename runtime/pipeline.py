@@ -8,6 +8,7 @@ in memory.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +19,8 @@ import numpy as np
 from ufd.runtime.errors import ImageError
 from ufd.runtime.io.decode import ImageSource
 from ufd.runtime.io.inputs import InputItem
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,13 +50,13 @@ def prepare_stream(
     """
     if workers < 1:
         for item in items:
-            yield _prepare_item(item, prepare)
+            yield prepare_item(item, prepare)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="ufd-decode") as pool:
         queue: deque[Future[Prepared]] = deque()
         try:
             for item in items:
-                queue.append(pool.submit(_prepare_item, item, prepare))
+                queue.append(pool.submit(prepare_item, item, prepare))
                 if len(queue) >= lookahead:
                     yield queue.popleft().result()
             while queue:
@@ -63,12 +66,14 @@ def prepare_stream(
                 future.cancel()
 
 
-def _prepare_item(item: InputItem, prepare: Callable[[ImageSource], np.ndarray]) -> Prepared:
+def prepare_item(item: InputItem, prepare: Callable[[ImageSource], np.ndarray]) -> Prepared:
+    """One item decoded and preprocessed, or its error; never raises."""
     if item.error is not None:
         return Prepared(item, error=item.error)
     try:
         return Prepared(item, pixels=prepare(item.source))
     except ImageError as e:
         return Prepared(item, error=str(e))
-    except Exception as e:  # noqa: BLE001 - a perturbation must not stop a run either
+    except Exception as e:
+        logger.info("preparing %s failed", item.path, exc_info=True)
         return Prepared(item, error=f"preprocessing failed ({type(e).__name__}: {e})")

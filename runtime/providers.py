@@ -51,6 +51,8 @@ class Provider:
         io_binding: run graphs through IO binding (inputs stay on the device).
         batch_size: default images per encoder call.
         decode_workers: default threads decoding ahead of the encoder.
+        batch_wait_ms: how long the service waits to fill a batch (0 where batches
+            buy nothing: dynamic int8 on the CPU runs one image per call anyway).
         precision_order: encoder precisions, fastest first.
         fallbacks: providers onnxruntime may use for what this one cannot run.
         options: provider options passed to onnxruntime.
@@ -65,6 +67,7 @@ class Provider:
     io_binding: bool = False
     batch_size: int = 8
     decode_workers: int = 0
+    batch_wait_ms: float = 0.0
     precision_order: tuple[str, ...] = ("int8", "fp32", "fp16")
     fallbacks: tuple[str, ...] = (CPU_EP,)
     options: dict = field(default_factory=dict)
@@ -97,10 +100,12 @@ PROVIDERS: dict[str, Provider] = {
     "cpu": Provider("cpu", CPU_EP),
     "cuda": Provider(
         "cuda", CUDA_EP, device="cuda", io_binding=True, batch_size=32, decode_workers=1,
+        batch_wait_ms=2.0,
         precision_order=("fp16", "fp32", "int8"), in_auto=True, install_hint=GPU_INSTALL_HINT,
     ),
     "tensorrt": Provider(
         "tensorrt", TRT_EP, device="cuda", io_binding=True, batch_size=32, decode_workers=1,
+        batch_wait_ms=2.0,
         precision_order=("fp16", "fp32", "int8"), fallbacks=(CUDA_EP, CPU_EP),
         options={"trt_fp16_enable": True, "trt_engine_cache_enable": True,
                  "trt_engine_cache_path": str(TRT_CACHE)},

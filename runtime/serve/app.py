@@ -1,0 +1,291 @@
+"""``ufd-serve``'s HTTP API (FastAPI): the same detection as ``ufd-detect``, resident.
+
+Routes: ``POST /v1/detect``, ``GET /v1/info``, ``GET /metrics`` (these need the
+API key when one is set), ``GET /healthz``, ``GET /readyz``, the page at ``/``
+and the OpenAPI description at ``/docs``. Every error is JSON ``{"error": ...}``.
+The bundle is loaded and warmed in the background: ``/readyz`` answers 503
+until it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from ufd.runtime import __version__
+from ufd.runtime.detector import Detector
+from ufd.runtime.errors import UfdError
+from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.methods import fields_for, method_class
+from ufd.runtime.serve.config import ServeConfig
+from ufd.runtime.serve.engine import Engine, EngineStats, Overloaded
+from ufd.runtime.serve.metrics import ServeMetrics
+from ufd.runtime.serve.uploads import RequestError, describe_limits, read_detect_request
+
+logger = logging.getLogger(__name__)
+DETECT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "method": {"type": "string", "example": "linear,nn"},
+                    "k": {"type": "integer", "minimum": 1},
+                },
+                "required": ["file"],
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "images": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "data": {"type": "string", "format": "byte"},
+                            },
+                            "required": ["data"],
+                        },
+                    },
+                    "method": {"type": "string"},
+                    "k": {"type": "integer", "minimum": 1},
+                },
+                "required": ["images"],
+            }
+        },
+    },
+}
+
+
+class ServiceState:
+    """The loaded detector and engine, once ready."""
+
+    def __init__(self) -> None:
+        self.detector: Detector | None = None
+        self.engine: Engine | None = None
+        self.failure: str | None = None
+        self.ready = threading.Event()
+
+
+def create_app(
+    config: ServeConfig,
+    open_detector: Callable[[], Detector] | None = None,
+    on_fatal: Callable[[str], None] = lambda message: None,
+) -> FastAPI:
+    """The service for ``config`` (``open_detector`` replaces bundle loading in tests)."""
+    state, metrics = ServiceState(), ServeMetrics()
+    opener = open_detector or (lambda: _open(config))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loader = threading.Thread(
+            target=_load, args=(state, config, opener, metrics, on_fatal), daemon=True
+        )
+        loader.start()
+        yield
+        if state.engine is not None:
+            drained = await asyncio.to_thread(state.engine.stop, config.drain_timeout)
+            logger.info("engine stopped (%s)", "drained" if drained else "drain timed out")
+
+    app = FastAPI(
+        title="ufd-serve",
+        version=__version__,
+        description="Universal fake-image detection (UnivFD and friends) as a service.",
+        lifespan=lifespan,
+    )
+    app.state.ufd = state
+    _install_errors(app, metrics)
+    _routes(app, config, state, metrics)
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization"],
+        )
+    return app
+
+
+def _open(config: ServeConfig) -> Detector:
+    return Detector.open(
+        config.bundle,
+        precision=config.precision,
+        provider=config.provider,
+        threads=config.threads,
+        max_pixels=config.max_pixels,
+    )
+
+
+def _load(state, config, opener, metrics: ServeMetrics, on_fatal) -> None:
+    """Load the bundle, load every method, run one warm-up image, start the engine."""
+    try:
+        started = time.perf_counter()
+        detector = opener()
+        available = detector.methods.available()
+        detector.plan(config.method)  # the default method must work
+        if available:
+            detector.plan(",".join(available))
+        size = detector.bundle.manifest.model.image_size
+        warm = np.zeros((1, 3, size, size), np.float32)
+        features = detector.features(warm)
+        if available:
+            detector.methods.columns(available, features, detector.plan(",".join(available))[1])
+        provider = detector.provider_spec
+        max_wait = config.max_wait_ms if config.max_wait_ms is not None else provider.batch_wait_ms
+        state.engine = Engine(
+            detector,
+            max_batch=config.max_batch or provider.batch_size,
+            max_wait=max_wait / 1e3,
+            queue_images=config.queue_images,
+            decode_workers=config.decode_workers,
+            stats=EngineStats(metrics.on_batch, metrics.on_records),
+        )
+        state.detector = detector
+        metrics.ready.set(1)
+        state.ready.set()
+        logger.warning(
+            "ready: %s (%s on %s) in %.1f s", config.bundle, detector.precision,
+            detector.provider, time.perf_counter() - started,
+        )  # fmt: skip
+    except Exception as e:
+        state.failure = f"{e}" if isinstance(e, UfdError) else f"{type(e).__name__}: {e}"
+        logger.error("cannot serve %s: %s", config.bundle, state.failure, exc_info=True)
+        on_fatal(state.failure)
+
+
+def _install_errors(app: FastAPI, metrics: ServeMetrics) -> None:
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        route = request.url.path if request.url.path in _ROUTES else "other"
+        try:
+            response = await call_next(request)
+        except Exception as e:
+            logger.error("unhandled error on %s: %s", route, e, exc_info=True)
+            response = JSONResponse({"error": f"internal error: {type(e).__name__}"}, 500)
+        metrics.on_request(route, response.status_code, time.perf_counter() - started)
+        return response
+
+
+_ROUTES = ("/", "/healthz", "/readyz", "/metrics", "/v1/info", "/v1/detect", "/docs",
+           "/openapi.json")  # fmt: skip
+
+
+def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: ServeMetrics) -> None:
+    def require_key(request: Request) -> None:
+        if not config.key_matches(request.headers.get("authorization")):
+            raise RequestError(
+                401, "missing or wrong API key: send the header Authorization: Bearer KEY",
+                {"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+
+    def ready_detector() -> tuple[Detector, Engine]:
+        if state.detector is None or state.engine is None:
+            reason = state.failure or "the bundle is still loading"
+            raise RequestError(503, f"not ready: {reason}", {"Retry-After": "5"})
+        return state.detector, state.engine
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("ufd.runtime.serve").joinpath("page.html").read_text())
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict:
+        return {"status": "alive"}
+
+    @app.get("/readyz", summary="The bundle is loaded and warmed (503 before)")
+    async def readyz() -> JSONResponse:
+        if state.ready.is_set():
+            return JSONResponse({"status": "ready"})
+        reason = state.failure or "loading the bundle"
+        return JSONResponse({"error": f"not ready: {reason}"}, 503, headers={"Retry-After": "5"})
+
+    @app.get("/metrics", summary="Prometheus metrics (ufd_*)")
+    async def prometheus(request: Request) -> Response:
+        require_key(request)
+        depth = state.engine.depth if state.engine else 0
+        return Response(metrics.exposition(depth), media_type=metrics.content_type)
+
+    @app.get("/v1/info", summary="Model, precisions, methods, thresholds, parity, limits")
+    async def info(request: Request) -> dict:
+        require_key(request)
+        detector, _ = ready_detector()
+        return describe(detector, config)
+
+    @app.post("/v1/detect", summary="Score images", openapi_extra={"requestBody": DETECT_BODY})
+    async def detect(request: Request) -> JSONResponse:
+        """One record per image, in request order, with the fields of ufd-detect's JSONL."""
+        require_key(request)
+        detector, engine = ready_detector()
+        headers = request.headers
+        parsed = await read_detect_request(
+            headers.get("content-type"), headers.get("content-length"), request.stream(), config
+        )
+        method = parsed.method or request.query_params.get("method") or config.method
+        try:
+            methods, options = detector.plan(method, parsed.k)
+        except UfdError as e:
+            raise RequestError(400, str(e)) from e
+        items = [InputItem(u.name, data=u.data) for u in parsed.images]
+        try:
+            records = await asyncio.wait_for(
+                engine.score(items, methods, options), config.request_timeout
+            )
+        except Overloaded as e:
+            raise RequestError(503, f"overloaded: {e}; retry shortly", {"Retry-After": "1"}) from e
+        except TimeoutError as e:
+            raise RequestError(504, f"not answered within {config.request_timeout:g} s") from e
+        fields = fields_for(methods)
+        return JSONResponse({"records": [r.to_dict(fields) for r in records]})
+
+
+def describe(detector: Detector, config: ServeConfig) -> dict:
+    """What ``GET /v1/info`` reports."""
+    manifest = detector.bundle.manifest
+    methods = {}
+    for name in detector.methods.available():
+        method = detector.methods.get(name)
+        calibration = method.entry.calibration
+        methods[name] = {
+            "summary": method_class(name).summary,
+            "fields": list(method_class(name).fields),
+            "threshold": method.threshold,
+            "calibration": None if calibration is None else vars(calibration),
+        }
+    return {
+        "ufd_version": __version__,
+        "model": vars(manifest.model),
+        "precisions": manifest.precisions,
+        "precision": detector.precision,
+        "provider": detector.provider,
+        "default_method": config.method,
+        "methods": methods,
+        "parity": {p: vars(r) for p, r in manifest.parity.items()},
+        "notes": manifest.notes,
+        "limits": describe_limits(config),
+    }

@@ -1,0 +1,245 @@
+"""The service's batching engine: bounded admission, decode pool, one encoder worker.
+
+A request's images are admitted only if the engine holds fewer than
+``queue_images`` images (else :class:`Overloaded` at once: the service answers
+503). Each image is decoded and preprocessed in a bounded thread pool, then
+queued for the encoder worker, which takes up to ``max_batch`` images (waiting
+at most ``max_wait`` for more) per call; graphs that are not batch-invariant
+still run one image per call inside :class:`EncoderSession`. When every image of
+a request has its feature or its error, its records are made by the same
+:meth:`Detector.records` the CLI uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ufd.runtime.detector import Detector
+from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.methods import ScoreOptions
+from ufd.runtime.pipeline import Prepared, prepare_item
+from ufd.runtime.records import Record
+
+logger = logging.getLogger(__name__)
+
+
+_ENCODED = np.empty(0, np.float32)
+
+
+class Overloaded(Exception):
+    """No room for more images now (or shutting down): retry later."""
+
+
+@dataclass
+class Job:
+    """One request's images on their way through the engine."""
+
+    items: list[InputItem]
+    methods: tuple[str, ...]
+    options: ScoreOptions
+    done: Callable[[list[Record] | BaseException], None]
+    prepared: list[Prepared | None] = field(default_factory=list)
+    features: dict[int, np.ndarray] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)
+    remaining: int = 0
+    cancelled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class EngineStats:
+    """Hooks the metrics module fills in (no-ops by default)."""
+
+    on_batch: Callable[[int, float], None] = lambda size, seconds: None
+    on_records: Callable[[list[Record]], None] = lambda records: None
+
+
+class Engine:
+    """Admits requests, decodes in a pool, encodes in batches on one thread."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        max_batch: int,
+        max_wait: float,
+        queue_images: int,
+        decode_workers: int,
+        stats: EngineStats | None = None,
+    ) -> None:
+        self.detector = detector
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.capacity = queue_images
+        self.stats = stats or EngineStats()
+        self._admitted = 0
+        self._admit_lock = threading.Condition()
+        self._accepting = True
+        self._encode_queue: queue.Queue = queue.Queue()
+        self._decoders = ThreadPoolExecutor(decode_workers, thread_name_prefix="ufd-serve-decode")
+        self._worker = threading.Thread(target=self._run, name="ufd-serve-encoder", daemon=True)
+        self._worker.start()
+
+    @property
+    def depth(self) -> int:
+        """Images admitted and not yet answered."""
+        return self._admitted
+
+    async def score(
+        self, items: list[InputItem], methods: tuple[str, ...], options: ScoreOptions
+    ) -> list[Record]:
+        """Records for ``items``, in order (awaitable; cancelling it drops the rest).
+
+        Raises:
+            Overloaded: the engine is full or shutting down.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def done(result: list[Record] | BaseException) -> None:
+            def settle() -> None:
+                if future.done():
+                    return
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+            loop.call_soon_threadsafe(settle)
+
+        job = self.submit(items, methods, options, done)
+        try:
+            return await future
+        finally:
+            job.cancelled = not future.done() or future.cancelled()
+
+    def submit(
+        self,
+        items: list[InputItem],
+        methods: tuple[str, ...],
+        options: ScoreOptions,
+        done: Callable[[list[Record] | BaseException], None],
+    ) -> Job:
+        """Admit a job and start decoding it; ``done`` gets its records or an error."""
+        with self._admit_lock:
+            if not self._accepting:
+                raise Overloaded("the service is shutting down")
+            if self._admitted + len(items) > self.capacity:
+                raise Overloaded(f"{self._admitted} images queued (room for {self.capacity})")
+            self._admitted += len(items)
+        job = Job(items, methods, options, done, [None] * len(items), remaining=len(items))
+        for index in range(len(items)):
+            self._decoders.submit(self._decode, job, index)
+        return job
+
+    def _decode(self, job: Job, index: int) -> None:
+        if job.cancelled:
+            self._settle(job, index, None, "cancelled")
+            return
+        prepared = prepare_item(job.items[index], self.detector.prepare)
+        job.prepared[index] = prepared
+        if prepared.pixels is None:
+            self._settle(job, index, None, None)
+        else:
+            self._encode_queue.put((job, index))
+
+    def _run(self) -> None:
+        while True:
+            first = self._encode_queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait
+            while len(batch) < self.max_batch:
+                wait = deadline - time.monotonic()
+                try:
+                    nxt = self._encode_queue.get(timeout=wait) if wait > 0 else \
+                        self._encode_queue.get_nowait()  # fmt: skip
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._encode_queue.put(None)  # stop after this batch
+                    break
+                batch.append(nxt)
+            self._encode(batch)
+
+    def _encode(self, batch: list[tuple[Job, int]]) -> None:
+        live = [(job, i) for job, i in batch if not job.cancelled]
+        for job, i in batch:
+            if job.cancelled:
+                self._settle(job, i, None, "cancelled")
+        if not live:
+            return
+        started = time.perf_counter()
+        try:
+            pixels = np.stack([job.prepared[i].pixels for job, i in live])
+            features, failure = self.detector.features(pixels), None
+        except Exception as e:
+            logger.error("inference failed on a batch of %d: %s", len(live), e, exc_info=True)
+            features, failure = None, f"inference failed: {type(e).__name__}: {e}"
+        self.stats.on_batch(len(live), time.perf_counter() - started)
+        for row, (job, i) in enumerate(live):
+            self._settle(job, i, None if features is None else features[row], failure)
+
+    def _settle(
+        self, job: Job, index: int, feature: np.ndarray | None, failure: str | None
+    ) -> None:
+        with job.lock:
+            if feature is not None:
+                job.features[index] = feature
+                job.prepared[index].pixels = _ENCODED  # free the pixels, keep "had pixels"
+            elif failure is not None:
+                job.failures[index] = failure
+            job.remaining -= 1
+            finished = job.remaining == 0
+        if finished:
+            self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        try:
+            if not job.cancelled:
+                job.done(self._records(job))
+        except Exception as e:
+            logger.error("scoring failed: %s", e, exc_info=True)
+            job.done(e)
+        finally:
+            with self._admit_lock:
+                self._admitted -= len(job.items)
+                self._admit_lock.notify_all()
+
+    def _records(self, job: Job) -> list[Record]:
+        prepared = []
+        for i, p in enumerate(job.prepared):
+            if i in job.failures:
+                p = Prepared(job.items[i], error=job.failures[i])
+            prepared.append(p or Prepared(job.items[i], error="cancelled"))
+        order = sorted(job.features)
+        features = np.stack([job.features[i] for i in order]) if order else None
+        records = self.detector.records(prepared, features, None, job.methods, job.options)
+        self.stats.on_records(records)
+        return records
+
+    def stop(self, drain_timeout: float) -> bool:
+        """Refuse new work, answer what was admitted (up to ``drain_timeout``), stop.
+
+        Returns:
+            Whether every admitted image was answered.
+        """
+        deadline = time.monotonic() + drain_timeout
+        with self._admit_lock:
+            self._accepting = False
+            while self._admitted and (left := deadline - time.monotonic()) > 0:
+                self._admit_lock.wait(left)
+            drained = self._admitted == 0
+        self._encode_queue.put(None)
+        self._worker.join(timeout=max(0.0, deadline - time.monotonic()) + 1)
+        self._decoders.shutdown(wait=False, cancel_futures=True)
+        return drained
