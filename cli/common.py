@@ -37,6 +37,8 @@ EXTRA_HINTS = {
     "uvicorn": "serve",
     "python_multipart": "serve",
     "prometheus_client": "serve",
+    "pyarrow": "scale",
+    "ray": "scale",
 }
 """Missing module -> the extra that installs it."""
 logger = logging.getLogger("ufd")

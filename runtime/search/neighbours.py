@@ -158,18 +158,26 @@ class HnswBank:
         return len(self) * self.dim * 4 <= _CACHE_SHARE_OF_FREE_MEMORY * free
 
     def search(
-        self, queries: np.ndarray, k: int, exact: bool, threads: int = 1
+        self, queries: np.ndarray, k: int, exact: bool, threads: int = 1, invariant: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``min(k, len)`` nearest (ids, cosine distances) per query, nearest first."""
+        """The ``min(k, len)`` nearest (ids, cosine distances) per query, nearest first.
+
+        Exact search with ``invariant`` computes each query's distances on its own
+        (a matrix-vector product), so a record never depends on which queries shared
+        its batch (a matrix product's rounding does: BLAS blocks by the batch's shape);
+        ``invariant=False`` batches them (faster; for build-time measurements).
+        """
         queries = l2_normalise(queries)
         k = min(k, len(self))
         if exact:
-            return self._exact(queries, k)
+            return self._exact(queries, k, invariant)
         self.index.set_ef(max(self.ef, k))
         ids, dist = self.index.knn_query(queries, k=k, num_threads=threads)
         return ids.astype(np.int64), dist.astype(np.float32)
 
-    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(
+        self, queries: np.ndarray, k: int, invariant: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Brute-force k-NN, streaming over the bank in chunks (bounded memory)."""
         stored = self._exact_rows()
         best_ids = np.full((len(queries), 0), -1, dtype=np.int64)
@@ -181,7 +189,7 @@ class HnswBank:
             else:
                 block = np.ascontiguousarray(stored.rows[start:stop])
                 labels = stored.labels[start:stop]
-            ids, dist = _exact_knn(block, queries, min(k, len(block)))
+            ids, dist = _exact_knn(block, queries, min(k, len(block)), invariant)
             best_ids = np.concatenate([best_ids, labels[ids]], axis=1)
             best_dist = np.concatenate([best_dist, dist], axis=1)
             order = np.argsort(best_dist, axis=1, kind="stable")[:, :k]
@@ -190,11 +198,15 @@ class HnswBank:
         return best_ids, best_dist
 
 
-def _exact_knn(bank: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _exact_knn(
+    bank: np.ndarray, queries: np.ndarray, k: int, invariant: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     ids_out = np.empty((len(queries), k), dtype=np.int64)
     dist_out = np.empty((len(queries), k), dtype=np.float32)
     for start in range(0, len(queries), _EXACT_CHUNK):
-        dist = 1.0 - queries[start : start + _EXACT_CHUNK] @ bank.T
+        chunk = queries[start : start + _EXACT_CHUNK]
+        products = np.stack([bank @ q for q in chunk]) if invariant else chunk @ bank.T
+        dist = 1.0 - products
         if k < bank.shape[0]:
             part = np.argpartition(dist, k - 1, axis=1)[:, :k]
         else:

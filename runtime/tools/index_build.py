@@ -226,7 +226,8 @@ def measure_quality(
     rng = np.random.default_rng(options.seed)
     ids = np.sort(rng.choice(len(bank), n, replace=False))
     queries = np.asarray(bank.index.get_items(ids), dtype=np.float32)
-    e_ids, e_dist = _without_self(*bank.search(queries, k + 1, exact=True), ids)
+    exact = bank.search(queries, k + 1, exact=True, invariant=False)
+    e_ids, e_dist = _without_self(*exact, ids)
     fake = labels.astype(bool)
     exact_votes = {kk: knn_vote(e_dist, fake[e_ids], kk).is_fake for kk in (1, k)}
     for ef in efs:

@@ -1,0 +1,1 @@
+"""Corpus scans (``ufd-scan``): inputs, the scoring stages, the dataset, the engines."""

@@ -1,0 +1,151 @@
+"""Where a scan runs: worker processes on this machine, or Ray Data on a cluster.
+
+Both run the same stages (:mod:`ufd.runtime.scan.stages`) and write shards the
+same way (:mod:`ufd.runtime.scan.dataset`); each calls ``on_shard`` with
+``{"shard", "rows", "failed"}`` as shards land.
+
+Ray: ``read paths -> crop_batch (CPU tasks) -> Scorer (actor pool, one bundle
+session per actor, threads = its CPUs, GPUs with --gpus-per-worker) ->
+write_shard (tasks)``. Ray Data streams: blocks are produced only as fast as
+the actors consume them, within ``--object-store-mb`` when set, so a folder
+larger than RAM never spills without bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.scan.dataset import write_shard
+from ufd.runtime.scan.stages import ScanSettings, Scorer, crop_batch
+
+logger = logging.getLogger(__name__)
+OnShard = Callable[[dict], None]
+DECODE_CPUS = 0.5
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Ray engine knobs (see the README's cluster section)."""
+
+    address: str | None = None
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    num_cpus: int | None = None
+    """CPUs of a local Ray instance started here (None: all)."""
+    object_store_mb: int | None = None
+    decode_batch: int = 32
+
+
+def columns(items: list[InputItem]) -> dict[str, list]:
+    """The ``path`` / ``error`` columns a scan starts from."""
+    return {"path": [i.path for i in items], "error": [i.error for i in items]}
+
+
+def chunks(items: list[InputItem], size: int) -> Iterator[list[InputItem]]:
+    """``items`` in consecutive runs of ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- local ---------------------------------------------------------------------------
+
+_SCORER: Scorer | None = None
+
+
+def _init_worker(settings: ScanSettings) -> None:
+    global _SCORER
+    _SCORER = Scorer(settings)
+
+
+def _score_chunk(chunk: list[InputItem], settings: ScanSettings, out: str, run: str) -> dict:
+    batch = settings.batch_size or _SCORER.detector.provider_spec.batch_size
+    tables = [_SCORER(crop_batch(columns(part), settings)) for part in chunks(chunk, batch)]
+    return write_shard(pa.concat_tables(tables), out, run)
+
+
+def run_local(
+    items: list[InputItem], settings: ScanSettings, out: str, run: str, shard_rows: int,
+    workers: int, on_shard: OnShard,
+) -> None:  # fmt: skip
+    """Scan with ``workers`` processes (1: in this process), one shard per chunk."""
+    work = list(chunks(items, shard_rows))
+    if workers <= 1:
+        _init_worker(settings)
+        for chunk in work:
+            on_shard(_score_chunk(chunk, settings, out, run))
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, _init_worker, (settings,)) as pool:
+        jobs = [(chunk, settings, out, run) for chunk in work]
+        for result in pool.imap_unordered(_star_score, jobs):
+            on_shard(result)
+
+
+def _star_score(args: tuple) -> dict:
+    return _score_chunk(*args)
+
+
+# --- ray -----------------------------------------------------------------------------
+
+
+def _shard_task(table: pa.Table, out: str, run: str) -> dict[str, list]:
+    result = write_shard(table, out, run)
+    return {k: [v] for k, v in result.items()}
+
+
+def run_ray(
+    items: list[InputItem], settings: ScanSettings, out: str, run: str, shard_rows: int,
+    options: RayOptions, on_shard: OnShard,
+) -> None:  # fmt: skip
+    """Scan on Ray Data (a local instance unless ``options.address`` names a cluster)."""
+    import ray
+
+    _start_ray(ray, options)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    if options.object_store_mb:
+        limits = dataclasses.replace(
+            context.execution_options.resource_limits,
+            object_store_memory=options.object_store_mb * 2**20,
+        )
+        context.execution_options.resource_limits = limits
+    threads = settings.threads or max(1, int(options.cpus_per_worker))
+    actor_settings = dataclasses.replace(settings, threads=threads)
+    batch = settings.batch_size or (32 if options.gpus_per_worker else 8)
+    pool = ray.data.ActorPoolStrategy(size=options.workers)
+    dataset = (
+        ray.data.from_arrow(pa.table(columns(items)))
+        # decoding tasks ask for less than an actor's CPU, so Ray does not fuse them into it
+        .map_batches(crop_batch, fn_kwargs={"settings": settings},
+                     batch_size=options.decode_batch, num_cpus=DECODE_CPUS)
+        .map_batches(Scorer, fn_constructor_kwargs={"settings": actor_settings},
+                     batch_size=batch, compute=pool, num_cpus=options.cpus_per_worker,
+                     num_gpus=options.gpus_per_worker or None)
+        .map_batches(_shard_task, fn_kwargs={"out": out, "run": run}, batch_size=shard_rows,
+                     batch_format="pyarrow", num_cpus=0.1)
+    )  # fmt: skip
+    for row in dataset.iter_rows():
+        on_shard({k: row[k] for k in ("shard", "rows", "failed")})
+
+
+def _start_ray(ray, options: RayOptions) -> None:
+    if ray.is_initialized():
+        return
+    if not logger.isEnabledFor(logging.INFO):  # Ray's C++ and Data logs, unless -v
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if options.address:
+        ray.init(address=options.address, **quiet)
+        return
+    memory = options.object_store_mb * 2**20 if options.object_store_mb else None
+    ray.init(num_cpus=options.num_cpus, object_store_memory=memory, **quiet)

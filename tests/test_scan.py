@@ -1,0 +1,177 @@
+"""ufd-scan: the same rows as ufd-detect, error rows, resume after a kill, exactly once.
+
+The local engine runs here; the Ray engine runs on a local Ray instance
+(``num_cpus=2``) and is marked slow (``make test`` runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from helpers import bad_input_corpus, random_image
+from typer.testing import CliRunner
+
+from ufd.cli.detect import app as detect_app
+from ufd.cli.index import app as index_app
+from ufd.cli.scan import app as scan_app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root, _ = bad_input_corpus(tmp_path_factory.mktemp("scan-corpus"))
+    for i in range(6):
+        random_image(root / f"photo{i}.png", (260 + 10 * i, 240), seed=40 + i)
+    return root
+
+
+def rows(out: Path) -> list[dict]:
+    return ds.dataset(out, format="parquet").to_table().to_pylist()
+
+
+def detect_records(bundle: Path, *args: str) -> dict[str, dict]:
+    result = runner.invoke(detect_app, [str(bundle), *args, "--format", "jsonl", "-q"])
+    return {r["path"]: r for r in map(json.loads, result.stdout.splitlines())}
+
+
+def scan(*args: str) -> object:
+    return runner.invoke(scan_app, [str(a) for a in args])
+
+
+def test_local_scan_rows_equal_ufd_detect(full_bundle: Path, corpus: Path, tmp_path) -> None:
+    out = tmp_path / "scan"
+    result = scan(full_bundle, corpus, "--out", out, "--method", "all", "--shard-rows", "7")
+    assert result.exit_code == 1, result.output  # the corpus has bad files: exit 1, like detect
+    assert "scored" in result.stderr and "images/s" in result.stderr
+    expected = detect_records(full_bundle, str(corpus), "--method", "all")
+    got = rows(out)
+    assert len(got) == len(expected) and {r["path"] for r in got} == set(expected)
+    for row in got:
+        assert row == expected[row["path"]], row["path"]  # same fields, values and errors
+    assert ds.dataset(out).schema.names == list(next(iter(expected.values())))
+    assert sum(r["error"] is not None for r in got) >= 6
+
+
+def test_workers_and_features_feed_ufd_index(
+    full_bundle: Path, corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "scan"
+    result = scan(full_bundle, corpus, "--out", out, "--workers", "2", "--features",
+                  "--precision", "fp32", "--shard-rows", "5")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    expected = detect_records(full_bundle, str(corpus), "--precision", "fp32")
+    table = rows(out)
+    for row in table:
+        feature = row.pop("feature")
+        assert row["path"] in expected
+        for key, value in expected[row["path"]].items():
+            assert row[key] == pytest.approx(value, abs=1e-6) if isinstance(value, float) \
+                else row[key] == value  # fmt: skip
+        assert (feature is None) == (row["error"] is not None)
+    bundle = tmp_path / "b"
+    shutil.copytree(full_bundle, bundle)
+    ok = sum(r["error"] is None for r in table)
+    result = runner.invoke(index_app, [str(bundle), "--real-only", "--real-features", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"indexed {ok} real" in result.stdout
+
+
+def test_inputs_from_lists_and_uris(full_bundle: Path, corpus: Path, tmp_path: Path) -> None:
+    photos = sorted(str(p) for p in corpus.glob("photo*.png"))
+    (tmp_path / "list.txt").write_text("# my images\n" + "\n".join(photos[:3]) + "\n\n")
+    (tmp_path / "list.csv").write_text("path,label\n" + "".join(f"{p},x\n" for p in photos[3:]))
+    uris = [f"file://{p}" for p in photos[:2]]
+    for listing, expected in (("list.txt", photos[:3]), ("list.csv", photos[3:])):
+        out = tmp_path / f"out-{listing}"
+        result = scan(full_bundle, "--from-list", tmp_path / listing, "--out", out)
+        assert result.exit_code == 0, result.output
+        assert sorted(r["path"] for r in rows(out)) == expected
+    out = tmp_path / "uris"
+    result = scan(full_bundle, *uris, "file:///no/such.png", "--out", out)
+    by_path = {r["path"]: r for r in rows(out)}
+    offline = detect_records(full_bundle, *photos[:2])
+    for uri, path in zip(uris, photos[:2], strict=True):
+        assert by_path[uri]["logit"] == offline[path]["logit"]  # same bytes, same score
+    assert by_path["file:///no/such.png"]["error"] == "no such file or directory"
+
+
+def test_out_must_be_new_or_resumed_with_the_same_settings(full_bundle: Path, corpus, tmp_path):
+    out = tmp_path / "scan"
+    assert scan(full_bundle, corpus / "photo0.png", "--out", out).exit_code == 0
+    again = scan(full_bundle, corpus / "photo0.png", "--out", out)
+    assert again.exit_code == 2 and "--resume" in again.stderr
+    other = scan(full_bundle, corpus / "photo0.png", "--out", out, "--resume", "--method", "nn")
+    assert other.exit_code == 2 and "other settings (methods)" in other.stderr
+    done = scan(full_bundle, corpus / "photo0.png", "--out", out, "--resume")
+    assert done.exit_code == 0 and "0 inputs to scan (1 done before)" in done.stderr
+    not_a_folder = scan(full_bundle, corpus / "photo0.png", "--out", corpus / "photo1.png")
+    assert not_a_folder.exit_code == 2 and "not a folder" in not_a_folder.stderr
+    fresh = scan(full_bundle, corpus / "photo1.png", "--out", out, "--overwrite")
+    assert fresh.exit_code == 0 and [r["path"] for r in rows(out)] == [str(corpus / "photo1.png")]
+
+
+def _killed_then_resumed(bundle: Path, folder: Path, out: Path, *engine: str) -> list[dict]:
+    cmd = [sys.executable, "-m", "ufd.cli.scan", str(bundle), str(folder), "--out", str(out),
+           "--shard-rows", "2", "--batch-size", "1", *engine]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("part-*.parquet"))) < 2:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no shard was ever written"
+        time.sleep(0.02)
+    at_kill = len(list(out.glob("part-*.parquet")))
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL and at_kill < 20  # killed half way
+    result = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "done before)" in result.stderr
+    return rows(out)
+
+
+@pytest.fixture(scope="module")
+def forty(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("forty")
+    for i in range(40):
+        random_image(folder / f"img{i:02d}.png", (240, 240), seed=i)
+    return folder
+
+
+def test_local_resume_after_a_kill_scans_each_input_once(full_bundle, forty, tmp_path) -> None:
+    got = _killed_then_resumed(full_bundle, forty, tmp_path / "scan")
+    names = sorted(Path(r["path"]).name for r in got)
+    assert names == [f"img{i:02d}.png" for i in range(40)] and all(r["error"] is None for r in got)
+
+
+@pytest.mark.slow
+def test_ray_engine_rows_equal_ufd_detect(full_bundle: Path, corpus: Path, tmp_path) -> None:
+    out = tmp_path / "scan"
+    cmd = [sys.executable, "-m", "ufd.cli.scan", str(full_bundle), str(corpus), "--out", str(out),
+           "--engine", "ray", "--method", "all", "--shard-rows", "4", "--features"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr  # bad files are error rows, exit 1
+    expected = detect_records(full_bundle, str(corpus), "--method", "all")
+    got = rows(out)
+    assert len(got) == len(expected)
+    for row in got:
+        feature = row.pop("feature")
+        assert row == expected[row["path"]], row["path"]
+        assert (feature is None) == (row["error"] is not None)
+        if feature is not None:
+            assert np.isfinite(feature).all() and len(feature) == 768
+
+
+@pytest.mark.slow
+def test_ray_resume_after_a_kill_scans_each_input_once(full_bundle, forty, tmp_path) -> None:
+    got = _killed_then_resumed(full_bundle, forty, tmp_path / "scan", "--engine", "ray")
+    names = sorted(Path(r["path"]).name for r in got)
+    assert names == [f"img{i:02d}.png" for i in range(40)]
