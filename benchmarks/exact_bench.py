@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-import ufd.runtime.search.neighbours as nb
-from ufd.runtime.search.neighbours import HnswBank
+import ufd.runtime.search.hnsw as nb
+from ufd.runtime.search.hnsw import HnswBank
 
 
 def timed_searches(bank: HnswBank, queries: np.ndarray, repeats: int = 4) -> list[float]:

@@ -22,7 +22,8 @@ import torch
 from ufd.export.train.linear import TrainOptions, train_linear_head
 from ufd.export.train.synthetic import SyntheticWorld
 from ufd.export.train.traces import TracesOptions, train_traces_head
-from ufd.runtime.search.neighbours import HnswBank, LabelledBank
+from ufd.runtime.search.hnsw import HnswBank
+from ufd.runtime.search.neighbours import LabelledBank
 from ufd.runtime.tools.metrics import average_precision, roc_auc
 
 

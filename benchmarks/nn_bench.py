@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from ufd.runtime.search.neighbours import HnswBank, LabelledBank, l2_normalise
+from ufd.runtime.search.base import l2_normalise
+from ufd.runtime.search.hnsw import HnswBank
+from ufd.runtime.search.neighbours import LabelledBank
 
 DIM = 768
 

@@ -86,7 +86,17 @@ def throughput(bundle: Path, images: Path, work: Path, n: int) -> dict:
         "scan local (2 workers)": [*scan, "--workers", "2"],
         "scan ray (1 actor x 1 CPU, 2 threads)": [*scan, "--engine", "ray", "--threads", "2"],
         "scan ray (1 actor x 1 CPU, 1 thread)": [*scan, "--engine", "ray"],
-        "scan ray (2 actors x 1 CPU)": [*scan, "--engine", "ray", "--workers", "2"],
+        "scan ray (2 actors x 0.5 CPU, 1 thread)": [
+            *scan,
+            "--engine",
+            "ray",
+            "--workers",
+            "2",
+            "--cpus-per-worker",
+            "0.5",
+            "--threads",
+            "1",
+        ],
     }
     for name, cmd in variants.items():
         result = timed(cmd)

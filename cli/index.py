@@ -47,6 +47,18 @@ def index(
         typer.Option("--m", min=2, help="HNSW graph degree M (default: 16; 32 from 500k vectors)."),
     ] = None,
     ef_construction: Annotated[int, typer.Option(min=1, help="HNSW build-time ef.")] = 200,
+    backend: Annotated[
+        str,
+        typer.Option(help="usearch (wheels everywhere, fp16/int8, memory-mapped) or hnswlib."),
+    ] = "usearch",
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="fp32, fp16 or int8 (an int8 graph in memory, a quarter of fp32, and fp32 "
+            "rows on disk to re-rank its candidates). Default: fp32 below 100k vectors, int8 "
+            "from there."
+        ),
+    ] = None,
     ef: Annotated[
         int | None,
         typer.Option(
@@ -93,9 +105,12 @@ def index(
                 parts.append(encode_items(detector, items, batch_size, on_skip, bar.update))
         banks[name] = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
 
+    if backend not in ("usearch", "hnswlib") or storage not in (None, "fp32", "fp16", "int8"):
+        raise fail("--backend is usearch or hnswlib; --storage is fp32, fp16 or int8")
     options = IndexOptions(
-        m=m, ef_construction=ef_construction, ef=ef, seed=seed, exact_below=exact_below
-    )
+        m=m, ef_construction=ef_construction, ef=ef, seed=seed, exact_below=exact_below,
+        backend=backend, storage=storage,
+    )  # fmt: skip
     method = "realonly" if real_only else "nn"
     manifest = build_index(
         bundle, banks["real"], banks["fake"], options, append, precision, method=method
@@ -105,7 +120,8 @@ def index(
     quality = built["quality"]
     typer.echo(
         f"indexed {config.counts['real']} real + {config.counts['fake']} fake features "
-        f"({config.dim}-d) in {built['build_seconds']:.1f} s; {skipped} images skipped"
+        f"({config.dim}-d, {config.backend} {config.storage}) in {built['build_seconds']:.1f} s; "
+        f"{skipped} images skipped"
     )
     typer.echo(
         f"HNSW vs exact on {quality['n_queries']} held-out queries: "

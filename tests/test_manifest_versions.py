@@ -89,11 +89,13 @@ def test_v2_bundle_is_read_as_it_is(v2_copy: Path) -> None:
 
 
 def test_v2_bundle_gives_the_same_feature_records() -> None:
+    """Identical but for float32 rounding: exact k-NN now computes each query on its own
+    (so a score no longer depends on its batch), which moves distances by ~1e-8."""
     features = str(EXPECTED / "features.npy")
     got = _detect(V2, "--features", features, "--method", "all")
-    _assert_same_records(got, _expected("features-all.jsonl"), 1e-9)
+    _assert_same_records(got, _expected("features-all.jsonl"), 1e-6)
     got = _detect(V2, "--features", features, "--method", "nn,realonly", "--k", "3")
-    _assert_same_records(got, _expected("features-nn-realonly-k3.jsonl"), 1e-9)
+    _assert_same_records(got, _expected("features-nn-realonly-k3.jsonl"), 1e-6)
 
 
 def test_v2_bundle_gives_the_same_image_records(fixture_images: Path) -> None:
@@ -125,7 +127,7 @@ def test_updating_a_v2_bundle_writes_the_current_schema(v2_copy: Path, tmp_path:
         }
         for row in _expected("features-all.jsonl")
     ]
-    _assert_same_records(got, expected, 1e-9)
+    _assert_same_records(got, expected, 1e-6)
 
 
 def test_schema_1_manifest_migrates() -> None:

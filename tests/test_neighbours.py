@@ -18,8 +18,10 @@ from ufd.cli.index import app as index_app
 from ufd.runtime import BundleError, Detector
 from ufd.runtime.bundle.manifest import Manifest
 from ufd.runtime.errors import ExportError
-from ufd.runtime.search.neighbours import HnswBank, LabelledBank, knn_vote, l2_normalise
-from ufd.runtime.tools.index_build import IndexOptions, build_index
+from ufd.runtime.search.base import l2_normalise
+from ufd.runtime.search.hnsw import HnswBank
+from ufd.runtime.search.neighbours import LabelledBank, knn_vote
+from ufd.runtime.tools.index_build import FloatBank, IndexOptions, build_index
 
 runner = CliRunner()
 DIM = 768
@@ -124,7 +126,8 @@ def test_build_index_records_parameters_and_quality(bundle_copy: Path) -> None:
     quality = manifest.method_provenance("nn")["quality"]
     assert info.counts == {"real": 400, "fake": 300} and info.dim == DIM and info.ef == 64
     assert quality["recall_at_1"] >= 0.95 and quality["n_queries"] == 500
-    assert {"index/bank.hnsw", "index/labels.npy"} <= set(manifest.files)
+    assert {"index/bank.usearch", "index/labels.npy"} <= set(manifest.files)
+    assert (info.backend, info.storage) == ("usearch", "fp32")  # the default below 100k
     reread = Manifest.read(bundle_copy / "manifest.json")
     assert reread == manifest
     bank = Detector.open(bundle_copy, precision="fp32", provider="cpu").methods.get("nn").bank
@@ -202,13 +205,14 @@ def test_detect_nn_without_index_explains(tiny_bundle: Path, tmp_path: Path) -> 
 
 
 def test_exact_search_streams_large_banks_identically(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ufd.runtime.search.neighbours as nb
+    import ufd.runtime.search.base as base
+    import ufd.runtime.search.hnsw as nb
 
     rng = np.random.default_rng(0)
     vectors, queries = rng.normal(size=(3000, 32)), rng.normal(size=(50, 32))
     bank = HnswBank.build(vectors)
     whole = bank.search(queries, 9, exact=True)
-    monkeypatch.setattr(nb, "_EXACT_BANK_CHUNK", 700)  # 5 blocks, the last one partial
+    monkeypatch.setattr(base, "_EXACT_BANK_CHUNK", 700)  # 5 blocks, the last one partial
     monkeypatch.setattr(nb, "_free_memory_bytes", lambda: 1000)  # no room for a copy
     bank._rows = None
     streamed = bank.search(queries, 9, exact=True)
@@ -238,7 +242,7 @@ def test_forced_exact_search_reads_a_bank_that_fits_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Any bank size: the copy is kept when it fits in a quarter of the free memory."""
-    import ufd.runtime.search.neighbours as nb
+    import ufd.runtime.search.hnsw as nb
 
     rng = np.random.default_rng(0)
     bank = HnswBank.build(rng.normal(size=(3000, 32)))
@@ -252,7 +256,7 @@ def test_forced_exact_search_reads_a_bank_that_fits_once(
 def test_forced_exact_search_without_room_rereads_and_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import ufd.runtime.search.neighbours as nb
+    import ufd.runtime.search.hnsw as nb
 
     rng = np.random.default_rng(0)
     bank = HnswBank.build(rng.normal(size=(3000, 32)))
@@ -283,13 +287,14 @@ def _saved_shuffled_bank(tmp_path: Path, n: int = 3000, dim: int = 32) -> tuple[
 def test_exact_search_of_a_loaded_bank_reads_its_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: bool
 ) -> None:
-    import ufd.runtime.search.neighbours as nb
+    import ufd.runtime.search.base as base
+    import ufd.runtime.search.hnsw as nb
 
     path, unit = _saved_shuffled_bank(tmp_path)
     bank = HnswBank.load(path, dim=32, ef=64)
     reads = _counting_get_items(monkeypatch, bank)
     monkeypatch.setattr(nb, "_free_memory_bytes", lambda: 10**12 if room else 1000)
-    monkeypatch.setattr(nb, "_EXACT_BANK_CHUNK", 700)
+    monkeypatch.setattr(base, "_EXACT_BANK_CHUNK", 700)
     queries = np.random.default_rng(2).normal(size=(20, 32))
     for _ in range(2):
         ids, dist = bank.search(queries, 9, exact=True)
@@ -343,3 +348,46 @@ def test_graph_degree_default_grows_with_the_bank(bundle_copy: Path) -> None:
     assert default_m(100_000) == 16 and default_m(1_000_000) == 32
     manifest = build_index(bundle_copy, clustered(50, 1), clustered(50, 2), IndexOptions())
     assert manifest.method_provenance("nn")["m"] == 16
+
+
+@pytest.mark.parametrize(
+    ("backend", "storage"),
+    [("usearch", "fp32"), ("usearch", "fp16"), ("usearch", "int8"), ("hnswlib", "fp32")],
+)
+def test_every_backend_and_storage_votes_like_exact_fp32(
+    bundle_copy: Path, backend: str, storage: str
+) -> None:
+    real, fake = clustered(1500, 1), clustered(1500, 2, 0.3)
+    options = IndexOptions(backend=backend, storage=storage, exact_below=100)
+    manifest = build_index(bundle_copy, real, fake, options)
+    config = manifest.methods["nn"].config
+    assert (config.backend, config.storage) == (backend, storage)
+    files = manifest.methods["nn"].files
+    assert ("vectors" in files) == (storage == "int8")  # fp32 rows re-rank the int8 graph
+    quality = manifest.method_provenance("nn")["quality"]  # measured against exact fp32
+    assert quality["recall_at_1"] >= 0.98 and quality["vote_agreement_k"] >= 0.99
+    exact_like_fp32 = storage != "fp16"  # int8 re-ranks with fp32 rows
+    queries = np.concatenate([clustered(200, 7), clustered(200, 8, shift=0.3)])
+    reference = LabelledBank(FloatBank(l2_normalise(np.concatenate([real, fake]))),
+                             np.r_[np.zeros(1500), np.ones(1500)], exact_below=0)  # fmt: skip
+    bank = Detector.open(bundle_copy, precision="fp32", provider="cpu").methods.get("nn").bank
+    for k in (1, 9):
+        truth = reference.vote(queries, k, exact=True)
+        for exact in (False, True):
+            vote = bank.vote(queries, k, exact=exact)
+            assert np.mean(vote.is_fake == truth.is_fake) >= 0.99, (k, exact)
+            close = np.abs(np.nan_to_num(vote.dist_real) - np.nan_to_num(truth.dist_real))
+            assert np.median(close) < (1e-5 if exact_like_fp32 else 1e-3)
+
+
+def test_int8_bank_reads_rows_without_mapping_them(bundle_copy: Path) -> None:
+    from ufd.runtime.search.vector_file import VectorFile
+
+    manifest = build_index(bundle_copy, clustered(300, 1), clustered(300, 2, 0.3),
+                           IndexOptions(storage="int8"))  # fmt: skip
+    rows = VectorFile(bundle_copy / manifest.methods["nn"].files["vectors"])
+    assert len(rows) == 600 and rows.rows(np.array([5, 0])).shape == (2, DIM)
+    expected = l2_normalise(np.concatenate([clustered(300, 1), clustered(300, 2, 0.3)]))
+    np.testing.assert_array_equal(rows.rows(np.array([5, 0])), expected[[5, 0]])
+    blocks = np.concatenate([b for b, _ in rows.blocks()])
+    np.testing.assert_array_equal(blocks, rows.rows(np.arange(600)))

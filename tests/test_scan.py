@@ -175,3 +175,11 @@ def test_ray_resume_after_a_kill_scans_each_input_once(full_bundle, forty, tmp_p
     got = _killed_then_resumed(full_bundle, forty, tmp_path / "scan", "--engine", "ray")
     names = sorted(Path(r["path"]).name for r in got)
     assert names == [f"img{i:02d}.png" for i in range(40)]
+
+
+@pytest.mark.slow
+def test_ray_actors_must_leave_a_cpu_for_decoding(full_bundle: Path, corpus: Path, tmp_path):
+    cmd = [sys.executable, "-m", "ufd.cli.scan", str(full_bundle), str(corpus / "photo0.png"),
+           "--out", str(tmp_path / "scan"), "--engine", "ray", "--workers", "2"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "leave no CPU for the decoding tasks" in result.stderr

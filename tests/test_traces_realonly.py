@@ -64,7 +64,7 @@ def world_data():
 
 def test_unseen_generator_is_caught_by_traces_and_realonly(world_data) -> None:
     """The held-out generator's artefact lies in a direction no training generator used."""
-    from ufd.runtime.search.neighbours import HnswBank
+    from ufd.runtime.search.hnsw import HnswBank
     from ufd.runtime.tools.metrics import roc_auc
 
     world, real, x, y, vx, vy, head, val_acc = world_data

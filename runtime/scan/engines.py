@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from ufd.runtime.errors import UsageError
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.scan.dataset import write_shard
 from ufd.runtime.scan.stages import ScanSettings, Scorer, crop_batch
@@ -110,6 +111,7 @@ def run_ray(
     import ray
 
     _start_ray(ray, options)
+    _check_room(ray, options)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     if options.object_store_mb:
@@ -135,6 +137,21 @@ def run_ray(
     )  # fmt: skip
     for row in dataset.iter_rows():
         on_shard({k: row[k] for k in ("shard", "rows", "failed")})
+
+
+def _check_room(ray, options: RayOptions) -> None:
+    """Refuse actors that would take every CPU: decoding tasks would never run.
+
+    Raises:
+        UsageError: with the numbers and what to lower.
+    """
+    cpus = ray.cluster_resources().get("CPU", 0)
+    wanted = options.workers * options.cpus_per_worker
+    if wanted + DECODE_CPUS > cpus:
+        raise UsageError(
+            f"{options.workers} actors x {options.cpus_per_worker:g} CPUs leave no CPU for the "
+            f"decoding tasks (the cluster has {cpus:g}); lower --workers or --cpus-per-worker"
+        )
 
 
 def _start_ray(ray, options: RayOptions) -> None:

@@ -1,20 +1,24 @@
 """Load a bundle's k-NN bank (``nn``: real + fake, ``realonly``: reals), checked.
 
-A bank is an hnswlib index file and a labels file (one per vector: 0 real,
-1 fake). hnswlib saves neither its space, its dimension nor its query ``ef``:
-they live in the method's :class:`BankConfig` and are applied at every load.
+A bank is an index file of its ``backend`` and a labels file (one per vector:
+0 real, 1 fake). ``usearch`` (the default, wheels everywhere) stores vectors in
+fp32, fp16 or int8 (+ fp32 rows on disk) and opens memory-mapped; ``hnswlib`` (optional) is how ufd
+0.1 built banks, which keep loading. The query ``ef``, the dimension and the
+space live in the method's :class:`BankConfig` and are applied at every load.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from ufd.runtime.bundle import Bundle, MethodEntry
-from ufd.runtime.errors import BundleError
-from ufd.runtime.search.neighbours import HnswBank, LabelledBank
+from ufd.runtime.errors import BundleError, UsageError
+from ufd.runtime.search.base import VectorBank
+from ufd.runtime.search.neighbours import LabelledBank
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,57 @@ class BankConfig:
     ef: int
     exact_below: int
     space: Literal["cosine"] = "cosine"
+    backend: Literal["hnswlib", "usearch"] = "hnswlib"
+    """The index library; banks made before schema 4 are hnswlib ones."""
+    storage: Literal["fp32", "fp16", "int8"] = "fp32"
+    """How the index stores each vector (usearch: fp16 halves the memory; int8 quarters it
+    and keeps fp32 rows on disk for re-ranking)."""
 
 
-def bank_files(slot: str) -> dict[str, str]:
+INDEX_FILES = {"hnswlib": "bank.hnsw", "usearch": "bank.usearch"}
+BACKENDS = tuple(INDEX_FILES)
+
+
+def bank_files(slot: str, backend: str = "usearch", storage: str = "fp32") -> dict[str, str]:
     """The file roles of a bank stored in folder ``slot`` of a bundle."""
-    return {"index": f"{slot}/bank.hnsw", "labels": f"{slot}/labels.npy"}
+    files = {"index": f"{slot}/{INDEX_FILES[backend]}", "labels": f"{slot}/labels.npy"}
+    if backend == "usearch" and storage == "int8":
+        files["vectors"] = f"{slot}/vectors.npy"  # fp32 rows re-ranking the int8 graph
+    return files
+
+
+def load_bank(
+    backend: str, path: Path, dim: int, ef: int, vectors: Path | None = None
+) -> VectorBank:
+    """Open an index file of ``backend`` (and the fp32 rows of an int8 usearch bank).
+
+    Raises:
+        BundleError: the backend is missing or cannot read the file.
+    """
+    if backend == "usearch":
+        from ufd.runtime.search.usearch_bank import UsearchBank
+
+        return UsearchBank.load(path, dim, ef, vectors)
+    from ufd.runtime.search.hnsw import HnswBank
+
+    try:
+        return HnswBank.load(path, dim, ef)
+    except RuntimeError as e:
+        raise BundleError(f"hnswlib cannot load {path.name}: {e}; rebuild the index") from e
+
+
+def build_bank(backend: str, vectors: np.ndarray, storage: str, m: int, ef_construction: int,
+               ef: int, seed: int, threads: int) -> VectorBank:  # fmt: skip
+    """A new bank of ``backend`` holding ``vectors``."""
+    if backend == "usearch":
+        from ufd.runtime.search.usearch_bank import UsearchBank
+
+        return UsearchBank.build(vectors, storage, m, ef_construction, ef, max(threads, 0))
+    if storage != "fp32":
+        raise UsageError("hnswlib stores fp32 vectors only: use --backend usearch for fp16/int8")
+    from ufd.runtime.search.hnsw import HnswBank
+
+    return HnswBank.build(vectors, m, ef_construction, ef, seed, threads)
 
 
 def open_labelled_bank(bundle: Bundle, entry: MethodEntry, verify: bool = True) -> LabelledBank:
@@ -60,10 +110,10 @@ def open_labelled_bank(bundle: Bundle, entry: MethodEntry, verify: bool = True) 
         labels = np.load(bundle.verified_path(labels_file, verify), allow_pickle=False)
     except (ValueError, OSError) as e:
         raise BundleError(f"cannot read {labels_file}: {e}; rebuild the index") from e
-    try:
-        bank = HnswBank.load(bundle.verified_path(index_file, verify), config.dim, config.ef)
-    except RuntimeError as e:
-        raise BundleError(f"hnswlib cannot load {index_file}: {e}; rebuild the index") from e
+    path = bundle.verified_path(index_file, verify)
+    vectors = entry.files.get("vectors")
+    vectors_path = bundle.verified_path(vectors, verify) if vectors else None
+    bank = load_bank(config.backend, path, config.dim, config.ef, vectors_path)
     expected = sum(config.counts.values())
     if labels.ndim != 1 or len(labels) != len(bank) or len(bank) != expected:
         raise BundleError(

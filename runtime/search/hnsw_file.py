@@ -19,8 +19,8 @@ import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import hnswlib
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class StoredRows:
     labels: np.ndarray  # (count,) int64
 
 
-def read_stored_rows(path: Path, index: hnswlib.Index) -> StoredRows | None:
+def read_stored_rows(path: Path, index: Any) -> StoredRows | None:
     """Map the vectors of ``path``, the file ``index`` was loaded from.
 
     Returns:
@@ -71,7 +71,7 @@ def read_stored_rows(path: Path, index: hnswlib.Index) -> StoredRows | None:
     return stored if _agrees(stored, index) else None
 
 
-def _agrees(stored: StoredRows, index: hnswlib.Index) -> bool:
+def _agrees(stored: StoredRows, index: Any) -> bool:
     """Whether a spread-out sample of rows equals what hnswlib returns for their labels."""
     sample = np.unique(np.linspace(0, len(stored.labels) - 1, _CHECKED_ROWS).astype(np.int64))
     try:

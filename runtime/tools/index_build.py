@@ -1,11 +1,13 @@
 """Build a k-NN bank of a bundle (``ufd-index``): ``nn`` (real + fake) or ``realonly``.
 
 Features come from the bundle's own encoder (fp32 by default) or from ``.npy``
-files computed elsewhere. They are L2-normalised and indexed with hnswlib in
-cosine space, one label per vector. After building, HNSW is checked against
-exact search, leave-one-out on a sample of the bank (each sampled vector
-queries the bank, its own entry removed): recall@1, recall@k and vote
-agreement go into the manifest. Needs no torch.
+files (or ``ufd-scan --features`` datasets) computed elsewhere. They are
+L2-normalised and indexed in cosine space (usearch by default; hnswlib on
+request), stored as fp32, fp16 or int8 (+ fp32 re-ranking rows), one label per
+vector. After building, HNSW is checked against exact fp32 search,
+leave-one-out on a sample of the bank (each sampled vector queries the bank,
+its own entry removed): recall@1, recall@k and vote agreement go into the
+manifest's provenance. Needs no torch.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from ufd.runtime.bundle.update import publish_folder, staged_folder
 from ufd.runtime.detector import Detector
 from ufd.runtime.errors import ExportError
 from ufd.runtime.io.inputs import InputItem
-from ufd.runtime.search.banks import BankConfig, bank_files, open_labelled_bank
-from ufd.runtime.search.neighbours import HnswBank, knn_vote
+from ufd.runtime.search.banks import BankConfig, bank_files, build_bank, open_labelled_bank
+from ufd.runtime.search.base import VectorBank, l2_normalise
+from ufd.runtime.search.neighbours import knn_vote
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class IndexOptions:
     """hnswlib parameters and the build-time quality check."""
 
     m: int | None = None  # None: default_m(bank size)
+    backend: str | None = None  # None: usearch
+    storage: str | None = None  # None: default_storage(bank size)
     ef_construction: int = 200
     ef: int | None = None  # None: the smallest of AUTO_EF meeting the quality bar
     seed: int = 100
@@ -114,30 +119,25 @@ def build_index(
     for name, feats in (("real", real), ("fake", fake)):
         if len(feats) and feats.shape[1] != dim:
             raise ExportError(f"{name} features are {feats.shape[1]}-d, the bundle's are {dim}-d")
-    new_labels = np.concatenate([np.zeros(len(real), np.uint8), np.ones(len(fake), np.uint8)])
-    new_vectors = np.concatenate([real, fake]) if len(new_labels) else np.zeros((0, dim))
+    labels = np.concatenate([np.zeros(len(real), np.uint8), np.ones(len(fake), np.uint8)])
+    vectors = l2_normalise(np.concatenate([real, fake]) if len(labels) else np.zeros((0, dim)))
     started = time.perf_counter()
     previous = bundle.manifest.method(method)
     history = bundle.manifest.method_provenance(method)
-    check = _check_reals if method == "realonly" else _check_classes
-    if append and previous is not None:
+    kept = previous.config if append and previous is not None else None
+    if kept is not None:  # rebuild with the stored vectors first (a mapped index is read-only)
         existing = open_labelled_bank(bundle, previous)
-        bank, labels = existing.bank, existing.labels.astype(np.uint8)
-        if len(new_vectors):
-            bank.add(new_vectors, options.threads)
-        labels = np.concatenate([labels, new_labels])
-        m, ef_construction = history.get("m"), history.get("ef_construction")
-    else:
-        check(new_labels)
-        m, ef_construction = options.m or default_m(len(new_vectors)), options.ef_construction
-        bank = HnswBank.build(
-            new_vectors, m, ef_construction, options.ef or AUTO_EF[0], options.seed, options.threads
-        )
-        labels = new_labels
-    check(labels)
+        vectors = np.concatenate([existing.bank.vectors(), vectors])
+        labels = np.concatenate([existing.labels.astype(np.uint8), labels])
+    (_check_reals if method == "realonly" else _check_classes)(labels)
+    backend = options.backend or "usearch"
+    storage = options.storage or default_storage(len(vectors))
+    m = options.m or (history.get("m") if kept else None) or default_m(len(vectors))
+    bank = build_bank(backend, vectors, storage, m, options.ef_construction,
+                      options.ef or AUTO_EF[0], options.seed, options.threads)  # fmt: skip
     build_seconds = time.perf_counter() - started
     efs = AUTO_EF if options.ef is None else (options.ef,)
-    ef, quality = measure_quality(bank, labels, options, efs)
+    ef, quality = measure_quality(bank, vectors, labels, options, efs)
     if quality.recall_at_1 < MIN_RECALL_AT_1:
         logger.warning(
             "HNSW recall@1 is %.3f (< %.2f): raise --ef (query time, no rebuild) or "
@@ -147,10 +147,9 @@ def build_index(
         )
     folder = BANK_FOLDERS[method]
     counts = {"real": int((labels == 0).sum()), "fake": int((labels == 1).sum())}
-    entry = MethodEntry(
-        files=bank_files(folder),
-        config=BankConfig(dim=dim, counts=counts, ef=ef, exact_below=options.exact_below),
-    )
+    config = BankConfig(dim=dim, counts=counts, ef=ef, exact_below=options.exact_below,
+                        backend=backend, storage=storage)  # fmt: skip
+    entry = MethodEntry(files=bank_files(folder, backend, storage), config=config)
     if previous is not None:  # the threshold stays, as it always did: say it may be stale
         entry = MethodEntry(entry.files, previous.threshold, previous.calibration, entry.config)
         if previous.calibration is not None:
@@ -162,18 +161,32 @@ def build_index(
             )
     provenance = {
         "m": m,
-        "ef_construction": ef_construction,
+        "ef_construction": options.ef_construction,
         "seed": options.seed,
         "encoder_precision": encoder_precision,
         "build_seconds": round(build_seconds, 3),
         "quality": asdict(quality),
     }
     with staged_folder(bundle, folder) as staging:
-        bank.save(staging / "bank.hnsw")
-        np.save(staging / "labels.npy", labels, allow_pickle=False)
+        names = {role: Path(name).name for role, name in entry.files.items()}
+        np.save(staging / names["labels"], labels, allow_pickle=False)
+        if "vectors" in names:
+            bank.save(staging / names["index"], staging / names["vectors"])
+        else:
+            bank.save(staging / names["index"])
         return publish_folder(
             bundle, folder, staging, lambda mf: mf.with_method(method, entry, provenance)
         )
+
+
+def default_storage(n_vectors: int) -> str:
+    """fp32 below 100k vectors (at most ~300 MB); from there int8 with fp32 re-ranking rows.
+
+    An int8 bank holds a quarter of the vectors in memory and ranks as fp32 does
+    (measured with benchmarks/nn_bench.py, benchmarks/RESULTS.md); fp16 graphs
+    round distances to ~1e-4 and flip near ties, so they are only an option.
+    """
+    return "fp32" if n_vectors < INT8_FROM else "int8"
 
 
 def _check_reals(labels: np.ndarray) -> None:
@@ -194,6 +207,7 @@ def _check_classes(labels: np.ndarray) -> None:
 
 AUTO_EF = (64, 128, 256, 512, 1024)
 LARGE_BANK = 500_000
+INT8_FROM = 100_000
 
 
 def default_m(n_vectors: int) -> int:
@@ -209,14 +223,19 @@ MIN_VOTE_AGREEMENT = 0.999
 
 
 def measure_quality(
-    bank: HnswBank, labels: np.ndarray, options: IndexOptions, efs: tuple[int, ...]
+    bank: VectorBank,
+    reference: np.ndarray,
+    labels: np.ndarray,
+    options: IndexOptions,
+    efs: tuple[int, ...],
 ) -> tuple[int, IndexQuality]:
-    """Leave-one-out recall and vote agreement of HNSW against exact search.
+    """Leave-one-out recall and vote agreement of HNSW against exact fp32 search.
 
-    Each sampled bank vector queries the bank with its own entry removed. The
-    exact answers are computed once; HNSW is tried at each ``efs`` in order and
-    the first ef reaching recall@1 >= 0.99 and >= 99.9 % vote agreement is
-    kept (else the last).
+    Each sampled vector queries the bank with its own entry removed. The exact
+    answers come from ``reference``, the bank's vectors in fp32 (so the figures
+    include what fp16/int8 storage costs); HNSW is tried at each ``efs`` in
+    order and the first ef reaching recall@1 >= 0.99 and >= 99.9 % vote
+    agreement is kept (else the last).
 
     Returns:
         (chosen ef, its quality figures).
@@ -225,9 +244,8 @@ def measure_quality(
     k = min(options.check_k, len(bank) - 1)
     rng = np.random.default_rng(options.seed)
     ids = np.sort(rng.choice(len(bank), n, replace=False))
-    queries = np.asarray(bank.index.get_items(ids), dtype=np.float32)
-    exact = bank.search(queries, k + 1, exact=True, invariant=False)
-    e_ids, e_dist = _without_self(*exact, ids)
+    queries = reference[ids]
+    e_ids, e_dist = _without_self(*_exact_reference(reference, queries, k + 1), ids)
     fake = labels.astype(bool)
     exact_votes = {kk: knn_vote(e_dist, fake[e_ids], kk).is_fake for kk in (1, k)}
     for ef in efs:
@@ -250,6 +268,28 @@ def measure_quality(
         if good:
             break
     return ef, quality
+
+
+def _exact_reference(
+    reference: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-NN of ``queries`` among the fp32 unit rows of ``reference``."""
+    exact = FloatBank(reference)
+    return exact.search(queries, k, exact=True, invariant=False)
+
+
+class FloatBank(VectorBank):
+    """Unit fp32 rows in memory (the reference of the build-time check)."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop``."""
+        return self.rows[start:stop]
 
 
 def _without_self(
