@@ -43,7 +43,7 @@ def train(
             "combining the bundle's methods, fitted on these labelled images)."
         ),
     ] = "linear",
-    n_traces: Annotated[int, typer.Option(min=1, help="Natural traces (traces).")] = 128,
+    n_traces: Annotated[int, typer.Option(min=1, help="Natural traces (traces).")] = 512,
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = 100,
     batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 256,
     lr: Annotated[float, typer.Option(help="Initial learning rate.")] = 1e-4,

@@ -9,10 +9,22 @@ reason in pytest's summary.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from helpers import SHARED_HEAD, TINY_MODEL, random_head
+
+USER_CACHE = Path(
+    os.environ.get("UFD_CACHE_DIR")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ufd"
+)  # before the tests point UFD_CACHE_DIR elsewhere
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep ufd's caches (features, verified stamps) out of the user's home."""
+    os.environ.setdefault("UFD_CACHE_DIR", tempfile.mkdtemp(prefix="ufd-test-cache-"))
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +34,9 @@ def official_head() -> Path:
     from ufd.runtime.bundle import sha256_file
     from ufd.runtime.errors import ModelLoadError
 
-    if SHARED_HEAD.is_file() and sha256_file(SHARED_HEAD) == UNIVFD_HEAD_SHA256:
-        return SHARED_HEAD
+    for candidate in (SHARED_HEAD, USER_CACHE / "univfd_fc_weights.pth"):
+        if candidate.is_file() and sha256_file(candidate) == UNIVFD_HEAD_SHA256:
+            return candidate
     try:
         return fetch_univfd_head()  # the cache first, else a sha256-checked download
     except ModelLoadError as e:

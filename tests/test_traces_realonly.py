@@ -83,7 +83,7 @@ def test_unseen_generator_is_caught_by_traces_and_realonly(world_data) -> None:
     auc = {"traces": roc_auc(labels, traces), "realonly": roc_auc(labels, dist.mean(1))}
     auc["linear"] = roc_auc(labels, lin)
     assert auc["realonly"] >= 0.85, auc  # chance is 0.5
-    assert auc["traces"] >= 0.6, auc  # measured 0.657 (16 traces: 0.495, hence 128)
+    assert auc["traces"] >= 0.95, auc  # the residual outside the reals' subspace sees it
     assert auc["realonly"] > auc["linear"] + 0.2, auc  # the linear head cannot see it
 
 

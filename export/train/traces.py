@@ -6,7 +6,8 @@ whose loss equation is not public. Built on supervised contrastive learning
 real class:
 
 * ``z = normalise(f + g(f))``: a residual projection head g (an MLP whose last
-  layer starts at zero) on the frozen CLIP feature f;
+  layer starts at zero, kept near zero by a penalty on ``|g(f)|^2``, so the
+  embedding stays close to the CLIP feature) on the frozen feature f;
   ``t_k = normalise(T_k)``: the traces. Similarities are cosines over tau.
 * For an anchor i, ``q_i(x) = exp(z_i.x / tau) / sum_{a != i} exp(z_i.a / tau)``,
   the sum running over the batch (reals and fakes) and the traces.
@@ -20,15 +21,20 @@ real class:
   without being forced into one cluster (fakes of different generators
   need not resemble each other).
 
-Measured limitation (benchmarks/RESULTS.md): on synthetic features with a
-generator whose artefact lies in a direction no training generator used, the
-head separates it better than chance only when lightly trained; with more
-data and epochs it fits the training generators. The real-only mode is the
-robust choice for unseen generators.
+Why the first version did not generalise (benchmarks/generalisation.py: AUC
+0.48-0.62 on an unseen generator): the projection learned to move the *seen*
+generators' artefacts away and was free to do anything with a direction no
+seen generator used, and the score was the distance to the traces alone. Now:
 
-Score: the cosine distance ``d = 1 - max_k z.t_k`` to the nearest trace, mapped
-to p(fake) by a 1-D logistic fit on validation data (``logit = a d + b``). The
-exported graph maps features to that logit, like the linear head.
+* the projection is kept near the identity (the penalty above), and
+* the score also measures what the traces cannot see: the **residual** of the
+  feature outside the principal subspace of the training reals (99 % of their
+  variance). Each part is a z-score against the training reals, and the score
+  is the larger one: an image is as fake as its most abnormal part, whichever
+  generator made it. A logistic map turns the score into p(fake) (fitted on
+  validation data; monotone, so it does not change the ranking).
+
+The exported graph maps features to that logit, like the linear head.
 """
 
 from __future__ import annotations
@@ -41,12 +47,13 @@ import torch
 import torch.nn.functional as F
 
 TRACE_TEMPERATURE = 0.1
+SUBSPACE_VARIANCE = 0.99
 
 
 class TracesHead(torch.nn.Module):
-    """Projection head + natural traces + logistic calibration: features -> logit."""
+    """Projection + natural traces + real-subspace residual + logistic map: features -> logit."""
 
-    def __init__(self, dim: int, hidden: int = 512, n_traces: int = 128) -> None:
+    def __init__(self, dim: int, hidden: int = 512, n_traces: int = 512) -> None:
         super().__init__()
         self.projection = torch.nn.Sequential(
             torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, dim)
@@ -54,29 +61,52 @@ class TracesHead(torch.nn.Module):
         torch.nn.init.zeros_(self.projection[2].weight)  # start as the identity map
         torch.nn.init.zeros_(self.projection[2].bias)
         self.traces = torch.nn.Parameter(torch.randn(n_traces, dim))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("basis", torch.zeros(1, dim))  # real principal subspace (k, D)
+        self.register_buffer("z_params", torch.tensor([0.0, 1.0, 0.0, 1.0]))  # mean/std d, r
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("offset", torch.tensor(0.0))
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
-        """Unit-length embeddings ``z = normalise(f + g(f))`` (N, D).
-
-        The residual form keeps every direction of the CLIP feature: the head
-        can reshape what it saw in training, but a direction no training
-        generator used still moves an image away from the traces.
-        """
+        """Unit-length embeddings ``z = normalise(f + g(f))`` (N, D)."""
         return F.normalize(features + self.projection(features), dim=1)
 
     def unit_traces(self) -> torch.Tensor:
-        """The traces on the unit sphere (K, out)."""
+        """The traces on the unit sphere (K, D)."""
         return F.normalize(self.traces, dim=1)
 
     def distance(self, features: torch.Tensor) -> torch.Tensor:
         """Cosine distance to the nearest trace (N,)."""
         return 1.0 - (self.embed(features) @ self.unit_traces().T).max(dim=1).values
 
+    def residual(self, features: torch.Tensor) -> torch.Tensor:
+        """Length of the unit feature outside the training reals' principal subspace (N,)."""
+        centred = F.normalize(features, dim=1) - self.mean
+        return (centred - (centred @ self.basis.T) @ self.basis).norm(dim=1)
+
+    def evidence(self, features: torch.Tensor) -> torch.Tensor:
+        """The larger of the two z-scores (trace distance, residual) against reals (N,)."""
+        m_d, s_d, m_r, s_r = self.z_params
+        z_d = (self.distance(features) - m_d) / s_d
+        z_r = (self.residual(features) - m_r) / s_r
+        return torch.maximum(z_d, z_r)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logit of p(fake) (N, 1): far from every trace = fake."""
-        return (self.scale * self.distance(features) + self.offset).unsqueeze(1)
+        """Logit of p(fake) (N, 1): far from every trace, or off the reals' subspace = fake."""
+        return (self.scale * self.evidence(features) + self.offset).unsqueeze(1)
+
+    @torch.no_grad()
+    def fit_real_statistics(self, reals: torch.Tensor) -> None:
+        """The principal subspace of ``reals`` and the z-score of each part on them."""
+        unit = F.normalize(reals, dim=1)
+        self.mean.copy_(unit.mean(dim=0))
+        _, sing, vt = torch.linalg.svd(unit - self.mean, full_matrices=False)
+        share = torch.cumsum(sing**2, 0) / (sing**2).sum()
+        k = int(torch.searchsorted(share, torch.tensor(SUBSPACE_VARIANCE)).item()) + 1
+        self.basis = vt[: min(k, len(vt))].contiguous()
+        d, r = self.distance(reals), self.residual(reals)
+        self.z_params.copy_(torch.stack([d.mean(), d.std().clamp_min(1e-6),
+                                         r.mean(), r.std().clamp_min(1e-6)]))  # fmt: skip
 
 
 def trace_contrastive_loss(
@@ -119,9 +149,11 @@ class TracesOptions:
     epochs: int = 60
     batch_size: int = 256
     lr: float = 1e-3
-    n_traces: int = 128
+    n_traces: int = 512
     hidden: int = 512
     tau: float = TRACE_TEMPERATURE
+    identity_weight: float = 10.0
+    """Weight of the penalty ``mean |g(f)|^2`` keeping the projection near the identity."""
     seed: int = 0
 
 
@@ -159,22 +191,25 @@ def train_traces_head(
         for start in range(0, len(x), options.batch_size):
             idx = order[start : start + options.batch_size]
             optimiser.zero_grad()
-            loss = trace_contrastive_loss(
-                head.embed(x[idx]), y[idx], head.unit_traces(), options.tau
-            )
+            batch = x[idx]
+            moved = head.projection(batch)
+            z = F.normalize(batch + moved, dim=1)
+            loss = trace_contrastive_loss(z, y[idx], head.unit_traces(), options.tau)
+            loss = loss + options.identity_weight * (moved**2).sum(dim=1).mean()
             loss.backward()
             optimiser.step()
             total += float(loss.detach()) * len(idx)
         on_epoch({"epoch": epoch, "loss": total / len(x)})
     head.eval()
+    head.fit_real_statistics(x[~y])
     accuracy = fit_logistic_map(head, val_x, val_y)
     return head, accuracy
 
 
 def fit_logistic_map(head: TracesHead, val_x: np.ndarray, val_y: np.ndarray) -> float:
-    """Fit ``logit = scale * d + offset`` on validation distances; returns val accuracy."""
+    """Fit ``logit = scale * evidence + offset`` on validation data; returns val accuracy."""
     with torch.no_grad():
-        d = head.distance(torch.from_numpy(np.asarray(val_x, np.float32))).double()
+        d = head.evidence(torch.from_numpy(np.asarray(val_x, np.float32))).double()
     y = torch.from_numpy(np.asarray(val_y, np.float64))
     mean, std = d.mean(), d.std().clamp_min(1e-6)
     w = torch.zeros(2, dtype=torch.float64, requires_grad=True)

@@ -31,7 +31,7 @@ class TrainSettings:
     epochs: int = 100
     batch_size: int = 256
     lr: float = 1e-4
-    n_traces: int = 128
+    n_traces: int = 512
     augment: bool = True
     views: int = 1
     seed: int = 0
@@ -135,8 +135,53 @@ def train_fused(detector: Detector, data: FeatureSets, settings: TrainSettings,
     )
 
 
+def train_realonly(detector: Detector, data: FeatureSets, settings: TrainSettings,
+                   progress: Progress) -> str:  # fmt: skip
+    """Fit the real-only density on the bank's reals; choose the scorer on these features.
+
+    The given reals and fakes are all validation (held out from the bank): the
+    k-NN distance, Gaussians of several subspace sizes and their combination are
+    compared by average precision, and the best is kept.
+    """
+    from ufd.runtime.tools.density import choose
+
+    method = detector.methods.get("realonly")
+    k = method.default_k()
+    features = np.concatenate([data.train_x, data.val_x])
+    labels = np.concatenate([data.train_y, data.val_y]) > 0.5
+    choice = choose(method.bank.bank.vectors(), features[~labels], features[labels],
+                    lambda x: method.knn_distances(x, k, None))  # fmt: skip
+    manifest = detector.bundle.manifest
+    entry = manifest.methods["realonly"]
+    config = dataclasses.replace(entry.config, scorer=choice.scorer,
+                                 z=list(choice.z) if choice.z else None, knn_k=k)  # fmt: skip
+    files = {r: f for r, f in entry.files.items() if r != "density"}
+    provenance = {**manifest.method_provenance("realonly"), "density": {
+        "validation_ap": choice.validation_ap, "n_real": int((~labels).sum()),
+        "n_fake": int(labels.sum()),
+        "subspace": None if choice.model is None else len(choice.model.variances)}}  # fmt: skip
+    from ufd.runtime.bundle.update import publish_file
+
+    def change(m):
+        return m.with_method("realonly", MethodEntry(files, None, None, config), provenance)
+
+    if choice.model is None:
+        write_manifest(detector.bundle.root, change(manifest))
+    else:
+        name = "realonly/density.npz"
+        np.savez(detector.bundle.root / name, **choice.model.arrays())
+        files["density"] = name
+        publish_file(detector.bundle, name, None, change)
+    aps = ", ".join(f"{k} {v:.3f}" for k, v in choice.validation_ap.items())
+    return (
+        f"realonly scorer: {choice.scorer} (validation AP: {aps}). Its threshold was reset: "
+        "run ufd-calibrate --method realonly on held-out reals next."
+    )
+
+
 TRAINERS: dict[str, Callable[[Detector, FeatureSets, TrainSettings, Progress], str]] = {
     "linear": train_linear,
     "traces": train_traces,
+    "realonly": train_realonly,
     "fused": train_fused,
 }

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ufd.runtime.bundle import stamps
 from ufd.runtime.bundle.manifest import MANIFEST_NAME, EncoderGraph, FileEntry, Manifest
 from ufd.runtime.errors import BundleError
 
@@ -85,8 +86,12 @@ class Bundle:
                 )
         return cls(root=root, manifest=manifest)
 
-    def verified_path(self, relative: str, verify: bool = True) -> Path:
+    def verified_path(self, relative: str, verify: bool = True, full: bool = False) -> Path:
         """The absolute path of bundle file ``relative``, after checking size and sha256.
+
+        A file whose identity (inode, size, mtime, ctime) was hashed before is
+        trusted without hashing it again (:mod:`ufd.runtime.bundle.stamps`);
+        ``full`` hashes anyway.
 
         Raises:
             BundleError: the file is missing, escapes the bundle, or does not
@@ -102,7 +107,7 @@ class Bundle:
                 "bundle directory or re-export it"
             )
         if verify:
-            _check_file(path, relative, entry)
+            _check_file(path, relative, entry, full)
         return path
 
     def graph_path(self, relative: str, verify: bool = True) -> Path:
@@ -125,17 +130,21 @@ class Bundle:
         ]
 
 
-def _check_file(path: Path, relative: str, entry: FileEntry) -> None:
+def _check_file(path: Path, relative: str, entry: FileEntry, full: bool = False) -> None:
     size = path.stat().st_size
     if size != entry.size:
         raise BundleError(
             f"bundle file {relative!r} has {size} bytes, the manifest says {entry.size}: "
             "it was truncated or changed; re-copy or re-export the bundle"
         )
+    if not full and stamps.trusted(path, entry.sha256):
+        logger.debug("%s unchanged since it was hashed (stamp)", relative)
+        return
     digest = sha256_file(path)
     if digest != entry.sha256:
         raise BundleError(
             f"bundle file {relative!r} fails its sha256 check (tampered or corrupt); "
             "re-copy or re-export the bundle"
         )
+    stamps.remember(path, digest)
     logger.debug("verified %s (%d bytes)", relative, size)

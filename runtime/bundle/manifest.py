@@ -13,10 +13,11 @@
 
 Versions: 1 (encoder, head, parity), 2 (+ banks, heads, thresholds, fusion),
 3 (one ``methods`` section, ``encoders`` by precision, lenient
-``provenance``), 4 (k-NN banks name their ``backend`` and ``storage``). Schema
-1 and 2 manifests are migrated in memory (:mod:`ufd.runtime.bundle.legacy`), 3
-reads as 4 (its banks are hnswlib fp32), and all score exactly as before; a
-newer one is refused with "upgrade ufd". Each method's ``config`` is checked against the
+``provenance``), 4 (k-NN banks name their ``backend`` and ``storage``), 5
+(``realonly`` may score with a density model). Schema 1 and 2 manifests are
+migrated in memory (:mod:`ufd.runtime.bundle.legacy`), 3 and 4 read as they
+are (new fields take their defaults), and all score exactly as before; a newer
+one is refused with "upgrade ufd". Each method's ``config`` is checked against the
 dataclass its module registers (:func:`register_method_config`).
 """
 
@@ -31,10 +32,11 @@ from typing import Any, Literal
 from ufd.runtime.bundle.schema import build, describe, lenient
 from ufd.runtime.errors import BundleError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_FINGERPRINTS = {
     3: "fbef47549236",
     4: "e4d5c6f8ac5b",
+    5: "536231575ba5",
 }
 """Digest of :func:`schema_text` per version: a test fails when the dataclasses change
 without a new version. Append a line for a new version; never edit an old one."""

@@ -1,18 +1,43 @@
-"""``realonly``: distance to real images only (Detecting Generated Images by Real Images Only).
+"""``realonly``: distance from real images only (Detecting Generated Images by Real Images Only).
 
-Score: mean cosine distance to the k nearest features of a bank of reals
-(``ufd-index --real-only``); fake above a threshold ``ufd-calibrate --method
-realonly`` sets for a target false-positive rate on held-out reals (it also
-stores the k it used, which becomes the default).
+Scores (``config.scorer``), higher = less like the reals:
+
+* ``knn``: mean cosine distance to the k nearest features of a bank of reals
+  (``ufd-index --real-only``);
+* ``gaussian``: the Mahalanobis distance of a Gaussian in the reals' principal
+  subspace plus the residual outside it (:mod:`ufd.runtime.tools.density`);
+* ``combined``: the larger z-score of the two.
+
+``ufd-train --method realonly`` fits the density and chooses the scorer on
+held-out reals and seen fakes; ``ufd-calibrate --method realonly`` sets the
+threshold for a target false-positive rate on held-out reals (and stores the k it
+used, the default from then on).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 
+from ufd.runtime.errors import BundleError
 from ufd.runtime.methods.base import Columns, Measured, ScoreOptions, labels
 from ufd.runtime.methods.nn import BankMethod
 from ufd.runtime.methods.registry import register
+from ufd.runtime.search.banks import BankConfig
+from ufd.runtime.tools.density import GaussianModel, combined
+
+
+@dataclass(frozen=True)
+class RealOnlyConfig(BankConfig):
+    """The real bank, and how the score is made from it (and from the density file)."""
+
+    scorer: Literal["knn", "gaussian", "combined"] = "knn"
+    z: list[float] | None = None
+    """``combined``: mean and sd of the k-NN and Gaussian scores on held-out reals."""
+    knn_k: int | None = None
+    """``combined``: the k its k-NN z-score was measured with."""
 
 
 @register
@@ -23,15 +48,39 @@ class RealOnly(BankMethod):
     summary = "realonly (distance to real features, ufd-index --real-only + ufd-calibrate)"
     fields = ("realonly_score", "realonly_label")
     table_columns = (("realonly_label", "ronly", 6), ("realonly_score", "d_reals", 8))
+    config_type = RealOnlyConfig
     default_threshold = None
     missing_hint = "build its bank with ufd-index BUNDLE --real-only --real DIR"
 
-    def measure(self, features: np.ndarray, options: ScoreOptions) -> Measured:
-        """Raw and score: mean cosine distance to the k nearest reals."""
+    def load(self) -> None:
+        """Load the bank, and the density model when the scorer uses it."""
+        super().load()
+        self.density = None
+        if self.config.scorer != "knn":
+            name = self.entry.files.get("density")
+            if name is None:
+                raise BundleError("the realonly density file is missing; run ufd-train again")
+            with np.load(self.bundle.verified_path(name, self.context.verify)) as arrays:
+                self.density = GaussianModel.from_arrays(arrays)
+
+    def knn_distances(self, features: np.ndarray, k: int, exact: bool | None) -> np.ndarray:
+        """Mean cosine distance to the k nearest reals."""
         bank = self.bank
-        _, dist = bank.bank.search(features, self.k(options), bank.use_exact(options.exact))
-        distances = dist.astype(np.float64).mean(axis=1)
-        return Measured(raw=distances, score=distances)
+        _, dist = bank.bank.search(features, k, bank.use_exact(exact))
+        return dist.astype(np.float64).mean(axis=1)
+
+    def measure(self, features: np.ndarray, options: ScoreOptions) -> Measured:
+        """Raw and score: the configured real-only distance."""
+        scorer = self.config.scorer
+        if scorer == "gaussian":
+            score = self.density.score(features)
+        elif scorer == "combined":
+            k = options.k or self.config.knn_k or self.default_k()
+            knn = self.knn_distances(features, k, options.exact)
+            score = combined(knn, self.density.score(features), self.config.z)
+        else:
+            score = self.knn_distances(features, self.k(options), options.exact)
+        return Measured(raw=score, score=score)
 
     def columns(self, measured: Measured, is_fake: np.ndarray) -> Columns:
         """``realonly_score``, ``realonly_label``."""

@@ -10,7 +10,7 @@ Windows, so the plain install needs no compiler. The index is opened
 * ``int8``: the graph holds int8 vectors (a quarter of fp32) and only proposes
   candidates: usearch scales unit vectors by 127, too coarse to rank close
   neighbours of 768-d features (measured: recall@1 0.48 alone), but the true
-  nearest ones are among its top ``max(64, 8k)``; those are re-ranked exactly
+  nearest ones are among its top ``max(64, 4k)``; those are re-ranked exactly
   with their fp32 rows, read from ``vectors.npy`` by row, never held in memory
   (:mod:`vector_file`). Exact search reads the same rows, so it equals fp32.
 """
@@ -48,6 +48,8 @@ class UsearchBank(VectorBank):
         self.index = index
         self.ef = ef
         self.rows = rows
+        self.rerank = RERANK_MIN
+        """int8: candidates re-ranked per query, at least (and at least 4k)."""
 
     @classmethod
     def build(
@@ -142,7 +144,7 @@ class UsearchBank(VectorBank):
         self, queries: np.ndarray, k: int, threads: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """The usearch k-NN at ``ef`` (at least k); int8 graphs: candidates, re-ranked."""
-        count = k if self.rows is None else min(len(self), max(RERANK_MIN, 8 * k))
+        count = k if self.rows is None else min(len(self), max(self.rerank, 4 * k))
         self.index.expansion_search = max(self.ef, count)
         found = self.index.search(queries, count, threads=max(threads, 0))
         keys = np.asarray(found.keys, dtype=np.int64).reshape(len(queries), -1)

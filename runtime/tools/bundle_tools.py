@@ -37,7 +37,7 @@ def verify(root: Path) -> list[Problem]:
     problems = []
     for name in bundle.manifest.files:
         try:
-            bundle.verified_path(name)
+            bundle.verified_path(name, full=True)
         except BundleError as e:
             problems.append(Problem(name, str(e)))
     if problems:

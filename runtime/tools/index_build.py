@@ -25,7 +25,8 @@ from ufd.runtime.bundle.update import publish_folder, staged_folder
 from ufd.runtime.detector import Detector
 from ufd.runtime.errors import ExportError
 from ufd.runtime.io.inputs import InputItem
-from ufd.runtime.search.banks import BankConfig, bank_files, build_bank, open_labelled_bank
+from ufd.runtime.methods import method_class
+from ufd.runtime.search.banks import bank_files, build_bank, open_labelled_bank
 from ufd.runtime.search.base import VectorBank, l2_normalise
 from ufd.runtime.search.neighbours import knn_vote
 
@@ -147,8 +148,9 @@ def build_index(
         )
     folder = BANK_FOLDERS[method]
     counts = {"real": int((labels == 0).sum()), "fake": int((labels == 1).sum())}
-    config = BankConfig(dim=dim, counts=counts, ef=ef, exact_below=options.exact_below,
-                        backend=backend, storage=storage)  # fmt: skip
+    config_type = method_class(method).config_type  # the bank's, or realonly's (scorer: knn)
+    config = config_type(dim=dim, counts=counts, ef=ef, exact_below=options.exact_below,
+                         backend=backend, storage=storage)  # fmt: skip
     entry = MethodEntry(files=bank_files(folder, backend, storage), config=config)
     if previous is not None:  # the threshold stays, as it always did: say it may be stale
         entry = MethodEntry(entry.files, previous.threshold, previous.calibration, entry.config)

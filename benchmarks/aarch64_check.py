@@ -1,0 +1,152 @@
+"""The plain runtime on aarch64, under emulation, scores like x86-64 (not part of CI: slow).
+
+1. An arm64 Debian root filesystem (``debootstrap --foreign``: packages unpacked,
+   nothing run) with its Python 3.11, from Debian's archive.
+2. The runtime's aarch64 wheels (``pip download --only-binary=:all: --platform
+   manylinux_2_28_aarch64``) and ufd's own wheel, unpacked into a site folder.
+3. ``qemu-aarch64-static -L ROOTFS ROOTFS/usr/bin/python3.11`` (Debian's
+   qemu-user-static; no binfmt or chroot needed) opens a tiny bundle with an
+   int8 encoder, a usearch k-NN bank and real-only bank, scores images with every
+   method, and the same script runs natively; the records are compared.
+
+Needs root (apt-get, debootstrap) and Debian's and PyPI's archives.
+
+Usage:
+    python benchmarks/aarch64_check.py [--work /tmp/ufd-aarch64]
+Writes benchmarks/results/aarch64.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PLATFORM = ["--platform", "manylinux_2_28_aarch64", "--platform", "manylinux2014_aarch64",
+            "--platform", "manylinux_2_17_aarch64"]  # fmt: skip
+SCORE = """
+import json, sys, time
+from pathlib import Path
+t = time.perf_counter()
+from ufd.runtime import Detector
+detector = Detector.open(sys.argv[1], provider="cpu")
+images = sorted(Path(sys.argv[2]).glob("*.png"))
+records = detector.score_images(images, names=[p.name for p in images], method="all")
+print(json.dumps({"seconds": time.perf_counter() - t, "precision": detector.precision,
+                  "records": [r.to_dict(("path", *r.values, "error")) for r in records]}))
+"""
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    print("+", " ".join(cmd[:6]), "...", flush=True)
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def rootfs(work: Path) -> Path:
+    """An arm64 Debian bookworm with python3 unpacked (made once)."""
+    root = work / "rootfs"
+    if (root / "usr/bin/python3.11").exists():
+        return root
+    run(["apt-get", "install", "-y", "-q", "qemu-user-static", "debootstrap"],
+        capture_output=True)  # fmt: skip
+    run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase",
+         "--include=python3.11,libpython3.11-stdlib,zlib1g,libexpat1,libffi8,libssl3",
+         "bookworm", str(root), "http://deb.debian.org/debian"], capture_output=True)  # fmt: skip
+    return root
+
+
+def site(work: Path) -> Path:
+    """The runtime's aarch64 wheels and ufd, unpacked into one folder."""
+    folder = work / "site"
+    if folder.exists():
+        return folder
+    wheels = work / "wheels"
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", *PLATFORM,
+         "--python-version", "3.11", "-d", str(wheels), *deps])  # fmt: skip
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels),
+         str(REPO)])  # fmt: skip
+    run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:",
+         *PLATFORM, "--python-version", "3.11", "--target", str(folder),
+         *map(str, wheels.glob("*.whl"))])  # fmt: skip
+    return folder
+
+
+def tiny_bundle(work: Path) -> tuple[Path, Path]:
+    """A tiny bundle (int8 encoder, usearch nn + realonly banks) and a few images."""
+    import numpy as np
+    from PIL import Image
+
+    bundle, images = work / "bundle", work / "images"
+    if bundle.exists():
+        return bundle, images
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import random_head
+
+    from ufd.export.graph.build import ExportOptions, export_bundle
+    from ufd.export.train.synthetic import SyntheticWorld
+    from ufd.runtime.tools.calibrate import calibrate
+    from ufd.runtime.tools.index_build import IndexOptions, build_index
+
+    head = random_head(work / "head.pth")
+    export_bundle(ExportOptions(out=bundle, model="ufd-tiny-vit", pretrained="none",
+                                head=str(head), precisions=("fp32", "int8")))  # fmt: skip
+    world = SyntheticWorld(dim=768, seed=0)
+    build_index(bundle, world.reals(300, 1), world.fakes(300, 0, 2), IndexOptions(storage="int8"))
+    build_index(bundle, world.reals(300, 3), np.zeros((0, 768), np.float32), IndexOptions(),
+                method="realonly")  # fmt: skip
+    from ufd.runtime import Detector
+
+    calibrate(Detector.open(bundle, provider="cpu"), "realonly", world.reals(100, 4), 0.1, 3)
+    images.mkdir()
+    for i in range(6):
+        pixels = np.random.default_rng(i).integers(0, 256, (240 + 10 * i, 260, 3), np.uint8)
+        Image.fromarray(pixels).save(images / f"img{i}.png")
+    return bundle, images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/ufd-aarch64"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    root, packages, (bundle, images) = rootfs(args.work), site(args.work), tiny_bundle(args.work)
+    qemu = shutil.which("qemu-aarch64-static") or "qemu-aarch64-static"
+    env = {"PYTHONPATH": str(packages), "HOME": str(args.work), "UFD_CACHE_DIR": str(args.work)}
+    start = time.perf_counter()
+    emulated = run([qemu, "-L", str(root), str(root / "usr/bin/python3.11"), "-c", SCORE,
+                    str(bundle), str(images)], capture_output=True, text=True, env=env)  # fmt: skip
+    wall = time.perf_counter() - start
+    native = run([sys.executable, "-c", SCORE, str(bundle), str(images)], capture_output=True,
+                 text=True)  # fmt: skip
+    arm = json.loads(emulated.stdout.strip().splitlines()[-1])
+    x86 = json.loads(native.stdout.strip().splitlines()[-1])
+    worst, labels_equal = {}, True
+    for a, b in zip(arm["records"], x86["records"], strict=True):
+        for key, value in b.items():
+            if isinstance(value, float):
+                worst[key] = max(worst.get(key, 0.0), abs(a[key] - value))
+            elif key.endswith("label") and a[key] != value:
+                labels_equal = False
+    report = {"emulated_wall_s": wall, "precision": arm["precision"], "max_abs_diff": worst,
+              "labels_equal": labels_equal, "records_aarch64": arm["records"],
+              "records_x86_64": x86["records"]}  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "aarch64.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"aarch64 (qemu-user) vs x86-64, {len(arm['records'])} images, {arm['precision']} "
+             f"encoder, every method; emulated run {wall:.0f} s; labels equal: {labels_equal}",
+             "", "| field | max abs difference |", "|---|---|"]  # fmt: skip
+    lines += [f"| {k} | {v:.2e} |" for k, v in sorted(worst.items())]
+    (args.out / "aarch64.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
