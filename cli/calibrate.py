@@ -10,7 +10,14 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from ufd.cli.common import BATCH_HELP, fail, handle_errors, provider_help, setup_logging
+from ufd.cli.common import (
+    BATCH_HELP,
+    fail,
+    handle_errors,
+    named_paths,
+    provider_help,
+    setup_logging,
+)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -25,8 +32,12 @@ def _calibratable() -> str:
     help=(
         "Set a method's decision threshold from held-out REAL images so that the "
         "false-positive rate on reals is --target-fpr (a fixed 0.5 is biased towards "
-        "'real' on unseen generators). ufd-detect then uses it by default. For realonly, "
-        "the reals must not be in the real-only bank; its --k is stored as its default."
+        "'real' on unseen generators). ufd-detect then uses it by default. With held-out "
+        "FAKE images and --target-fnr too, also set an unsure band: 'real' only where at "
+        "most that share of fakes would be missed, 'unsure' between the two thresholds. "
+        "For realonly, the reals must not be in the real-only bank; its --k is stored as "
+        "its default. For nn (open-set attribution), held-out fakes of the bank's sources "
+        "set the distance beyond which a fake vote names 'unknown' (--unknown-rate)."
     )
 )
 @handle_errors
@@ -36,11 +47,32 @@ def calibrate(
     real_features: Annotated[
         list[Path], typer.Option(help="Precomputed real features, .npy (N, D).")
     ] = [],  # noqa: B006
+    fake: Annotated[
+        list[str], typer.Option(help="Folder of held-out fake images (DIR or NAME=DIR).")
+    ] = [],  # noqa: B006
+    fake_features: Annotated[
+        list[str], typer.Option(help="Precomputed fake features (F.npy or NAME=F.npy).")
+    ] = [],  # noqa: B006
     target_fpr: Annotated[
         float, typer.Option(min=0.0, max=0.999, help="False-positive rate on reals.")
     ] = 0.05,
+    target_fnr: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=0.999,
+            help="Miss rate allowed on the held-out fakes: sets the unsure band. Without "
+            "it, no band (and a band set before is removed).",
+        ),
+    ] = None,
+    unknown_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=0.999, help="nn: share of known-source fakes allowed to be 'unknown'."
+        ),
+    ] = 0.05,
     method: Annotated[
-        str, typer.Option(help=f"The method to calibrate: {_calibratable()}.")
+        str, typer.Option(help=f"The method to calibrate: {_calibratable()}; nn: its open set.")
     ] = "linear",
     k: Annotated[int, typer.Option("--k", min=1, help="Nearest reals (k-NN methods).")] = 5,
     precision: Annotated[str | None, typer.Option(help="Encoder precision.")] = None,
@@ -55,27 +87,59 @@ def calibrate(
     from ufd.runtime.io.inputs import expand_inputs, load_feature_file
     from ufd.runtime.methods import ScoreOptions, method_class
     from ufd.runtime.tools.calibrate import calibrate as calibrate_method
+    from ufd.runtime.tools.calibrate import calibrate_open_set
     from ufd.runtime.tools.index_build import encode_items
 
-    if not (real or real_features):
+    if method == "nn":
+        if not (fake or fake_features):
+            raise fail("nn calibrates open-set attribution: pass held-out fakes with --fake DIR")
+    elif not (real or real_features):
         raise fail("pass held-out real images with --real DIR (or --real-features X.npy)")
+    if target_fnr is not None and not (fake or fake_features):
+        raise fail("--target-fnr needs held-out fakes: --fake DIR (or --fake-features F.npy)")
     uses_k = method_class(method).uses_k
     detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
-    detector.methods.check((method,), ScoreOptions(k if uses_k else None), need_threshold=False)
     dim = detector.bundle.manifest.model.feature_dim
-    parts = [load_feature_file(f, dim) for f in real_features]
-    if real:
-        items = list(expand_inputs(real))
-        with tqdm(total=len(items), unit="img", file=sys.stderr, desc="encoding reals") as bar:
-            skip = lambda p, why: typer.echo(f"skipped {p}: {why}", err=True)  # noqa: E731
-            parts.append(encode_items(detector, items, batch_size, skip, bar.update))
-    manifest = calibrate_method(detector, method, np.concatenate(parts), target_fpr, k)
+
+    def features(folders: list[Path], files: list[Path], name: str) -> np.ndarray:
+        parts = [load_feature_file(f, dim) for f in files]
+        if folders:
+            items = list(expand_inputs(folders))
+            desc = f"encoding {name}"
+            with tqdm(total=len(items), unit="img", file=sys.stderr, desc=desc) as bar:
+                skip = lambda p, why: typer.echo(f"skipped {p}: {why}", err=True)  # noqa: E731
+                parts.append(encode_items(detector, items, batch_size, skip, bar.update))
+        return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+
+    fakes = features([p for _, p in named_paths(fake, "fake", "--fake")],
+                     [p for _, p in named_paths(fake_features, "fake", "--fake-features")],
+                     "fakes")  # fmt: skip
+    if method == "nn":
+        manifest = calibrate_open_set(detector, fakes, unknown_rate)
+        info = manifest.method_provenance("nn")["open_set"]
+        typer.echo(
+            f"nn open set: a fake vote farther than {info['unknown_beyond']:.6f} from every "
+            f"fake names 'unknown' ({info['achieved_unknown_rate']:.2%} of {len(fakes)} "
+            f"held-out fakes, target {unknown_rate:.2%})"
+        )
+        return
+    detector.methods.check((method,), ScoreOptions(k if uses_k else None), need_threshold=False)
+    reals = features(real, real_features, "reals")
+    manifest = calibrate_method(
+        detector, method, reals, target_fpr, k, fakes if len(fakes) else None, target_fnr
+    )
     info = manifest.methods[method].calibration
     typer.echo(
         f"{method} threshold {info.threshold:.6f}: FPR {info.achieved_fpr:.2%} on "
         f"{info.n_real} reals (target {target_fpr:.2%}); ufd-detect --method {method} uses it "
         "by default"
     )
+    if info.real_below is not None:
+        typer.echo(
+            f"{method} unsure band ({info.real_below:.6f}, {info.threshold:.6f}]: misses "
+            f"{info.achieved_fnr:.2%} of {info.n_fake} fakes (target {target_fnr:.2%}); "
+            f"labels are now real, unsure or fake"
+        )
 
 
 def main() -> None:

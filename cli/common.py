@@ -13,6 +13,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -39,6 +40,9 @@ EXTRA_HINTS = {
     "prometheus_client": "serve",
     "pyarrow": "scale",
     "ray": "scale",
+    "hnswlib": "hnswlib",
+    "c2pa": "provenance",
+    "imwatermark": "watermark",
 }
 """Missing module -> the extra that installs it."""
 logger = logging.getLogger("ufd")
@@ -90,6 +94,25 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
         logging.getLogger().setLevel(logging.CRITICAL)
         for noisy in ("huggingface_hub", "open_clip", "onnxruntime"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
+
+
+def named_paths(values: list[str], default: str, option: str) -> list[tuple[str, Path]]:
+    """``NAME=PATH`` or plain ``PATH`` (named ``default``) per value of a repeatable option.
+
+    A value is split at its first ``=`` unless it names an existing path as it is.
+
+    Raises:
+        typer.Exit: an empty name or path.
+    """
+    found = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or Path(value).exists() or "/" in name or "\\" in name:
+            name, path = default, value
+        if not name.strip() or not path:
+            raise fail(f"{option} {value!r}: write NAME=PATH (e.g. {option} stylegan=fakes/sg)")
+        found.append((name.strip(), Path(path)))
+    return found
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

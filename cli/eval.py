@@ -34,7 +34,9 @@ def _numbers(text: str | None, kind: type) -> list:
         "Evaluate a bundle on test sets laid out as ROOT/<set>/0_real, ROOT/<set>/1_fake "
         "(or ROOT/<set>/<class>/0_real ...). Per set: AP, accuracy (real/fake/all) at the "
         "threshold, oracle best-threshold accuracy, ROC-AUC, TPR at 5 % FPR, counts; a mean "
-        "row. Writes results.json, table.md and report.html to --out."
+        "row. A method with an unsure band (ufd-calibrate --target-fnr) adds the share "
+        "called unsure; nn on a bank with sources named like the sets adds an attribution "
+        "confusion matrix. Writes results.json, table.md and report.html to --out."
     )
 )
 @handle_errors
@@ -70,7 +72,8 @@ def evaluate(
     from ufd.runtime.detector import Detector
     from ufd.runtime.tools.cache import cache_dir
     from ufd.runtime.tools.evaluate import EvalOptions, discover_sets, evaluate, limit_per_class
-    from ufd.runtime.tools.report import write_html, write_json, write_table
+    from ufd.runtime.tools.report import write_json, write_table
+    from ufd.runtime.tools.report_html import write_html
 
     detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
     methods, _ = detector.plan(method, k)
@@ -95,11 +98,15 @@ def evaluate(
     per_condition, scores = evaluate(
         detector, sets, options, lambda path, why: skipped.append([path, why])
     )
+    model = detector.bundle.manifest.model
     results = {
         "bundle": str(bundle),
+        "bundle_name": Path(bundle).resolve().name,
+        "model": {"name": model.name, "pretrained": model.pretrained},
         "precision": detector.precision,
         "threshold": detector.threshold if "linear" in methods else None,
         "thresholds": {m: detector.methods.get(m).threshold for m in methods},
+        "unsure_bands": {m: detector.methods.get(m).real_below for m in methods},
         "methods": list(methods),
         "k": k,
         "max_per_class": max_per_class,

@@ -10,7 +10,14 @@ import numpy as np
 import typer
 from tqdm import tqdm
 
-from ufd.cli.common import BATCH_HELP, fail, handle_errors, provider_help, setup_logging
+from ufd.cli.common import (
+    BATCH_HELP,
+    fail,
+    handle_errors,
+    named_paths,
+    provider_help,
+    setup_logging,
+)
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -19,20 +26,29 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
     help=(
         "Build the bundle's nearest-neighbour bank from folders of real and fake images "
         "(encoded with the bundle's encoder) and/or precomputed .npy features (one row per "
-        "image). Features are L2-normalised and indexed with hnswlib (cosine). Unreadable "
-        "images are reported and skipped. Then: ufd-detect BUNDLE IMAGES --method nn --k 9."
+        "image). Name each generator (--fake NAME=DIR) and nn records say which one an "
+        "image resembles (nn_source). Features are L2-normalised and indexed with usearch "
+        "(cosine). Unreadable images are reported and skipped. Then: ufd-detect BUNDLE "
+        "IMAGES --method nn --k 9."
     )
 )
 @handle_errors
 def index(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory made by ufd-export.")],
     real: Annotated[list[Path], typer.Option(help="Folder of real images (repeatable).")] = [],  # noqa: B006
-    fake: Annotated[list[Path], typer.Option(help="Folder of fake images (repeatable).")] = [],  # noqa: B006
+    fake: Annotated[
+        list[str],
+        typer.Option(
+            help="Folder of fake images, as DIR (source 'fake') or NAME=DIR to name the "
+            "generator for attribution (repeatable)."
+        ),
+    ] = [],  # noqa: B006
     real_features: Annotated[
         list[Path], typer.Option(help="Precomputed real features, .npy (N, D) (repeatable).")
     ] = [],  # noqa: B006
     fake_features: Annotated[
-        list[Path], typer.Option(help="Precomputed fake features, .npy (N, D) (repeatable).")
+        list[str],
+        typer.Option(help="Precomputed fake features, F.npy or NAME=F.npy (repeatable)."),
     ] = [],  # noqa: B006
     append: Annotated[bool, typer.Option(help="Add to the existing bank.")] = False,
     real_only: Annotated[
@@ -94,16 +110,27 @@ def index(
         skipped += 1
         typer.echo(f"skipped {path}: {reason}", err=True)
 
-    banks = {}
-    for name, folders, files in (("real", real, real_features), ("fake", fake, fake_features)):
-        parts = [load_feature_file(f, dim) for f in files]
-        if folders:
-            items = list(expand_inputs(folders))
-            with tqdm(
-                total=len(items), desc=f"encoding {name}", unit="img", file=sys.stderr
-            ) as bar:
-                parts.append(encode_items(detector, items, batch_size, on_skip, bar.update))
-        banks[name] = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+    def encode(folders: list[Path], name: str) -> np.ndarray:
+        items = list(expand_inputs(folders))
+        with tqdm(total=len(items), desc=f"encoding {name}", unit="img", file=sys.stderr) as bar:
+            return encode_items(detector, items, batch_size, on_skip, bar.update)
+
+    def gather(folders: list[tuple[str, Path]], files: list[tuple[str, Path]]):
+        """Features per source name, from files and encoded folders."""
+        parts: dict[str, list[np.ndarray]] = {}
+        for source, file in files:
+            parts.setdefault(source, []).append(load_feature_file(file, dim))
+        by_source: dict[str, list[Path]] = {}
+        for source, folder in folders:
+            by_source.setdefault(source, []).append(folder)
+        for source, group in by_source.items():
+            parts.setdefault(source, []).append(encode(group, source))
+        return {source: np.concatenate(chunks) for source, chunks in parts.items()}
+
+    reals = gather([("real", p) for p in real], [("real", p) for p in real_features])
+    real_bank = reals.get("real", np.zeros((0, dim), np.float32))
+    fakes = gather(named_paths(fake, "fake", "--fake"),
+                   named_paths(fake_features, "fake", "--fake-features"))  # fmt: skip
 
     if backend not in ("usearch", "hnswlib") or storage not in (None, "fp32", "fp16", "int8"):
         raise fail("--backend is usearch or hnswlib; --storage is fp32, fp16 or int8")
@@ -112,9 +139,7 @@ def index(
         backend=backend, storage=storage,
     )  # fmt: skip
     method = "realonly" if real_only else "nn"
-    manifest = build_index(
-        bundle, banks["real"], banks["fake"], options, append, precision, method=method
-    )
+    manifest = build_index(bundle, real_bank, fakes, options, append, precision, method=method)
     config = manifest.methods[method].config
     built = manifest.method_provenance(method)
     quality = built["quality"]
@@ -123,6 +148,9 @@ def index(
         f"({config.dim}-d, {config.backend} {config.storage}) in {built['build_seconds']:.1f} s; "
         f"{skipped} images skipped"
     )
+    if len(config.sources) > 1 or config.sources != ("fake",):
+        counts = built.get("source_counts", {})
+        typer.echo("fake sources: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in config.sources))
     typer.echo(
         f"HNSW vs exact on {quality['n_queries']} held-out queries: "
         f"recall@1 {quality['recall_at_1']:.4f}, "

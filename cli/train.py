@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import fail, handle_errors, provider_help, setup_logging
+from ufd.cli.common import fail, handle_errors, named_paths, provider_help, setup_logging
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -24,12 +24,18 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 def train(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
     real: Annotated[list[Path], typer.Option(help="Real training images (folder).")] = [],  # noqa: B006
-    fake: Annotated[list[Path], typer.Option(help="Fake training images (folder).")] = [],  # noqa: B006
+    fake: Annotated[
+        list[str], typer.Option(help="Fake training images: DIR or NAME=DIR (repeatable).")
+    ] = [],  # noqa: B006
     real_features: Annotated[
         list[Path], typer.Option(help="Precomputed real features .npy (N, D).")
     ] = [],  # noqa: B006
     fake_features: Annotated[
-        list[Path], typer.Option(help="Precomputed fake features .npy (N, D).")
+        list[str],
+        typer.Option(
+            help="Precomputed fake features: F.npy or NAME=F.npy, one file per generator "
+            "(repeatable; names matter to ufd-index, training pools them)."
+        ),
     ] = [],  # noqa: B006
     val_real: Annotated[list[Path], typer.Option(help="Real validation folder.")] = [],  # noqa: B006
     val_fake: Annotated[list[Path], typer.Option(help="Fake validation folder.")] = [],  # noqa: B006
@@ -78,6 +84,8 @@ def train(
         encode_batch,
         lambda path, why: typer.echo(f"skipped {path}: {why}", err=True),
     )
+    fake = [path for _, path in named_paths(fake, "fake", "--fake")]
+    fake_features = [path for _, path in named_paths(fake_features, "fake", "--fake-features")]
     sources = {
         name: Sources(folders, [load_feature_file(f, dim) for f in files], val)
         for name, folders, files, val in (

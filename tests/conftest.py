@@ -10,6 +10,7 @@ reason in pytest's summary.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -169,3 +170,27 @@ def full_bundle(
                         "--k", "3", "--target-fpr", "0.1"])  # fmt: skip
     _ok(train_app, [bundle, "--method", "fused", *train, "--val-split", "0.3"])
     return bundle
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    """Headless Debian chromium driven by selenium (``make test`` installs both)."""
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("chromium/chromedriver not installed: make test installs them (apt-get)")
+    os.environ["SE_OFFLINE"] = "true"  # selenium must not look for drivers online
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()

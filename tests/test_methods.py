@@ -24,6 +24,7 @@ from ufd.cli.eval import app as eval_app
 from ufd.runtime import BundleError, Detector
 from ufd.runtime.bundle import Bundle, MethodEntry
 from ufd.runtime.bundle.update import write_manifest
+from ufd.runtime.errors import UsageError
 from ufd.runtime.methods import REGISTRY, Measured, Method, fields_for, method_names, register
 from ufd.runtime.methods.base import labels
 from ufd.runtime.methods.registry import unregister
@@ -56,9 +57,14 @@ def test_records_carry_exactly_the_methods_fields(
     for record in records:
         assert tuple(record) == fields_for(method) == ("path", *REGISTRY[method].fields, "error")
         assert record["error"] is None
+        declared = REGISTRY[method].field_types
         for name, value in record.items():
             if name.endswith("label"):
                 assert value in ("real", "fake")
+            elif declared.get(name) == "string":
+                assert isinstance(value, str) and value
+            elif declared.get(name) == "shares":
+                assert isinstance(value, dict) and math.isclose(sum(value.values()), 1.0)
             elif name not in ("path", "error") and value is not None:
                 assert math.isfinite(value)
 
@@ -111,11 +117,16 @@ def test_k_beyond_the_bank_is_a_usage_error(
 
 
 def test_calibrating_a_method_without_threshold_is_refused(full_bundle: Path, world_features):
-    result = runner.invoke(
+    from ufd.runtime.tools.calibrate import calibrate
+
+    reals = np.load(world_features["held_real"])
+    with pytest.raises(UsageError, match="no threshold to calibrate"):
+        calibrate(Detector.open(full_bundle), "nn", reals, 0.05)
+    result = runner.invoke(  # nn calibrates its open set, from held-out fakes
         calibrate_app,
         [str(full_bundle), "--method", "nn", "--real-features", str(world_features["held_real"])],
     )
-    assert result.exit_code == 2 and "no threshold to calibrate" in result.stderr
+    assert result.exit_code == 2 and "held-out fakes" in result.stderr
 
 
 def test_eval_reports_every_method(full_bundle: Path, tmp_path: Path) -> None:

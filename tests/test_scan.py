@@ -36,7 +36,13 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows(out: Path) -> list[dict]:
-    return ds.dataset(out, format="parquet").to_table().to_pylist()
+    """The dataset's rows, map columns (nn_source_share) as dicts, as JSON records have them."""
+    found = ds.dataset(out, format="parquet").to_table().to_pylist()
+    for row in found:
+        for key, value in row.items():
+            if isinstance(value, list) and value and isinstance(value[0], tuple):
+                row[key] = dict(value)
+    return found
 
 
 def detect_records(bundle: Path, *args: str) -> dict[str, dict]:

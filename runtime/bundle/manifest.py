@@ -32,11 +32,12 @@ from typing import Any, Literal
 from ufd.runtime.bundle.schema import build, describe, lenient
 from ufd.runtime.errors import BundleError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_FINGERPRINTS = {
     3: "fbef47549236",
     4: "e4d5c6f8ac5b",
     5: "536231575ba5",
+    6: "98cd2d828aa8",
 }
 """Digest of :func:`schema_text` per version: a test fails when the dataclasses change
 without a new version. Append a line for a new version; never edit an old one."""
@@ -125,6 +126,12 @@ class CalibrationInfo:
     created_utc: str
     k: int | None = None
     """Neighbours the threshold was calibrated with (k-NN methods): their default k."""
+    target_fnr: float | None = None
+    """The unsure band (schema 6): the miss rate allowed on held-out fakes below
+    ``real_below``; ``None``: no band."""
+    achieved_fnr: float | None = None
+    n_fake: int | None = None
+    real_below: float | None = None
 
 
 @dataclass(frozen=True)
@@ -136,12 +143,15 @@ class MethodEntry:
         threshold: its decision threshold; ``None``: the method's default.
         calibration: how the threshold was calibrated, if it was.
         config: the method's own settings, of the type its module registers.
+        real_below: the unsure band's lower edge (schema 6): ``real`` at or below it,
+            ``unsure`` between it and ``threshold``, ``fake`` above; ``None``: no band.
     """
 
     files: dict[str, str] = field(default_factory=dict)
     threshold: float | None = None
     calibration: CalibrationInfo | None = None
     config: Any = None
+    real_below: float | None = None
 
 
 @dataclass(frozen=True)

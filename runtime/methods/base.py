@@ -51,11 +51,15 @@ class Measured:
 
 @dataclass
 class Scored:
-    """A method's whole output for a feature batch: measured, decided, as record fields."""
+    """A method's whole output for a feature batch: measured, decided, as record fields.
+
+    ``unsure`` marks rows in the method's unsure band (never fake ones).
+    """
 
     measured: Measured
     is_fake: np.ndarray
     columns: Columns
+    unsure: np.ndarray | None = None
 
 
 @dataclass
@@ -85,6 +89,9 @@ class Method:
     """Its record fields, in output order."""
     table_columns: ClassVar[tuple[tuple[str, str, int], ...]] = ()
     """(record field, header, width) per ``--format table`` column."""
+    field_types: ClassVar[dict[str, str]] = {}
+    """Types of fields that are not numbers or labels, for columnar writers (Parquet):
+    ``string``, ``float``, ``int`` or ``shares`` (a map of name to share)."""
     config_type: ClassVar[type | None] = None
     """The dataclass of its ``config`` in the manifest (``None``: no settings)."""
     default_threshold: ClassVar[float | None] = 0.5
@@ -163,6 +170,28 @@ class Method:
         """Fake or not, per row: the score above the threshold."""
         return np.array([float(s) > self.threshold for s in measured.score], dtype=bool)
 
+    @property
+    def real_below(self) -> float | None:
+        """The unsure band's lower edge (``ufd-calibrate --target-fnr``), or ``None``.
+
+        A threshold given by the caller replaces the calibrated pair: no band then.
+        """
+        if self.name in self.context.thresholds:
+            return None
+        return self.entry.real_below
+
+    def unsure(self, measured: Measured, is_fake: np.ndarray) -> np.ndarray:
+        """Rows not called fake whose score lies above the band's lower edge."""
+        low = self.real_below
+        if low is None:
+            return np.zeros(len(is_fake), dtype=bool)
+        return ~is_fake & np.array([float(s) > low for s in measured.score], dtype=bool)
+
+    @classmethod
+    def label_field(cls) -> str:
+        """The record field holding the method's ``real`` / ``unsure`` / ``fake`` label."""
+        return next(f for f in cls.fields if f.endswith("label"))
+
     def columns(self, measured: Measured, is_fake: np.ndarray) -> Columns:
         """The record fields of a batch."""
         raise NotImplementedError
@@ -171,7 +200,13 @@ class Method:
         """Measure, decide and format one feature batch."""
         measured = self.measure(features, options)
         is_fake = self.decide(measured)
-        return Scored(measured, is_fake, self.columns(measured, is_fake))
+        columns = self.columns(measured, is_fake)
+        unsure = self.unsure(measured, is_fake)
+        if unsure.any():
+            field = self.label_field()
+            labelled = zip(unsure, columns[field], strict=True)
+            columns[field] = [UNSURE if u else label for u, label in labelled]
+        return Scored(measured, is_fake, columns, unsure)
 
 
 def sigmoid(logit: float) -> float:
@@ -185,6 +220,9 @@ def sigmoid(logit: float) -> float:
 def probabilities(logits: np.ndarray) -> np.ndarray:
     """``sigmoid`` of each logit (float64), exactly as records report them."""
     return np.array([sigmoid(float(x)) for x in logits], dtype=np.float64)
+
+
+UNSURE = "unsure"
 
 
 def labels(is_fake: np.ndarray) -> list[str]:

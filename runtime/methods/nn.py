@@ -2,10 +2,14 @@
 
 The bank (``ufd-index``) holds real and fake features; the vote rules are in
 :mod:`ufd.runtime.search.neighbours`. Its decision is the vote itself, so it
-has no threshold to calibrate.
+has no threshold to calibrate. Records name the source the vote points to
+(``nn_source``: ``real``, a fake source of the bank, or ``unknown``) and each
+class's share of the voters (``nn_source_share``).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import numpy as np
 
@@ -43,13 +47,16 @@ class NearestNeighbours(BankMethod):
 
     name = "nn"
     summary = "nn (k-NN vote on a real+fake bank, ufd-index)"
-    fields = ("nn_score", "nn_label", "nn_dist_real", "nn_dist_fake")
+    fields = ("nn_score", "nn_label", "nn_dist_real", "nn_dist_fake", "nn_source",
+              "nn_source_share")  # fmt: skip
     table_columns = (
         ("nn_label", "nn", 6),
+        ("nn_source", "source", 12),
         ("nn_score", "nn_score", 8),
         ("nn_dist_real", "d_real", 7),
         ("nn_dist_fake", "d_fake", 7),
     )
+    field_types: ClassVar[dict[str, str]] = {"nn_source": "string", "nn_source_share": "shares"}
     calibratable = False
     missing_hint = "build its bank with ufd-index BUNDLE --real DIR --fake DIR"
 
@@ -59,8 +66,10 @@ class NearestNeighbours(BankMethod):
 
     def measure(self, features: np.ndarray, options: ScoreOptions) -> Measured:
         """Raw and score: the vote's score; the vote itself rides along."""
-        vote = self.bank.vote(features, self.k(options), options.exact)
-        extra = {"is_fake": vote.is_fake, "dist_real": vote.dist_real, "dist_fake": vote.dist_fake}
+        vote, attribution = self.bank.vote_and_attribute(features, self.k(options), options.exact)
+        extra = {"is_fake": vote.is_fake, "dist_real": vote.dist_real, "dist_fake": vote.dist_fake,
+                 "source": np.array(attribution.source, dtype=object),
+                 "source_share": np.array(attribution.share, dtype=object)}  # fmt: skip
         return Measured(raw=vote.score, score=vote.score, extra=extra)
 
     def decide(self, measured: Measured) -> np.ndarray:
@@ -74,6 +83,8 @@ class NearestNeighbours(BankMethod):
             "nn_label": labels(is_fake),
             "nn_dist_real": [_finite(d) for d in measured.extra["dist_real"]],
             "nn_dist_fake": [_finite(d) for d in measured.extra["dist_fake"]],
+            "nn_source": [str(s) for s in measured.extra["source"]],
+            "nn_source_share": list(measured.extra["source_share"]),
         }
 
 

@@ -125,12 +125,16 @@ def _feature_column(prepared: list[Prepared], features, failure) -> list:
     return out
 
 
+ARROW_TYPES = {"string": pa.string(), "float": pa.float64(), "int": pa.int64(),
+               "shares": pa.map_(pa.string(), pa.float64())}  # fmt: skip
+
+
 def field_type(name: str) -> pa.DataType:
     """The Arrow type of a record field: strings for names, labels and errors, else float64."""
     for cls in REGISTRY.values():
-        declared = getattr(cls, "field_types", {}).get(name)
+        declared = cls.field_types.get(name)
         if declared is not None:
-            return {"string": pa.string(), "float": pa.float64(), "int": pa.int64()}[declared]
+            return ARROW_TYPES[declared]
     return pa.string() if name in ("path", "error") or name.endswith("label") else pa.float64()
 
 

@@ -1,9 +1,10 @@
 """Load a bundle's k-NN bank (``nn``: real + fake, ``realonly``: reals), checked.
 
 A bank is an index file of its ``backend`` and a labels file (one per vector:
-0 real, 1 fake). ``usearch`` (the default, wheels everywhere) stores vectors in
-fp32, fp16 or int8 (+ fp32 rows on disk) and opens memory-mapped; ``hnswlib`` (optional) is how ufd
-0.1 built banks, which keep loading. The query ``ef``, the dimension and the
+0 real, ``i + 1`` the ``i``-th fake source of :attr:`BankConfig.sources`).
+``usearch`` (the default, wheels everywhere) stores vectors in fp32, fp16 or
+int8 (+ fp32 rows on disk) and opens memory-mapped; ``hnswlib`` (optional) is
+how ufd 0.1 built banks, which keep loading. The query ``ef``, the dimension and the
 space live in the method's :class:`BankConfig` and are applied at every load.
 """
 
@@ -43,6 +44,12 @@ class BankConfig:
     storage: Literal["fp32", "fp16", "int8"] = "fp32"
     """How the index stores each vector (usearch: fp16 halves the memory; int8 quarters it
     and keeps fp32 rows on disk for re-ranking)."""
+    sources: tuple[str, ...] = ("fake",)
+    """Names of the fake sources (schema 6): label ``i + 1`` is ``sources[i]``, 0 is real.
+    Banks made before attribution have the one source ``fake``."""
+    unknown_beyond: float | None = None
+    """Open-set attribution (``ufd-calibrate --method nn --fake``): a fake vote whose
+    nearest fake is farther than this is from an ``unknown`` source; ``None``: never."""
 
 
 INDEX_FILES = {"hnswlib": "bank.hnsw", "usearch": "bank.usearch"}
@@ -120,6 +127,8 @@ def open_labelled_bank(bundle: Bundle, entry: MethodEntry, verify: bool = True) 
             f"bank holds {len(bank)} vectors and {labels.shape} labels, the manifest says "
             f"{expected}: rebuild it with ufd-index"
         )
-    if int(labels.sum()) != config.counts.get("fake", 0):
+    if int((labels > 0).sum()) != config.counts.get("fake", 0) or (
+        len(labels) and int(labels.max()) > len(config.sources)
+    ):
         raise BundleError("bank labels disagree with the manifest counts; rebuild the index")
-    return LabelledBank(bank, labels, config.exact_below)
+    return LabelledBank(bank, labels, config.exact_below, config.sources, config.unknown_beyond)

@@ -17,6 +17,13 @@ features with a label each (0 real, 1 fake). A query fetches its
   candidate: its distance is reported as ``None`` and, in the k = 1 score,
   bounded by the K-th distance.
 
+**Attribution.** Fake vectors carry the source (generator) they came from. A
+fake vote names the source most of the fake voters come from (a tie goes to the
+source whose voters are nearer on average); a real vote names ``real``. The
+share of the k voters per class is reported too. Open set: when the bank has an
+``unknown_beyond`` distance (calibrated on held-out fakes), a fake vote whose
+nearest fake is farther than it names ``unknown``.
+
 Search is exact (numpy, brute force) below ``exact_below`` vectors, HNSW
 above it.
 """
@@ -75,23 +82,92 @@ def _first(dist: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(has, dist[np.arange(len(dist)), idx], np.nan)
 
 
-class LabelledBank:
-    """A :class:`VectorBank` plus one label per vector (1 fake, 0 real)."""
+UNKNOWN = "unknown"
 
-    def __init__(self, bank: VectorBank, labels: np.ndarray, exact_below: int) -> None:
+
+@dataclass(frozen=True)
+class Attribution:
+    """Which source each query's vote names, and each class's share of the k voters."""
+
+    source: list[str]
+    share: list[dict[str, float]]
+
+
+def attribute(
+    dist: np.ndarray,
+    codes: np.ndarray,
+    k: int,
+    vote: Vote,
+    names: tuple[str, ...],
+    unknown_beyond: float | None = None,
+) -> Attribution:
+    """Name the source of each vote (see the module docstring).
+
+    Args:
+        dist: candidate distances (N, K), sorted.
+        codes: candidate labels (N, K): 0 real, ``i + 1`` source ``names[i]``.
+        k: voters.
+        vote: :func:`knn_vote` of the same candidates.
+        names: ``real`` followed by the fake sources.
+        unknown_beyond: the open-set distance, or ``None``.
+    """
+    sources, shares = [], []
+    for row in range(len(dist)):
+        voters, near = codes[row, :k], dist[row, :k]
+        found, counts = np.unique(voters, return_counts=True)
+        pairs = zip(found, counts, strict=True)
+        shares.append({names[c]: round(float(n) / k, 6) for c, n in pairs})
+        if not vote.is_fake[row]:
+            sources.append(names[0])
+            continue
+        fakes = [(int(n), -float(near[voters == c].mean()), int(c))
+                 for c, n in zip(found, counts, strict=True) if c > 0]  # fmt: skip
+        if unknown_beyond is not None and not vote.dist_fake[row] <= unknown_beyond:
+            sources.append(UNKNOWN)
+        else:
+            sources.append(names[max(fakes)[2]])
+    return Attribution(sources, shares)
+
+
+class LabelledBank:
+    """A :class:`VectorBank` plus one label per vector (0 real, ``i + 1`` fake source i)."""
+
+    def __init__(
+        self,
+        bank: VectorBank,
+        labels: np.ndarray,
+        exact_below: int,
+        sources: tuple[str, ...] = ("fake",),
+        unknown_beyond: float | None = None,
+    ) -> None:
         if len(labels) != len(bank):
             raise ValueError(f"{len(labels)} labels for {len(bank)} vectors")
         self.bank = bank
-        self.labels = labels.astype(bool)
+        self.codes = labels.astype(np.int64)
+        self.labels = self.codes > 0
+        self.names = ("real", *sources)
+        self.unknown_beyond = unknown_beyond
         self.exact_below = exact_below
 
     def vote(
         self, features: np.ndarray, k: int, exact: bool | None = None, threads: int = 1
     ) -> Vote:
         """k-NN vote for each feature row; ``exact=None`` chooses by bank size."""
-        use_exact = self.use_exact(exact)
-        ids, dist = self.bank.search(features, max(k, CANDIDATES), use_exact, threads)
+        ids, dist = self._candidates(features, k, exact, threads)
         return knn_vote(dist, self.labels[ids], k)
+
+    def vote_and_attribute(
+        self, features: np.ndarray, k: int, exact: bool | None = None, threads: int = 1
+    ) -> tuple[Vote, Attribution]:
+        """The vote and the source it names, per feature row."""
+        ids, dist = self._candidates(features, k, exact, threads)
+        vote = knn_vote(dist, self.labels[ids], k)
+        return vote, attribute(dist, self.codes[ids], k, vote, self.names, self.unknown_beyond)
+
+    def _candidates(
+        self, features: np.ndarray, k: int, exact: bool | None, threads: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.bank.search(features, max(k, CANDIDATES), self.use_exact(exact), threads)
 
     def use_exact(self, exact: bool | None) -> bool:
         """Whether a search runs exact: forced, or chosen by bank size."""

@@ -4,6 +4,11 @@ Layout (official ``validate.py``): ``ROOT/<set>/0_real/*`` and
 ``ROOT/<set>/1_fake/*``, or one more level of class folders
 (``ROOT/<set>/<class>/0_real``). Every set is scored per method and per
 perturbation condition; features are cached per condition.
+
+A method with an unsure band adds, per set, the share of images it called
+``unsure`` and its accuracy on the rest. When ``nn`` runs on a bank whose fake
+sources are named after test sets (``ufd-index --fake progan=...`` and a set
+``progan``), an attribution confusion matrix is added per condition.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 REAL_DIR, FAKE_DIR = "0_real", "1_fake"
 METRIC_KEYS = ("ap", "acc", "real_acc", "fake_acc", "best_acc", "auc", "tpr_at_5fpr")
+UNSURE_KEYS = ("unsure", "unsure_real", "unsure_fake", "sure_acc")
 
 
 @dataclass
@@ -121,6 +127,10 @@ class SetScores:
     labels: np.ndarray
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    unsure: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per method with an unsure band: which images it called ``unsure``."""
+    sources: list[str] = field(default_factory=list)
+    """``nn_source`` per image, when ``nn`` ran."""
 
 
 def evaluate(
@@ -154,9 +164,13 @@ def evaluate(
                     scored.labels, scored.scores[method], _threshold(detector, method)
                 ).to_dict()
                 | _prediction_accuracy(scored, method)
+                | _unsure_rates(scored, method)
                 for method in options.methods
             }
         results[name] = {"sets": per_set, "mean": _mean_rows(per_set, options.methods)}
+        matrix = attribution_matrix(detector, scores_here) if "nn" in options.methods else None
+        if matrix is not None:
+            results[name]["attribution"] = matrix
         all_scores[name] = scores_here
     return results, all_scores
 
@@ -188,7 +202,65 @@ def _score_set(detector, test_set, options, cache, prepare, on_skip) -> SetScore
     runs = detector.methods.run(options.methods, features, ScoreOptions(options.k))
     for method, result in runs.items():  # the score the threshold applies to, and the decision
         scored.scores[method], scored.predictions[method] = result.measured.score, result.is_fake
+        if detector.methods.get(method).real_below is not None:
+            scored.unsure[method] = result.unsure
+        if method == "nn":
+            scored.sources = list(result.columns["nn_source"])
     return scored
+
+
+def _unsure_rates(scored: SetScores, method: str) -> dict:
+    """Share called unsure and accuracy on the rest (methods with a band only)."""
+    unsure = scored.unsure.get(method)
+    if unsure is None or not len(unsure):
+        return {}
+    sure = ~unsure
+    right = scored.predictions[method] == scored.labels
+    return {
+        "unsure": float(np.mean(unsure)),
+        "unsure_real": float(np.mean(unsure[~scored.labels])) if (~scored.labels).any() else None,
+        "unsure_fake": float(np.mean(unsure[scored.labels])) if scored.labels.any() else None,
+        "sure_acc": float(np.mean(right[sure])) if sure.any() else None,
+    }
+
+
+def attribution_matrix(detector: Detector, sets: dict[str, SetScores]) -> dict | None:
+    """Counts of true source x ``nn_source`` over sets named after the bank's sources.
+
+    Reals of every set count under ``real``; fakes of a set named like a source
+    under that source; fakes of other sets under ``other:<set>`` (an open-set
+    check: ``unknown`` is the right answer there). ``None`` when no set is named
+    after a source.
+    """
+    config = detector.bundle.manifest.methods["nn"].config
+    named = [name for name in sets if name in config.sources]
+    if not named:
+        return None
+    matrix: dict[str, dict[str, int]] = {}
+    for name, scored in sets.items():
+        for is_fake, predicted in zip(scored.labels, scored.sources, strict=True):
+            truth = "real" if not is_fake else name if name in named else f"other:{name}"
+            row = matrix.setdefault(truth, {})
+            row[predicted] = row.get(predicted, 0) + 1
+    total = sum(sum(matrix.get(t, {}).values()) for t in named)
+    right = sum(matrix.get(t, {}).get(t, 0) for t in named)
+    return {
+        "sources": list(config.sources),
+        "matrix": matrix,
+        "accuracy": right / total if total else None,
+        "accuracy_of_caught": _caught_accuracy(matrix, named),
+    }
+
+
+def _caught_accuracy(matrix: dict[str, dict[str, int]], named: list[str]) -> float | None:
+    """Of the named sets' fakes the vote called fake, the share attributed right."""
+    caught = right = 0
+    for truth in named:
+        for predicted, count in matrix.get(truth, {}).items():
+            if predicted != "real":
+                caught += count
+                right += count if predicted == truth else 0
+    return right / caught if caught else None
 
 
 def _threshold(detector: Detector, method: str) -> float:
@@ -215,4 +287,8 @@ def _mean_rows(per_set: dict, methods: tuple[str, ...]) -> dict:
         means[method] = {key: float(np.nanmean([r[key] for r in rows])) for key in METRIC_KEYS}
         means[method]["n_real"] = int(sum(r["n_real"] for r in rows))
         means[method]["n_fake"] = int(sum(r["n_fake"] for r in rows))
+        for key in UNSURE_KEYS:
+            values = [r[key] for r in rows if r.get(key) is not None]
+            if values:
+                means[method][key] = float(np.mean(values))
     return means

@@ -12,6 +12,7 @@ manifest's provenance. Needs no torch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -67,7 +68,7 @@ class IndexOptions:
     exact_below: int = DEFAULT_EXACT_BELOW
     check_queries: int = 500
     check_k: int = 9
-    threads: int = -1
+    threads: int | None = None  # None: build_threads(bank size)
 
 
 def encode_items(
@@ -93,7 +94,7 @@ def encode_items(
 def build_index(
     bundle_dir: Path,
     real: np.ndarray,
-    fake: np.ndarray,
+    fake: np.ndarray | dict[str, np.ndarray],
     options: IndexOptions,
     append: bool = False,
     encoder_precision: str = "fp32",
@@ -104,7 +105,8 @@ def build_index(
     Args:
         bundle_dir: the bundle.
         real: real features (N, D).
-        fake: fake features (M, D); must be empty for ``realonly``.
+        fake: fake features (M, D) of source ``fake``, or features per named source
+            (generator) for attribution; must be empty for ``realonly``.
         options: hnswlib parameters and the quality check.
         append: add to the method's existing bank.
         encoder_precision: what encoded the features (recorded).
@@ -114,28 +116,38 @@ def build_index(
         ExportError: an empty bank, a missing class, or a dimension mismatch.
     """
     bundle = Bundle.open(bundle_dir)
-    if method == "realonly" and len(fake):
+    fakes = fake if isinstance(fake, dict) else {"fake": fake}
+    fakes = {name: feats for name, feats in fakes.items() if len(feats)}
+    if method == "realonly" and fakes:
         raise ExportError("a real-only bank takes real images only: drop --fake")
     dim = bundle.manifest.model.feature_dim
-    for name, feats in (("real", real), ("fake", fake)):
+    for name, feats in (("real", real), *fakes.items()):
         if len(feats) and feats.shape[1] != dim:
             raise ExportError(f"{name} features are {feats.shape[1]}-d, the bundle's are {dim}-d")
-    labels = np.concatenate([np.zeros(len(real), np.uint8), np.ones(len(fake), np.uint8)])
-    vectors = l2_normalise(np.concatenate([real, fake]) if len(labels) else np.zeros((0, dim)))
     started = time.perf_counter()
     previous = bundle.manifest.method(method)
     history = bundle.manifest.method_provenance(method)
     kept = previous.config if append and previous is not None else None
+    sources = list(kept.sources) if kept is not None else []
+    parts, codes = [real], [np.zeros(len(real), np.uint8)]
+    for name, feats in fakes.items():
+        sources += [name] if name not in sources else []
+        parts.append(feats)
+        codes.append(np.full(len(feats), sources.index(name) + 1, np.uint8))
+    _check_source_names(sources)
+    labels = np.concatenate(codes)
+    vectors = l2_normalise(np.concatenate(parts) if len(labels) else np.zeros((0, dim)))
     if kept is not None:  # rebuild with the stored vectors first (a mapped index is read-only)
         existing = open_labelled_bank(bundle, previous)
         vectors = np.concatenate([existing.bank.vectors(), vectors])
-        labels = np.concatenate([existing.labels.astype(np.uint8), labels])
+        labels = np.concatenate([existing.codes.astype(np.uint8), labels])
     (_check_reals if method == "realonly" else _check_classes)(labels)
     backend = options.backend or "usearch"
     storage = options.storage or default_storage(len(vectors))
     m = options.m or (history.get("m") if kept else None) or default_m(len(vectors))
+    threads = options.threads if options.threads is not None else build_threads(len(vectors))
     bank = build_bank(backend, vectors, storage, m, options.ef_construction,
-                      options.ef or AUTO_EF[0], options.seed, options.threads)  # fmt: skip
+                      options.ef or AUTO_EF[0], options.seed, threads)  # fmt: skip
     build_seconds = time.perf_counter() - started
     efs = AUTO_EF if options.ef is None else (options.ef,)
     ef, quality = measure_quality(bank, vectors, labels, options, efs)
@@ -147,13 +159,14 @@ def build_index(
             MIN_RECALL_AT_1,
         )
     folder = BANK_FOLDERS[method]
-    counts = {"real": int((labels == 0).sum()), "fake": int((labels == 1).sum())}
+    counts = {"real": int((labels == 0).sum()), "fake": int((labels > 0).sum())}
     config_type = method_class(method).config_type  # the bank's, or realonly's (scorer: knn)
     config = config_type(dim=dim, counts=counts, ef=ef, exact_below=options.exact_below,
-                         backend=backend, storage=storage)  # fmt: skip
+                         backend=backend, storage=storage,
+                         sources=tuple(sources) or ("fake",))  # fmt: skip
     entry = MethodEntry(files=bank_files(folder, backend, storage), config=config)
     if previous is not None:  # the threshold stays, as it always did: say it may be stale
-        entry = MethodEntry(entry.files, previous.threshold, previous.calibration, entry.config)
+        entry = dataclasses.replace(previous, files=entry.files, config=entry.config)
         if previous.calibration is not None:
             logger.warning(
                 "the %s threshold was calibrated on the previous bank; run ufd-calibrate "
@@ -165,9 +178,11 @@ def build_index(
         "m": m,
         "ef_construction": options.ef_construction,
         "seed": options.seed,
+        "build_threads": threads,
         "encoder_precision": encoder_precision,
         "build_seconds": round(build_seconds, 3),
         "quality": asdict(quality),
+        "source_counts": {name: int((labels == i + 1).sum()) for i, name in enumerate(sources)},
     }
     with staged_folder(bundle, folder) as staging:
         names = {role: Path(name).name for role, name in entry.files.items()}
@@ -196,8 +211,19 @@ def _check_reals(labels: np.ndarray) -> None:
         raise ExportError("the real-only bank is empty: pass --real DIR or --real-features FILE")
 
 
+def _check_source_names(sources: list[str]) -> None:
+    bad = [s for s in sources if not s or s in ("real", "unknown") or len(s) > 64]
+    if bad:
+        raise ExportError(
+            f"fake source names {bad} are not allowed: use 1-64 characters other than "
+            "'real' and 'unknown' (e.g. --fake stylegan=DIR)"
+        )
+    if len(sources) > 255:
+        raise ExportError(f"{len(sources)} fake sources: a bank holds at most 255")
+
+
 def _check_classes(labels: np.ndarray) -> None:
-    n_fake = int(labels.sum())
+    n_fake = int((labels > 0).sum())
     n_real = len(labels) - n_fake
     if n_real == 0 or n_fake == 0:
         missing = "real" if n_real == 0 else "fake"
@@ -208,6 +234,22 @@ def _check_classes(labels: np.ndarray) -> None:
 
 
 AUTO_EF = (64, 128, 256, 512, 1024)
+SERIAL_BUILD_BELOW = 200_000
+
+
+def build_threads(n_vectors: int) -> int:
+    """One thread below 200k vectors (-1, all cores, from there).
+
+    usearch's concurrent ``add`` can leave nodes no search reaches
+    (unum-cloud/USearch#735, open): measured here, a 3,000-vector bank built on 2
+    threads lost 4-7 nodes per build, on 1 thread none, and 1 thread builds it in
+    1.7 s instead of 0.8 s. Serial builds are also reproducible. Larger banks build
+    in parallel (1M vectors: ~30 min on 2 cores); the build-time quality check
+    measures what orphans cost (recall@1 0.9935 at 1M, benchmarks/RESULTS.md).
+    """
+    return 1 if n_vectors < SERIAL_BUILD_BELOW else -1
+
+
 LARGE_BANK = 500_000
 INT8_FROM = 100_000
 

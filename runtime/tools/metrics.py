@@ -115,3 +115,19 @@ def threshold_for_fpr(real_scores: np.ndarray, target_fpr: float) -> tuple[float
     threshold = scores[len(scores) - allowed - 1]
     achieved = float(np.mean(scores > threshold))
     return float(threshold), achieved
+
+
+def real_below_for_fnr(fake_scores: np.ndarray, target_fnr: float) -> tuple[float, float]:
+    """The highest edge whose miss rate on ``fake_scores`` (``score <= t`` is real) <= target.
+
+    Returns:
+        (edge, achieved miss rate on these fakes).
+    """
+    scores = np.sort(np.asarray(fake_scores, float))
+    if not 0.0 <= target_fnr < 1.0 or len(scores) == 0:
+        raise ValueError("need fakes and a target FNR in [0, 1)")
+    allowed = int(np.floor(target_fnr * len(scores) + 1e-9))  # fakes allowed at or below t
+    counts = np.searchsorted(scores, scores, side="right")  # fakes <= each score
+    fits = np.flatnonzero(counts <= allowed)
+    edge = scores[fits[-1]] if len(fits) else np.nextafter(scores[0], -np.inf)
+    return float(edge), float(np.mean(scores <= edge))

@@ -1,0 +1,116 @@
+"""ufd-eval's verdicts: unsure shares, the attribution matrix, and report.html in a browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import random_image
+from typer.testing import CliRunner
+
+from ufd.cli.calibrate import app as calibrate_app
+from ufd.cli.eval import app as eval_app
+from ufd.cli.index import app as index_app
+from ufd.runtime.bundle import Bundle
+from ufd.runtime.tools.report import paper_rows
+
+runner = CliRunner()
+SETS = ("setA", "setB")
+PER_CLASS = 10  # 20 reals and 20 fakes in all: calibration needs 20
+
+
+@pytest.fixture(scope="module")
+def test_sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two sets, each with colour reals and grey fakes (the tiny random encoder differs)."""
+    root = tmp_path_factory.mktemp("sets")
+    for s, name in enumerate(SETS):
+        for cls, mode in (("0_real", "RGB"), ("1_fake", "L")):
+            folder = root / name / cls
+            folder.mkdir(parents=True)
+            for i in range(PER_CLASS):
+                seed = 1000 * s + i + (100 if mode == "L" else 0)
+                random_image(folder / f"{i}.png", (230, 230), mode, seed=seed)
+    return root
+
+
+def _ok(app, *args: object) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, test_sets: Path):
+    """A bank with a source per set, a banded linear head, and ufd-eval's outputs."""
+    work = tmp_path_factory.mktemp("evaluated")
+    bundle = work / "my-bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    reals = [a for name in SETS for a in ("--real", test_sets / name / "0_real")]
+    fakes = [a for name in SETS for a in ("--fake", f"{name}={test_sets / name / '1_fake'}")]
+    _ok(index_app, bundle, *reals, *fakes)
+    plain_fakes = [a for name in SETS for a in ("--fake", test_sets / name / "1_fake")]
+    _ok(calibrate_app, bundle, *reals, *plain_fakes, "--precision", "fp32",
+        "--target-fpr", "0.25", "--target-fnr", "0.25")  # fmt: skip
+    out = work / "eval"
+    _ok(eval_app, bundle, test_sets, "--out", out, "--method", "linear,nn", "--precision",
+        "fp32", "--no-cache")  # fmt: skip
+    return bundle, out, json.loads((out / "results.json").read_text())
+
+
+def test_attribution_matrix_names_each_set(evaluated) -> None:
+    _, out, results = evaluated
+    matrix = results["conditions"]["clean"]["attribution"]
+    assert matrix["sources"] == list(SETS)
+    # every test image is in the bank: k = 1 finds it at distance 0, so the matrix is exact
+    assert matrix["matrix"] == {"real": {"real": 20}, "setA": {"setA": 10}, "setB": {"setB": 10}}
+    assert matrix["accuracy"] == 1.0 and matrix["accuracy_of_caught"] == 1.0
+    table = (out / "table.md").read_text()
+    assert "### attribution (nn)" in table and "| setA | 0 | 10 | 0 | 0 |" in table
+
+
+def test_unsure_share_is_reported_per_set_and_mean(evaluated) -> None:
+    bundle, out, results = evaluated
+    block = results["conditions"]["clean"]
+    band = Bundle.open(bundle).manifest.methods["linear"]
+    assert results["unsure_bands"] == {"linear": band.real_below, "nn": None}
+    for name in SETS:
+        row = block["sets"][name]["linear"]
+        assert 0 <= row["unsure"] <= 1 and "sure_acc" in row
+        assert "unsure" not in block["sets"][name]["nn"]  # no band, no column
+    shares = [block["sets"][n]["linear"]["unsure"] for n in SETS]
+    assert block["mean"]["linear"]["unsure"] == pytest.approx(sum(shares) / 2)
+    assert "linear unsure" in (out / "table.md").read_text()
+
+
+def test_report_names_the_model_not_the_machine_path(evaluated) -> None:
+    bundle, out, _ = evaluated
+    html = (out / "report.html").read_text()
+    model = Bundle.open(bundle).manifest.model.name
+    assert f"<h1>ufd-eval: {model}" in html
+    assert str(bundle) not in html and str(bundle.parent) not in html
+    assert html.index("<table>") < html.index("<img")  # the table opens the report
+
+
+@pytest.mark.slow
+def test_report_renders_the_paper_table_in_chromium(evaluated, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    _, out, results = evaluated
+    browser.get((out / "report.html").as_uri())
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("ufd-eval: ")
+    table = browser.find_elements(By.TAG_NAME, "table")[0]
+    header = [th.text for th in table.find_elements(By.TAG_NAME, "th")]
+    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+            for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")]  # fmt: skip
+    expected_header, expected_rows = paper_rows(results, "clean")
+    assert header == expected_header and rows == expected_rows
+    assert rows[-1][0] == "mean" and [r[0] for r in rows[:-1]] == list(SETS)
+    md = (out / "table.md").read_text()
+    for cells in rows[:-1]:  # the numbers table.md holds
+        assert "| " + " | ".join(cells) + " |" in md
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) == len(SETS) and all(
+        browser.execute_script("return arguments[0].naturalWidth", img) > 0 for img in images
+    )  # the figures decode
