@@ -42,7 +42,6 @@ EXTRA_HINTS = {
     "ray": "scale",
     "hnswlib": "hnswlib",
     "c2pa": "provenance",
-    "imwatermark": "watermark",
 }
 """Missing module -> the extra that installs it."""
 logger = logging.getLogger("ufd")

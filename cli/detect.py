@@ -111,6 +111,13 @@ def detect(
         typer.Option(help="Skip inputs already in --output (jsonl/csv) and append the rest."),
     ] = False,
     strict: Annotated[bool, typer.Option(help="Stop at the first input that fails.")] = False,
+    provenance: Annotated[
+        bool,
+        typer.Option(
+            help="Also report what each file says about its origin (C2PA, IPTC/XMP digital "
+            "source type, generator metadata) in a 'provenance' field; never changes a score."
+        ),
+    ] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
 ) -> None:
@@ -127,6 +134,7 @@ def detect(
         threshold=threshold,
         max_pixels=max_pixels,
         decode_workers=decode_workers,
+        provenance=provenance,
     )
     methods, options = detector.plan(method, k, exact)
     if not quiet:
@@ -148,7 +156,7 @@ def detect(
         items = todo
     counts = _Counts()
     with _open_output(output, append=bool(done)) as stream:
-        writer = make_writer(fmt, stream, methods, appending=bool(done))
+        writer = make_writer(fmt, stream, methods, appending=bool(done), provenance=provenance)
         bar = tqdm(
             total=len(items),
             unit="img",

@@ -67,6 +67,9 @@ def serve(
     drain_timeout: Annotated[
         float, typer.Option(min=0, help="Seconds to answer accepted requests at shutdown.")
     ] = 30,
+    provenance: Annotated[
+        bool, typer.Option(help="Add each image's own provenance (C2PA, XMP...) to records.")
+    ] = False,
     cors_origin: Annotated[
         list[str], typer.Option(help="Allow browser calls from this origin (repeatable).")
     ] = [],  # noqa: B006
@@ -89,7 +92,7 @@ def serve(
         max_images=max_images, max_pixels=max_pixels, request_timeout=request_timeout,
         max_batch=max_batch, max_wait_ms=max_wait_ms, queue_images=queue_images,
         decode_workers=decode_workers, max_connections=max_connections,
-        drain_timeout=drain_timeout, cors_origins=list(cors_origin),
+        drain_timeout=drain_timeout, cors_origins=list(cors_origin), provenance=provenance,
     )  # fmt: skip
     failure: list[str] = []
 

@@ -12,6 +12,7 @@ A :class:`Detector` may be used from many threads at once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,7 +24,7 @@ from ufd.runtime.bundle import Bundle
 from ufd.runtime.errors import BundleError, ImageError, UsageError
 from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource, decode_image
 from ufd.runtime.io.inputs import InputItem, expand_inputs
-from ufd.runtime.methods import MethodSet, ScoreOptions
+from ufd.runtime.methods import MethodSet, ScoreOptions, fields_for
 from ufd.runtime.pipeline import FeatureBatch, Prepared, prepare_stream
 from ufd.runtime.preprocess import build_preprocessor
 from ufd.runtime.providers import Provider, start_provider
@@ -45,8 +46,10 @@ class Detector:
         methods: MethodSet,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         decode_workers: int | None = None,
+        provenance: bool = False,
     ) -> None:
         self.bundle = bundle
+        self.provenance = provenance
         self.encoder = encoder
         self.precision = precision
         self.provider_spec = provider
@@ -67,6 +70,7 @@ class Detector:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verify: bool = True,
         decode_workers: int | None = None,
+        provenance: bool = False,
     ) -> Detector:
         """Load a bundle.
 
@@ -83,6 +87,8 @@ class Detector:
             verify: check each loaded file's sha256 against the manifest.
             decode_workers: threads decoding images ahead of the encoder; ``None``:
                 the provider's default (none on the CPU, one on a GPU).
+            provenance: add each file's own provenance to its record
+                (:mod:`ufd.runtime.provenance`).
 
         Raises:
             BundleError: the bundle is damaged or lacks what was asked for.
@@ -114,7 +120,8 @@ class Detector:
             precision,
             started.name,
         )
-        return cls(bundle, encoder, precision, started, methods, max_pixels, decode_workers)
+        return cls(bundle, encoder, precision, started, methods, max_pixels, decode_workers,
+                   provenance)  # fmt: skip
 
     @property
     def provider(self) -> str:
@@ -258,7 +265,21 @@ class Detector:
         if features is not None and failure is None:
             columns = self.methods.columns(methods, features, options)
         errors = [p.error or failure if p.pixels is None or failure else None for p in batch]
-        return records_from_columns([p.item.path for p in batch], errors, columns)
+        records = records_from_columns([p.item.path for p in batch], errors, columns)
+        if not self.provenance:
+            return records
+        from ufd.runtime.provenance import read_provenance
+
+        return [
+            dataclasses.replace(
+                r, values={**r.values, "provenance": read_provenance(p.item.source)}
+            )
+            for r, p in zip(records, batch, strict=True)
+        ]
+
+    def fields(self, methods: tuple[str, ...]) -> tuple[str, ...]:
+        """The record fields of ``methods`` (with ``provenance`` when it is read)."""
+        return fields_for(methods, self.provenance)
 
     def feature_batches(
         self,

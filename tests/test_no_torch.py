@@ -39,11 +39,12 @@ def test_runtime_import_does_not_load_torch() -> None:
 
 
 def test_ufd_detect_runs_with_torch_unimportable(tiny_bundle: Path, tmp_path: Path) -> None:
-    image = random_image(tmp_path / "x.png", (256, 256))
-    result = run_without_torch("detect", tiny_bundle, image, "--format", "jsonl")
+    image = random_image(tmp_path / "x.png", (300, 300))
+    result = run_without_torch("detect", tiny_bundle, image, "--format", "jsonl", "--provenance")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.splitlines()[0])
     assert record["error"] is None and record["label"] in ("fake", "real")
+    assert record["provenance"] is None  # read (watermark included), without torch
 
 
 def test_ufd_export_without_the_extra_prints_an_install_hint(tmp_path: Path) -> None:

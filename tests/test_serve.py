@@ -61,7 +61,8 @@ def test_json_base64_images(server: Server, photos: list[Path]) -> None:
     assert status == 200
     assert [r["path"] for r in body["records"]] == [p.name for p in photos]
     assert set(body["records"][0]) == {"path", "nn_score", "nn_label", "nn_dist_real",
-                                       "nn_dist_fake", "error"}  # fmt: skip
+                                       "nn_dist_fake", "nn_source", "nn_source_share",
+                                       "error"}  # fmt: skip
     assert {r["nn_score"] * 3 % 1 for r in body["records"]} <= {0.0}  # k=3 vote shares
 
 

@@ -74,6 +74,7 @@ class TableWriter:
     def __init__(self, stream: IO[str], fields: tuple[str, ...], appending: bool = False) -> None:
         self.stream = stream
         self.layout = {name: col for name, col in table_columns().items() if name in fields}
+        self.provenance = "provenance" in fields
         header = " ".join(_pad(*col) for col in self.layout.values())
         self.stream.write(f"{header}  path\n")
 
@@ -86,6 +87,8 @@ class TableWriter:
             else:
                 cells = [_cell(r.get(name), 4) or "-" for name in self.layout]
                 tail = r.path
+            if self.provenance and r.get("provenance"):
+                tail += f"  [file says: {r.get('provenance').get('says') or 'see provenance'}]"
             widths = [width for _, width in self.layout.values()]
             line = " ".join(_pad(cell, w) for cell, w in zip(cells, widths, strict=True))
             self.stream.write(f"{line}  {tail}\n")
@@ -106,6 +109,8 @@ def _cell(value: object, digits: int) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.{digits}f}"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return str(value)
 
 
@@ -114,17 +119,19 @@ def make_writer(
     stream: IO[str],
     methods: str | tuple[str, ...] = "linear",
     appending: bool = False,
+    provenance: bool = False,
 ) -> RecordWriter:
     """The writer for ``fmt`` over ``stream``, with the fields of ``methods``.
 
-    ``appending`` (``--resume`` onto a non-empty file) skips the CSV header.
+    ``appending`` (``--resume`` onto a non-empty file) skips the CSV header;
+    ``provenance`` adds that field.
 
     Raises:
         UsageError: unknown format or method.
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return FORMATS[fmt](stream, fields_for(methods), appending)
+    return FORMATS[fmt](stream, fields_for(methods, provenance), appending)
 
 
 def format_from_suffix(output: Path | None) -> str:

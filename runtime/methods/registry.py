@@ -65,16 +65,22 @@ def parse_methods(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return names
 
 
-def fields_for(methods: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """The record fields some methods report: ``path``, theirs in canonical order, ``error``."""
+PROVENANCE = "provenance"
+"""The record field of what the file says about itself (``--provenance``)."""
+
+
+def fields_for(
+    methods: str | tuple[str, ...] | list[str], provenance: bool = False
+) -> tuple[str, ...]:
+    """Record fields: ``path``, the methods' in canonical order, ``provenance``, ``error``."""
     chosen = set(parse_methods(methods))
     own = [f for name, cls in REGISTRY.items() if name in chosen for f in cls.fields]
-    return ("path", *own, "error")
+    return ("path", *own, *((PROVENANCE,) if provenance else ()), "error")
 
 
 def all_fields() -> frozenset[str]:
-    """Every record field any registered method reports."""
-    return frozenset(f for cls in REGISTRY.values() for f in cls.fields)
+    """Every record field any registered method reports (and ``provenance``)."""
+    return frozenset([PROVENANCE, *(f for cls in REGISTRY.values() for f in cls.fields)])
 
 
 def table_columns() -> dict[str, tuple[str, int]]:

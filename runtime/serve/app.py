@@ -26,7 +26,7 @@ from ufd.runtime import __version__
 from ufd.runtime.detector import Detector
 from ufd.runtime.errors import UfdError
 from ufd.runtime.io.inputs import InputItem
-from ufd.runtime.methods import fields_for, method_class
+from ufd.runtime.methods import method_class
 from ufd.runtime.serve.config import ServeConfig
 from ufd.runtime.serve.engine import Engine, EngineStats, Overloaded
 from ufd.runtime.serve.metrics import ServeMetrics
@@ -130,6 +130,7 @@ def _open(config: ServeConfig) -> Detector:
         provider=config.provider,
         threads=config.threads,
         max_pixels=config.max_pixels,
+        provenance=config.provenance,
     )
 
 
@@ -260,7 +261,7 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
             raise RequestError(503, f"overloaded: {e}; retry shortly", {"Retry-After": "1"}) from e
         except TimeoutError as e:
             raise RequestError(504, f"not answered within {config.request_timeout:g} s") from e
-        fields = fields_for(methods)
+        fields = detector.fields(methods)
         return JSONResponse({"records": [r.to_dict(fields) for r in records]})
 
 

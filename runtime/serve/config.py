@@ -43,6 +43,7 @@ class ServeConfig:
     max_connections: int = 64
     drain_timeout: float = 30.0
     cors_origins: list[str] = field(default_factory=list)
+    provenance: bool = False
 
     def __post_init__(self) -> None:
         positive = {
