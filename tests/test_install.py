@@ -74,10 +74,11 @@ def test_wheel_only_venv_scores_like_the_full_install(full_bundle: Path, tmp_pat
     images = [random_image(tmp_path / f"{i}.png", (250, 240), seed=i) for i in range(4)]
     out = subprocess.run(
         [str(venv / "bin" / "ufd-detect"), str(full_bundle), *map(str, images), "--method", "all",
-         "--format", "jsonl", "-q"],
+         "--provenance", "--format", "jsonl", "-q"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     plain = [json.loads(line) for line in out.stdout.splitlines()]
-    here = Detector.open(full_bundle, provider="cpu").score_images(images, method="all")
+    detector = Detector.open(full_bundle, provider="cpu", provenance=True)
+    here = detector.score_images(images, method="all")
     assert plain == [r.to_dict(tuple(plain[0])) for r in here]
