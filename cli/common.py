@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
+from typer.exceptions import TyperException
 
 from ufd.runtime.errors import UfdError
 from ufd.runtime.providers import PROVIDER_HELP
@@ -25,6 +26,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3  # a bug, never to be read as "some inputs failed" (1)
 BATCH_HELP = "Images per encoder call. Default: the provider's (8 on the CPU, 32 on a GPU)."
 EXTRA_HINTS = {
     "torch": "export",
@@ -126,7 +128,7 @@ def _traceback_if_verbose() -> None:
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn ufd errors and missing extras into one-line messages and exit status 2."""
+    """One-line messages: ufd errors and missing extras exit 2, internal errors exit 3."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -148,5 +150,15 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             sys.exit(130)
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # typer's own ways of ending a command
+        except Exception as e:  # a bug: one line (traceback with -v), its own exit status
+            logger.debug("internal error", exc_info=True)
+            _traceback_if_verbose()
+            raise fail(
+                f"internal error: {type(e).__name__}: {e} (run again with -v for the "
+                "traceback and report it)",
+                EXIT_INTERNAL,
+            ) from None
 
     return wrapper

@@ -147,3 +147,17 @@ def test_scores_do_not_depend_on_batch_neighbours(
     together = list(detector.score([images / "sub", images / "a.jpg"], batch_size=8))[-1]
     assert together.path.endswith("a.jpg")
     assert together.logit == pytest.approx(alone, abs=1e-5)
+
+
+def test_a_bug_is_one_line_and_exit_3_never_some_inputs_failed(monkeypatch, tmp_path) -> None:
+    import ufd.cli.detect as detect_cli
+
+    def broken(*args, **kwargs):
+        raise TypeError("replace() should be called on dataclass instances")
+
+    monkeypatch.setattr(detect_cli.Detector, "open", broken)
+    image = random_image(tmp_path / "a.png", (64, 64))
+    result = runner.invoke(app, [str(tmp_path), str(image)])
+    assert result.exit_code == 3, result.output
+    assert "internal error: TypeError: replace()" in result.output
+    assert "Traceback" not in result.output

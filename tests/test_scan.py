@@ -162,7 +162,8 @@ def test_local_resume_after_a_kill_scans_each_input_once(full_bundle, forty, tmp
 def test_ray_engine_rows_equal_ufd_detect(full_bundle: Path, corpus: Path, tmp_path) -> None:
     out = tmp_path / "scan"
     cmd = [sys.executable, "-m", "ufd.cli.scan", str(full_bundle), str(corpus), "--out", str(out),
-           "--engine", "ray", "--method", "all", "--shard-rows", "4", "--features"]  # fmt: skip
+           "--engine", "ray", "--method", "all", "--shard-rows", "4", "--features",
+           "--object-store-mb", "256"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stderr  # bad files are error rows, exit 1
     expected = detect_records(full_bundle, str(corpus), "--method", "all")

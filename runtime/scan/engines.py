@@ -115,11 +115,10 @@ def run_ray(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     if options.object_store_mb:
-        limits = dataclasses.replace(
-            context.execution_options.resource_limits,
-            object_store_memory=options.object_store_mb * 2**20,
+        limits = context.execution_options.resource_limits  # ExecutionResources
+        context.execution_options.resource_limits = limits.copy(
+            object_store_memory=options.object_store_mb * 2**20
         )
-        context.execution_options.resource_limits = limits
     threads = settings.threads or max(1, int(options.cpus_per_worker))
     actor_settings = dataclasses.replace(settings, threads=threads)
     batch = settings.batch_size or (32 if options.gpus_per_worker else 8)
