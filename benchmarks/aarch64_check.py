@@ -52,20 +52,18 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 def rootfs(work: Path) -> Path:
     """An arm64 Debian bookworm with python3 unpacked (made once)."""
     root = work / "rootfs"
-    if (root / "usr/bin/python3.11").exists():
-        arm_cpuinfo(root)
-        return root
-    run(["apt-get", "install", "-y", "-q", "qemu-user-static", "debootstrap"],
-        capture_output=True)  # fmt: skip
-    if not (root / "debootstrap").exists():
-        run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase",
-             "--include=python3.11,libpython3.11-stdlib,zlib1g,libexpat1,libffi8,libssl3",
-             "bookworm", str(root), "http://deb.debian.org/debian"],
+    if not (root / "usr/bin/python3.11").exists():
+        run(["apt-get", "install", "-y", "-q", "qemu-user-static", "debootstrap"],
             capture_output=True)  # fmt: skip
-    # --foreign unpacks only the essential set; the rest (python3.11 among them) waits
-    # for a second stage that would need the emulated dpkg. Unpacking is enough here.
-    for deb in sorted((root / "var/cache/apt/archives").glob("*.deb")):
-        run(["dpkg-deb", "-x", str(deb), str(root)])
+        if not (root / "debootstrap").exists():
+            run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase",
+                 "--include=python3.11,libpython3.11-stdlib,zlib1g,libexpat1,libffi8,libssl3",
+                 "bookworm", str(root), "http://deb.debian.org/debian"],
+                capture_output=True)  # fmt: skip
+        # --foreign unpacks only the essential set; the rest (python3.11 among them) waits
+        # for a second stage that would need the emulated dpkg. Unpacking is enough here.
+        for deb in sorted((root / "var/cache/apt/archives").glob("*.deb")):
+            run(["dpkg-deb", "-x", str(deb), str(root)])
     arm_cpuinfo(root)
     return root
 

@@ -115,10 +115,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/ufd-speed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    _, bundle = prepare(args.model, args.work / args.model, "fp32,int8", fresh=False)
-    images = jpeg_folder(args.work / f"jpegs-{args.images}", count=args.images)
-    report = {"model": args.model, "images": args.images, "throughput": {} if args.skip_throughput
-              else throughput(bundle, images, args.work, args.images)}  # fmt: skip
+    report = {"model": args.model, "images": args.images, "throughput": {}}
+    if not args.skip_throughput:
+        _, bundle = prepare(args.model, args.work / args.model, "fp32,int8", fresh=False)
+        images = jpeg_folder(args.work / f"jpegs-{args.images}", count=args.images)
+        report["throughput"] = throughput(bundle, images, args.work, args.images)
     if args.features_images:
         _, tiny = prepare("ufd-tiny-vit", args.work / "ufd-tiny-vit", "fp32,int8", fresh=False)
         small = small_jpegs(args.work / "small-jpegs", args.features_images)
@@ -141,11 +142,14 @@ def main() -> None:
         }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scan-bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"| {args.model} int8, {args.images} JPEGs | wall s | images/s | vs ufd-detect |",
-             "|---|---|---|---|"]  # fmt: skip
-    base = report["throughput"].get("ufd-detect", {}).get("ips", float("nan"))
-    for name, r in report["throughput"].items():
-        lines.append(f"| {name} | {r['wall_s']:.1f} | {r['ips']:.2f} | {r['ips'] / base:.2f}x |")
+    lines = []
+    if report["throughput"]:
+        lines += [f"| {args.model} int8, {args.images} JPEGs | wall s | images/s | vs ufd-detect |",
+                  "|---|---|---|---|"]  # fmt: skip
+        base = report["throughput"]["ufd-detect"]["ips"]
+        for name, r in report["throughput"].items():
+            ratio = r["ips"] / base
+            lines.append(f"| {name} | {r['wall_s']:.1f} | {r['ips']:.2f} | {ratio:.2f}x |")
     if "features" in report:
         f = report["features"]
         lines.append(

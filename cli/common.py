@@ -152,8 +152,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(130)
         except (typer.Exit, typer.Abort, TyperException):
             raise  # typer's own ways of ending a command
-        except Exception as e:  # a bug: one line (traceback with -v), its own exit status
-            logger.debug("internal error", exc_info=True)
+        except Exception as e:  # noqa: BLE001 - a bug: one line (traceback: -v), exit 3
             _traceback_if_verbose()
             raise fail(
                 f"internal error: {type(e).__name__}: {e} (run again with -v for the "
