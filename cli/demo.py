@@ -93,10 +93,11 @@ def _print_table(results: Path) -> None:
     """Show the JSONL records as ufd-detect's table (detection ran once)."""
     import json
 
-    from ufd.runtime.records import Record, make_writer
+    from ufd.runtime.io.writers import make_writer
+    from ufd.runtime.records import Record
 
     lines = results.read_text(encoding="utf-8").splitlines()
-    make_writer("table", sys.stdout).write(Record(**json.loads(line)) for line in lines)
+    make_writer("table", sys.stdout).write(Record.from_dict(json.loads(line)) for line in lines)
 
 
 def _random_head(path: Path) -> Path:

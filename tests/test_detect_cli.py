@@ -161,3 +161,16 @@ def test_a_bug_is_one_line_and_exit_3_never_some_inputs_failed(monkeypatch, tmp_
     assert result.exit_code == 3, result.output
     assert "internal error: TypeError: replace()" in result.output
     assert "Traceback" not in result.output
+
+
+def test_demo_table_from_jsonl_equals_ufd_detect_table(
+    tiny_bundle: Path, images: Path, tmp_path: Path, capsys
+) -> None:
+    from ufd.cli.demo import _print_table
+
+    inputs = (images / "a.jpg", images / "empty.png")
+    results = tmp_path / "results.jsonl"
+    run(tiny_bundle, *inputs, "--output", results)
+    _, table = run(tiny_bundle, *inputs)
+    _print_table(results)
+    assert capsys.readouterr().out == table
