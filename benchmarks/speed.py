@@ -30,6 +30,7 @@ from PIL import Image
 from ufd.export.graph.samples import source_photos
 from ufd.export.models import MODEL_CONFIG_DIR
 from ufd.runtime.bundle import Manifest
+from ufd.runtime.methods import config_types
 
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
@@ -59,7 +60,7 @@ def prepare(model: str, work: Path, precisions: str, fresh: bool) -> tuple[Path,
         dim = clip.visual.output_dim
         torch.save({"weight": torch.randn(1, dim) * 0.05, "bias": torch.zeros(1)}, head)
     manifest = bundle / "manifest.json"
-    have = Manifest.read(manifest).precisions if manifest.exists() else []
+    have = Manifest.read(manifest, config_types()).precisions if manifest.exists() else []
     current = not fresh and all(p in have for p in precisions.split(","))
     if not current:
         subprocess.run(

@@ -32,10 +32,10 @@ import json, sys, time
 t0 = time.perf_counter()
 import ufd.cli.detect  # what the command imports
 t_import = time.perf_counter()
-from ufd.runtime.bundle import Bundle
+from ufd.runtime.methods import open_bundle
 from ufd.runtime.providers import start_provider
 from ufd.runtime.sessions import EncoderSession, HeadSession
-bundle = Bundle.open(sys.argv[1]); t_open = time.perf_counter()
+bundle = open_bundle(sys.argv[1]); t_open = time.perf_counter()
 provider = start_provider("auto"); t_provider = time.perf_counter()
 graph = bundle.manifest.encoder(provider.best_precision(bundle.manifest.precisions))
 path = bundle.encoder_path(graph); t_hash = time.perf_counter()

@@ -56,11 +56,11 @@ def bench(
 ) -> None:
     """Benchmark (see the command help)."""
     setup_logging(verbose)
-    from ufd.runtime.bundle import Bundle
+    from ufd.runtime.methods import open_bundle
     from ufd.runtime.providers import start_provider
     from ufd.runtime.tools.bench_plan import BenchPlan, markdown, plot
 
-    manifest = Bundle.open(bundle).manifest
+    manifest = open_bundle(bundle).manifest
     plan = BenchPlan(
         bundle=bundle,
         precisions=[p for p in precision.split(",") if p],

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
-from tqdm import tqdm
 
 from ufd.cli.common import (
     BATCH_HELP,
@@ -84,11 +82,10 @@ def calibrate(
     """Calibrate (see the command help)."""
     setup_logging(verbose)
     from ufd.runtime.detector import Detector
-    from ufd.runtime.io.inputs import expand_inputs, load_feature_file
     from ufd.runtime.methods import ScoreOptions, method_class
     from ufd.runtime.tools.calibrate import calibrate as calibrate_method
     from ufd.runtime.tools.calibrate import calibrate_open_set
-    from ufd.runtime.tools.index_build import encode_items
+    from ufd.runtime.tools.features import gather_features, pooled
 
     if method == "nn":
         if not (fake or fake_features):
@@ -101,19 +98,16 @@ def calibrate(
     detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
     dim = detector.bundle.manifest.model.feature_dim
 
-    def features(folders: list[Path], files: list[Path], name: str) -> np.ndarray:
-        parts = [load_feature_file(f, dim) for f in files]
-        if folders:
-            items = list(expand_inputs(folders))
-            desc = f"encoding {name}"
-            with tqdm(total=len(items), unit="img", file=sys.stderr, desc=desc) as bar:
-                skip = lambda p, why: typer.echo(f"skipped {p}: {why}", err=True)  # noqa: E731
-                parts.append(encode_items(detector, items, batch_size, skip, bar.update))
-        return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+    def features(folders: list[tuple[str, Path]], files: list[tuple[str, Path]]) -> np.ndarray:
+        found = gather_features(detector, folders, files, batch_size, skip)
+        return pooled(found, dim)
 
-    fakes = features([p for _, p in named_paths(fake, "fake", "--fake")],
-                     [p for _, p in named_paths(fake_features, "fake", "--fake-features")],
-                     "fakes")  # fmt: skip
+    def skip(path: str, why: str) -> None:
+        typer.echo(f"skipped {path}: {why}", err=True)
+
+    fakes = features(
+        named_paths(fake, "fake", "--fake"), named_paths(fake_features, "fake", "--fake-features")
+    )
     if method == "nn":
         manifest = calibrate_open_set(detector, fakes, unknown_rate)
         info = manifest.method_provenance("nn")["open_set"]
@@ -124,7 +118,7 @@ def calibrate(
         )
         return
     detector.methods.check((method,), ScoreOptions(k if uses_k else None), need_threshold=False)
-    reals = features(real, real_features, "reals")
+    reals = features([("real", p) for p in real], [("real", p) for p in real_features])
     manifest = calibrate_method(
         detector, method, reals, target_fpr, k, fakes if len(fakes) else None, target_fnr
     )

@@ -206,15 +206,9 @@ class _Counts:
 
 def _describe_search(detector: Detector, methods: tuple[str, ...], options: ScoreOptions) -> None:
     for name in methods:
-        method = detector.methods.get(name)
-        bank = getattr(method, "bank", None)
-        if bank is None:
-            continue
-        search = "exact" if bank.use_exact(options.exact) else f"HNSW (ef={bank.bank.ef})"
-        typer.echo(
-            f"{name}: k={method.k(options)}, {search} search over {len(bank.bank)} vectors",
-            err=True,
-        )
+        line = detector.methods.get(name).describe(options)
+        if line is not None:
+            typer.echo(f"{name}: {line}", err=True)
 
 
 def _score_feature_file(

@@ -69,8 +69,8 @@ def evaluate(
 ) -> None:
     """Evaluate (see the command help)."""
     setup_logging(verbose)
+    from ufd.runtime.cache import cache_dir
     from ufd.runtime.detector import Detector
-    from ufd.runtime.tools.cache import cache_dir
     from ufd.runtime.tools.evaluate import EvalOptions, discover_sets, evaluate, limit_per_class
     from ufd.runtime.tools.report import write_json, write_table
     from ufd.runtime.tools.report_html import write_html
@@ -93,7 +93,7 @@ def evaluate(
         max_per_class=max_per_class,
         seed=seed,
         batch_size=batch_size,
-        cache_root=None if no_cache else (cache or cache_dir() / "features"),
+        cache_root=None if no_cache else (cache or cache_dir("features")),
     )
     per_condition, scores = evaluate(
         detector, sets, options, lambda path, why: skipped.append([path, why])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
-from tqdm import tqdm
 
 from ufd.cli.common import (
     BATCH_HELP,
@@ -96,8 +94,8 @@ def index(
     """Build the bank (see the command help)."""
     setup_logging(verbose)
     from ufd.runtime.detector import Detector
-    from ufd.runtime.io.inputs import expand_inputs, load_feature_file
-    from ufd.runtime.tools.index_build import IndexOptions, build_index, encode_items
+    from ufd.runtime.tools.features import gather_features
+    from ufd.runtime.tools.index_build import IndexOptions, build_index
 
     if not (real or fake or real_features or fake_features):
         raise fail("nothing to index: pass --real/--fake folders or --real-/--fake-features")
@@ -110,27 +108,14 @@ def index(
         skipped += 1
         typer.echo(f"skipped {path}: {reason}", err=True)
 
-    def encode(folders: list[Path], name: str) -> np.ndarray:
-        items = list(expand_inputs(folders))
-        with tqdm(total=len(items), desc=f"encoding {name}", unit="img", file=sys.stderr) as bar:
-            return encode_items(detector, items, batch_size, on_skip, bar.update)
-
-    def gather(folders: list[tuple[str, Path]], files: list[tuple[str, Path]]):
-        """Features per source name, from files and encoded folders."""
-        parts: dict[str, list[np.ndarray]] = {}
-        for source, file in files:
-            parts.setdefault(source, []).append(load_feature_file(file, dim))
-        by_source: dict[str, list[Path]] = {}
-        for source, folder in folders:
-            by_source.setdefault(source, []).append(folder)
-        for source, group in by_source.items():
-            parts.setdefault(source, []).append(encode(group, source))
-        return {source: np.concatenate(chunks) for source, chunks in parts.items()}
+    def gather(folders, files) -> dict[str, np.ndarray]:
+        return gather_features(detector, folders, files, batch_size, on_skip)
 
     reals = gather([("real", p) for p in real], [("real", p) for p in real_features])
     real_bank = reals.get("real", np.zeros((0, dim), np.float32))
-    fakes = gather(named_paths(fake, "fake", "--fake"),
-                   named_paths(fake_features, "fake", "--fake-features"))  # fmt: skip
+    fakes = gather(
+        named_paths(fake, "fake", "--fake"), named_paths(fake_features, "fake", "--fake-features")
+    )
 
     if backend not in ("usearch", "hnswlib") or storage not in (None, "fp32", "fp16", "int8"):
         raise fail("--backend is usearch or hnswlib; --storage is fp32, fp16 or int8")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -74,71 +73,69 @@ def scan(
     setup_logging(verbose)
     from tqdm import tqdm
 
-    from ufd.runtime.bundle import Bundle
-    from ufd.runtime.methods import MethodSet, ScoreOptions
-    from ufd.runtime.providers import PROVIDERS
-    from ufd.runtime.scan.dataset import prepare_output, remove_duplicates, scan_settings_record
-    from ufd.runtime.scan.engines import RayOptions, run_local, run_ray
-    from ufd.runtime.scan.sources import expand_sources, read_list
+    from ufd.runtime.scan.engines import RayOptions
+    from ufd.runtime.scan.run import plan_scan, run_scan
+    from ufd.runtime.scan.sources import read_list
     from ufd.runtime.scan.stages import ScanSettings
 
     if not out:
         raise fail("give the output dataset folder with --out DIR")
-    if engine not in ("local", "ray"):
-        raise fail(f"unknown --engine {engine!r}; use local or ray")
     listed = read_list(from_list) if from_list else []
     if not inputs and not listed:
         raise fail("give images, folders, globs or URIs to scan (or --from-list FILE)")
-    opened = Bundle.open(bundle)
-    methods = MethodSet(opened, PROVIDERS["cpu"]).resolve(method)
-    MethodSet(opened, PROVIDERS["cpu"]).check(methods, ScoreOptions(k), need_threshold=True)
-    precision_used = precision or PROVIDERS["cpu"].best_precision(opened.manifest.precisions)
     if threads is None and engine == "local":
         threads = max(1, (os.cpu_count() or 1) // workers)
     settings = ScanSettings(
-        bundle=str(bundle.absolute()), method=",".join(methods), k=k, precision=precision,
-        provider=provider, threads=threads, features=features, max_pixels=max_pixels,
-        max_bytes=int(max_image_mb * 2**20), batch_size=batch_size,
-    )  # fmt: skip
-    encoder_sha = opened.manifest.files[opened.manifest.encoder(precision_used).file].sha256
-    record = scan_settings_record(settings, methods, encoder_sha)
-    run, done = prepare_output(out, record, resume, overwrite)
-    items, seen = [], set(done)
-    for item in expand_sources(inputs or [], listed):
-        if item.path not in seen:  # each input once, whatever the inputs repeat
-            seen.add(item.path)
-            items.append(item)
-    typer.echo(f"{len(items)} inputs to scan" + (f" ({len(done)} done before)" if done else ""),
-               err=True)  # fmt: skip
-    totals = {"rows": 0, "failed": 0, "shards": 0}
-    bar = tqdm(total=len(items), unit="img", file=sys.stderr,
-               disable=(not progress) if progress is not None else None)  # fmt: skip
+        bundle=str(bundle.absolute()),
+        method=method,
+        k=k,
+        precision=precision,
+        provider=provider,
+        threads=threads,
+        features=features,
+        max_pixels=max_pixels,
+        max_bytes=int(max_image_mb * 2**20),
+        batch_size=batch_size,
+    )
+    plan = plan_scan(settings, engine, gpus_per_worker)
+    bar = tqdm(
+        unit="img", file=sys.stderr, disable=(not progress) if progress is not None else None
+    )
 
-    def on_shard(result: dict) -> None:
-        totals["rows"] += result["rows"]
-        totals["failed"] += result["failed"]
-        totals["shards"] += 1
-        bar.update(result["rows"])
+    def started(totals) -> None:
+        done = f" ({totals.done_before} done before)" if totals.done_before else ""
+        typer.echo(f"{totals.inputs} inputs to scan{done}, {plan.settings.precision}", err=True)
+        bar.reset(total=totals.inputs)
 
-    started = time.perf_counter()
+    ray = RayOptions(
+        address, workers, cpus_per_worker, gpus_per_worker, object_store_mb=object_store_mb
+    )
     with bar:
-        if engine == "local":
-            run_local(items, settings, out, run, shard_rows, workers, on_shard)
-        else:
-            options = RayOptions(address, workers, cpus_per_worker, gpus_per_worker,
-                                 object_store_mb=object_store_mb)  # fmt: skip
-            run_ray(items, settings, out, run, shard_rows, options, on_shard)
-    elapsed = time.perf_counter() - started
-    duplicates = remove_duplicates(out)
-    if duplicates:
-        typer.echo(f"removed {duplicates} duplicate rows left by a killed run's workers", err=True)
-    scored = totals["rows"] - totals["failed"]
+        totals = run_scan(
+            plan,
+            inputs or [],
+            listed,
+            out,
+            engine=engine,
+            workers=workers,
+            ray=ray,
+            shard_rows=shard_rows,
+            resume=resume,
+            overwrite=overwrite,
+            on_start=started,
+            on_shard=lambda result: bar.update(result["rows"]),
+        )
+    if totals.duplicates_removed:
+        typer.echo(
+            f"removed {totals.duplicates_removed} duplicate rows left by a killed run's workers",
+            err=True,
+        )
     typer.echo(
-        f"{scored} scored, {totals['failed']} failed, {totals['shards']} shards in {out} "
-        f"({totals['rows'] / max(elapsed, 1e-9):.1f} images/s)",
+        f"{totals.scored} scored, {totals.failed} failed, {totals.shards} shards in {out} "
+        f"({totals.rows / max(totals.seconds, 1e-9):.1f} images/s)",
         err=True,
     )
-    raise typer.Exit(1 if totals["failed"] else 0)
+    raise typer.Exit(1 if totals.failed else 0)
 
 
 def main() -> None:

@@ -79,11 +79,11 @@ def serve(
     setup_logging(verbose)
     import uvicorn
 
-    from ufd.runtime.bundle import Bundle
+    from ufd.runtime.methods import open_bundle
     from ufd.runtime.serve.app import create_app
     from ufd.runtime.serve.config import ServeConfig, read_api_key
 
-    Bundle.open(bundle)  # a wrong path or a bad manifest fails here, before listening
+    open_bundle(bundle)  # a wrong path or a bad manifest fails here, before listening
     config = ServeConfig(
         bundle=bundle, host=host, port=port, method=method, precision=precision,
         provider=provider, threads=threads,

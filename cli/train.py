@@ -68,9 +68,9 @@ def train(
     setup_logging(verbose)
     from ufd.export.train.trainers import TRAINERS, TrainSettings
     from ufd.export.train.training_data import FeatureGatherer, Sources, gather
+    from ufd.runtime.cache import cache_dir
     from ufd.runtime.detector import Detector
     from ufd.runtime.io.inputs import load_feature_file
-    from ufd.runtime.tools.cache import cache_dir
 
     if method not in TRAINERS:
         raise fail(f"unknown --method {method!r}; use {', '.join(TRAINERS)}")
@@ -80,7 +80,7 @@ def train(
     dim = detector.bundle.manifest.model.feature_dim
     gatherer = FeatureGatherer(
         detector,
-        None if no_cache else cache_dir() / "features",
+        None if no_cache else cache_dir("features"),
         encode_batch,
         lambda path, why: typer.echo(f"skipped {path}: {why}", err=True),
     )

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from ufd.runtime.bundle import sha256_file
+from ufd.runtime.cache import cache_dir
 from ufd.runtime.errors import ModelLoadError
-from ufd.runtime.tools.cache import cache_dir
 
 logger = logging.getLogger(__name__)
 

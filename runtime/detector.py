@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ufd.runtime.bundle import Bundle
-from ufd.runtime.errors import BundleError, ImageError, UsageError
-from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource, decode_image
+from ufd.runtime.bundle import Bundle, Manifest
+from ufd.runtime.errors import BundleError, UsageError
+from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource
 from ufd.runtime.io.inputs import InputItem, expand_inputs
-from ufd.runtime.methods import MethodSet, ScoreOptions, fields_for
-from ufd.runtime.pipeline import FeatureBatch, Prepared, prepare_stream
-from ufd.runtime.preprocess import build_preprocessor
+from ufd.runtime.methods import MethodSet, ScoreOptions, fields_for, open_bundle
+from ufd.runtime.pipeline import FeatureBatch, Prepared, Preparer, prepare_stream
 from ufd.runtime.providers import Provider, start_provider
 from ufd.runtime.records import Record, records_from_columns
 from ufd.runtime.sessions import EncoderSession, check_feature_dim
@@ -56,7 +55,8 @@ class Detector:
         self.methods = methods
         self.max_pixels = max_pixels
         self.preprocess_config = bundle.manifest.preprocess
-        self.preprocessor = build_preprocessor(self.preprocess_config)
+        self.preparer = Preparer(self.preprocess_config, max_pixels)
+        self.preprocessor = self.preparer.preprocessor
         self.decode_workers = provider.decode_workers if decode_workers is None else decode_workers
 
     @classmethod
@@ -95,12 +95,10 @@ class Detector:
             ProviderError: the provider cannot be used.
         """
         if not isinstance(bundle, Bundle):
-            bundle = Bundle.open(bundle)
+            bundle = open_bundle(bundle)
         manifest = bundle.manifest
         started = start_provider(provider)
-        precision = precision or started.best_precision(manifest.precisions)
-        if precision is None:
-            raise BundleError("the bundle has no encoder graph; re-export it with ufd-export")
+        precision = choose_precision(manifest, started, precision)
         graph = manifest.encoder(precision)
         encoder = EncoderSession(
             bundle.encoder_path(graph, verify), started, threads, started.optimization(precision)
@@ -139,11 +137,7 @@ class Detector:
         Raises:
             ImageError: the image cannot be decoded or preprocessed.
         """
-        image = decode_image(source, self.max_pixels, self.preprocess_config.exif_transpose)
-        try:
-            return self.preprocessor(image)
-        except Exception as e:
-            raise ImageError(f"preprocessing failed ({type(e).__name__}: {e})") from e
+        return self.preparer(source)
 
     def features(self, pixels: np.ndarray) -> np.ndarray:
         """Encoder features (N, D) of a preprocessed batch (N, 3, H, W)."""
@@ -321,16 +315,37 @@ class Detector:
         ready = [p.pixels for p in batch if p.pixels is not None]
         if not ready:
             return batch, None, None
+        features, failure = self.encode_pixels(ready)
+        return batch, features, failure
+
+    def encode_pixels(self, pixels: list[np.ndarray]) -> tuple[np.ndarray | None, str | None]:
+        """Features of preprocessed images, or why the encoder failed (never raised).
+
+        The one encode step of ufd-detect, the service and the scanner.
+        """
         try:
-            return batch, self.features(np.stack(ready)), None
+            return self.features(np.stack(pixels)), None
         except Exception as e:
             logger.error(
                 "inference failed on a batch of %d: %s",
-                len(ready),
+                len(pixels),
                 e,
                 exc_info=logger.isEnabledFor(logging.INFO),
             )
-            return batch, None, f"inference failed: {type(e).__name__}: {e}"
+            return None, f"inference failed: {type(e).__name__}: {e}"
+
+
+def choose_precision(manifest: Manifest, provider: Provider, precision: str | None) -> str:
+    """The encoder precision a run takes: the one asked for, else the provider's fastest.
+
+    Raises:
+        BundleError: the bundle lacks the precision asked for, or has no encoder.
+    """
+    precision = precision or provider.best_precision(manifest.precisions)
+    if precision is None:
+        raise BundleError("the bundle has no encoder graph; re-export it with ufd-export")
+    manifest.encoder(precision)
+    return precision
 
 
 def _item(image: ImageSource, index: int, names: Sequence[str] | None) -> InputItem:

@@ -1,9 +1,12 @@
-"""Decode -> preprocess, ahead of the encoder, in input order.
+"""Decode -> preprocess, ahead of the encoder, in input order: the one prepare step.
 
-Each input becomes a :class:`Prepared`: its encoder input, or the reason there
-is none. :func:`prepare_stream` runs that step in worker threads a bounded
-distance ahead, so decoding overlaps inference without holding a whole folder
-in memory.
+:class:`Preparer` turns an image (path, bytes, file) into the encoder's input
+(or, for a scan that ships pixels between processes, into the uint8 crop that
+input is normalised from). :func:`prepare_item` makes each input a
+:class:`Prepared`: its pixels, or the reason there are none, with one error
+mapping for ufd-detect, the service and the scanner. :func:`prepare_stream`
+runs that step in worker threads a bounded distance ahead, so decoding overlaps
+inference without holding a whole folder in memory.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ufd.runtime.bundle import PreprocessConfig
 from ufd.runtime.errors import ImageError
-from ufd.runtime.io.decode import ImageSource
+from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource, decode_image
 from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.preprocess import build_preprocessor
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +39,48 @@ class Prepared:
 
 FeatureBatch = tuple[list[Prepared], np.ndarray | None, str | None]
 """A batch of inputs, the features of those that decoded, and an encoder failure."""
+
+
+class Preparer:
+    """A bundle's preprocessing of one image: decode, crop (and pad), normalise.
+
+    ``crop`` gives the (S, S, 3) uint8 pixels, ``normalise`` the (3, S, S)
+    float32 encoder input made from them; calling it does both.
+    """
+
+    def __init__(self, config: PreprocessConfig, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.config = config
+        self.max_pixels = max_pixels
+        self.preprocessor = build_preprocessor(config)
+        self.normalise = self.preprocessor.normalizer
+
+    def decode(self, source: ImageSource):
+        """The RGB image of ``source`` (bounded by ``max_pixels``).
+
+        Raises:
+            ImageError: the image cannot be decoded.
+        """
+        return decode_image(source, self.max_pixels, self.config.exif_transpose)
+
+    def crop(self, source: ImageSource) -> np.ndarray:
+        """The uint8 pixels the encoder input is normalised from.
+
+        Raises:
+            ImageError: the image cannot be decoded or cropped.
+        """
+        image = self.decode(source)
+        try:
+            return self.preprocessor.crop(image)
+        except Exception as e:
+            raise ImageError(f"preprocessing failed ({type(e).__name__}: {e})") from e
+
+    def __call__(self, source: ImageSource) -> np.ndarray:
+        """The encoder input of ``source``.
+
+        Raises:
+            ImageError: the image cannot be decoded or preprocessed.
+        """
+        return self.normalise(self.crop(source))
 
 
 def prepare_stream(

@@ -18,10 +18,10 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import onnxruntime as ort
 
+from ufd.runtime.cache import cache_dir
 from ufd.runtime.errors import ProviderError
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,6 @@ CPU_EP, CUDA_EP, TRT_EP = (
     "CUDAExecutionProvider",
     "TensorrtExecutionProvider",
 )
-TRT_CACHE = Path.home() / ".cache" / "ufd" / "tensorrt"
 GPU_INSTALL_HINT = "pip install 'ufd[gpu]' (onnxruntime-gpu) and check the CUDA/cuDNN libraries"
 # Identity on a float[1] (opset 13): onnx.helper.make_model(..., ir_version=8).SerializeToString()
 _PROBE_GRAPH = base64.b64decode(
@@ -56,6 +55,8 @@ class Provider:
         precision_order: encoder precisions, fastest first.
         fallbacks: providers onnxruntime may use for what this one cannot run.
         options: provider options passed to onnxruntime.
+        cache_option: the provider option that names a cache folder; ufd sets it to
+            ``cache_dir(<name>)`` (:mod:`ufd.runtime.cache`) when the chain is made.
         in_auto: whether ``--provider auto`` tries it.
         install_hint: how to make it available.
         tuned: False for providers passed through with CPU defaults.
@@ -71,13 +72,17 @@ class Provider:
     precision_order: tuple[str, ...] = ("int8", "fp32", "fp16")
     fallbacks: tuple[str, ...] = (CPU_EP,)
     options: dict = field(default_factory=dict)
+    cache_option: str | None = None
     in_auto: bool = False
     install_hint: str = ""
     tuned: bool = True
 
     def chain(self) -> list:
         """The ``providers`` list for onnxruntime, fallbacks last."""
-        head = (self.ort_name, dict(self.options)) if self.options else self.ort_name
+        options = dict(self.options)
+        if self.cache_option:
+            options[self.cache_option] = str(cache_dir(self.name))
+        head = (self.ort_name, options) if options else self.ort_name
         return [head, *(f for f in self.fallbacks if f != self.ort_name)]
 
     def optimization(self, precision: str) -> str:
@@ -107,8 +112,8 @@ PROVIDERS: dict[str, Provider] = {
         "tensorrt", TRT_EP, device="cuda", io_binding=True, batch_size=32, decode_workers=1,
         batch_wait_ms=2.0,
         precision_order=("fp16", "fp32", "int8"), fallbacks=(CUDA_EP, CPU_EP),
-        options={"trt_fp16_enable": True, "trt_engine_cache_enable": True,
-                 "trt_engine_cache_path": str(TRT_CACHE)},
+        options={"trt_fp16_enable": True, "trt_engine_cache_enable": True},
+        cache_option="trt_engine_cache_path",
         install_hint="install onnxruntime-gpu with the TensorRT libraries, or use --provider cuda",
     ),
 }  # fmt: skip
@@ -116,8 +121,8 @@ PROVIDERS: dict[str, Provider] = {
 TensorRT, whose first start builds engines for minutes), then the CPU."""
 PROVIDER_CHOICES = ("auto", *reversed(PROVIDERS))
 PROVIDER_HELP = (
-    "auto (CUDA when it starts, else CPU), tensorrt (fp16 engines cached in "
-    "~/.cache/ufd/tensorrt; slow first start), cuda, cpu, or any other onnxruntime "
+    "auto (CUDA when it starts, else CPU), tensorrt (fp16 engines cached in ufd's "
+    "cache folder, tensorrt/; slow first start), cuda, cpu, or any other onnxruntime "
     "execution provider by name (openvino, coreml...: passed through, CPU fallback)."
 )
 

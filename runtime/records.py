@@ -3,7 +3,8 @@
 A record holds the input's name (``path``), the fields of every method that
 scored it (see :mod:`ufd.runtime.methods`), and ``error`` when it could not be
 scored. Fields read as attributes (``record.prob``, ``record.nn_label``): a
-field of a method that did not run is ``None``.
+field of a method that did not run is ``None``; a field the record carries reads
+even when this process knows no method that makes it (records from a service).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ufd.runtime.registry import all_fields
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,8 @@ class Record:
     error: str | None = None
 
     def __getattr__(self, name: str) -> Any:
-        if not name.startswith("_"):
-            from ufd.runtime.methods import all_fields
-
-            if name in all_fields():
-                return self.values.get(name)
+        if not name.startswith("_") and (name in self.values or name in all_fields()):
+            return self.values.get(name)
         raise AttributeError(f"{type(self).__name__} has no field {name!r}")
 
     @property

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from ufd.runtime import BundleError, Detector
-from ufd.runtime.bundle import Bundle, safe_join
+from ufd.runtime.bundle import safe_join
 from ufd.runtime.bundle.manifest import SCHEMA_VERSION, Manifest
+from ufd.runtime.methods import config_types, open_bundle
 
 
 @pytest.fixture
@@ -28,8 +29,8 @@ def _edit_manifest(bundle: Path, edit) -> None:
 
 
 def test_manifest_round_trip(tiny_bundle: Path) -> None:
-    manifest = Manifest.read(tiny_bundle / "manifest.json")
-    again = Manifest.from_dict(json.loads(manifest.to_json()))
+    manifest = Manifest.read(tiny_bundle / "manifest.json", config_types())
+    again = Manifest.from_dict(json.loads(manifest.to_json()), config_types())
     assert again == manifest
     assert manifest.schema_version == SCHEMA_VERSION
     assert manifest.model.feature_dim == 768
@@ -77,7 +78,7 @@ def test_paths_escaping_the_bundle_are_refused(bundle_copy: Path, bad: str) -> N
 
     _edit_manifest(bundle_copy, edit)
     with pytest.raises(BundleError, match="outside the bundle"):
-        Bundle.open(bundle_copy)
+        open_bundle(bundle_copy)
 
 
 def test_symlink_escaping_the_bundle_is_refused(bundle_copy: Path, tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ def test_symlink_escaping_the_bundle_is_refused(bundle_copy: Path, tmp_path: Pat
 def test_newer_schema_is_refused_with_upgrade_hint(bundle_copy: Path) -> None:
     _edit_manifest(bundle_copy, lambda d: d.update(schema_version=SCHEMA_VERSION + 1))
     with pytest.raises(BundleError, match="upgrade ufd"):
-        Bundle.open(bundle_copy)
+        open_bundle(bundle_copy)
 
 
 @pytest.mark.parametrize(
@@ -111,15 +112,15 @@ def test_newer_schema_is_refused_with_upgrade_hint(bundle_copy: Path) -> None:
 def test_malformed_manifest_is_refused(bundle_copy: Path, edit, message: str) -> None:
     _edit_manifest(bundle_copy, edit)
     with pytest.raises(BundleError, match=message):
-        Bundle.open(bundle_copy)
+        open_bundle(bundle_copy)
 
 
 def test_not_a_bundle(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="not a ufd bundle"):
-        Bundle.open(tmp_path)
+        open_bundle(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
-        Bundle.open(tmp_path)
+        open_bundle(tmp_path)
 
 
 def test_invalid_onnx_is_refused_with_a_clear_message(bundle_copy: Path) -> None:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ufd.cli.bundle import app
 from ufd.runtime import Detector
-from ufd.runtime.bundle import Bundle
+from ufd.runtime.methods import open_bundle
 
 runner = CliRunner()
 
@@ -30,7 +30,7 @@ def test_verify_accepts_a_whole_bundle(copy: Path) -> None:
 
 
 def test_verify_names_each_bad_file(copy: Path) -> None:
-    manifest = Bundle.open(copy).manifest
+    manifest = open_bundle(copy).manifest
     nn = manifest.methods["nn"].files["index"]
     head = manifest.methods["linear"].files["graph"]
     data = bytearray((copy / nn).read_bytes())
@@ -51,7 +51,7 @@ def test_verify_loads_what_hashes_cannot_judge(copy: Path) -> None:
 
     graph = copy / "encoder.fp32.onnx"
     graph.write_bytes(b"not a graph at all")  # consistent hashes, broken content
-    manifest = Bundle.open(copy).manifest
+    manifest = open_bundle(copy).manifest
     files = {**manifest.files, "encoder.fp32.onnx": file_entry(graph)}
     import dataclasses
 
@@ -80,7 +80,7 @@ def test_slim_keeps_what_a_device_needs(copy: Path) -> None:
     result = runner.invoke(app, ["slim", str(copy), "--keep", "int8"])
     assert result.exit_code == 0, result.output
     assert not (copy / "encoder.fp32.onnx").exists() and not (copy / "encoder.fp16.onnx").exists()
-    assert Bundle.open(copy).manifest.precisions == ["int8"]
+    assert open_bundle(copy).manifest.precisions == ["int8"]
     assert runner.invoke(app, ["verify", str(copy)]).exit_code == 0
     after = Detector.open(copy, provider="cpu").score_features(
         __import__("numpy").zeros((1, 768), "float32"), ["z"], "all"

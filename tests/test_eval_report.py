@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ufd.cli.calibrate import app as calibrate_app
 from ufd.cli.eval import app as eval_app
 from ufd.cli.index import app as index_app
-from ufd.runtime.bundle import Bundle
+from ufd.runtime.methods import open_bundle
 from ufd.runtime.tools.report import paper_rows
 
 runner = CliRunner()
@@ -73,7 +73,7 @@ def test_attribution_matrix_names_each_set(evaluated) -> None:
 def test_unsure_share_is_reported_per_set_and_mean(evaluated) -> None:
     bundle, out, results = evaluated
     block = results["conditions"]["clean"]
-    band = Bundle.open(bundle).manifest.methods["linear"]
+    band = open_bundle(bundle).manifest.methods["linear"]
     assert results["unsure_bands"] == {"linear": band.real_below, "nn": None}
     for name in SETS:
         row = block["sets"][name]["linear"]
@@ -87,7 +87,7 @@ def test_unsure_share_is_reported_per_set_and_mean(evaluated) -> None:
 def test_report_names_the_model_not_the_machine_path(evaluated) -> None:
     bundle, out, _ = evaluated
     html = (out / "report.html").read_text()
-    model = Bundle.open(bundle).manifest.model.name
+    model = open_bundle(bundle).manifest.model.name
     assert f"<h1>ufd-eval: {model}" in html
     assert str(bundle) not in html and str(bundle.parent) not in html
     assert html.index("<table>") < html.index("<img")  # the table opens the report

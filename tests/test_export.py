@@ -14,10 +14,11 @@ from ufd.export.models import load_visual
 from ufd.runtime import Detector
 from ufd.runtime.bundle.manifest import Manifest
 from ufd.runtime.errors import ExportError, ModelLoadError
+from ufd.runtime.methods import config_types
 
 
 def test_recorded_parity_is_sane(tiny_bundle: Path) -> None:
-    manifest = Manifest.read(tiny_bundle / "manifest.json")
+    manifest = Manifest.read(tiny_bundle / "manifest.json", config_types())
     fp32, fp16, int8 = (manifest.parity[p] for p in ("fp32", "fp16", "int8"))
     assert fp32.max_abs_logit_error <= 1e-4
     assert fp32.min_feature_cosine >= 0.99999
@@ -43,7 +44,7 @@ def test_int8_keeps_the_output_projection_in_fp32(tiny_bundle: Path) -> None:
     """Exactly the MatMul that writes the feature stays fp32; every other one is int8."""
     from ufd.export.graph.precision import output_projections
 
-    manifest = Manifest.read(tiny_bundle / "manifest.json")
+    manifest = Manifest.read(tiny_bundle / "manifest.json", config_types())
     fp32_graph = tiny_bundle / manifest.encoder("fp32").file
     keep = output_projections(fp32_graph)
     assert keep == ["/MatMul"]  # open_clip's ``x @ proj``
@@ -70,7 +71,7 @@ def test_local_checkpoint_is_recorded(checkpoint_bundle, head_file: Path) -> Non
     from ufd.runtime.bundle import sha256_file
 
     out, _ = checkpoint_bundle
-    manifest = Manifest.read(out / "manifest.json")
+    manifest = Manifest.read(out / "manifest.json", config_types())
     assert manifest.model.pretrained == "tiny.pt"
     assert manifest.model.checkpoint_sha256 is not None
     assert manifest.provenance["head"]["sha256"] == sha256_file(head_file)

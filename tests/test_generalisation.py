@@ -14,7 +14,7 @@ from ufd.cli.calibrate import app as calibrate_app
 from ufd.cli.detect import app as detect_app
 from ufd.cli.train import app as train_app
 from ufd.export.train.geometries import GEOMETRIES
-from ufd.runtime.bundle import Bundle
+from ufd.runtime.methods import open_bundle
 from ufd.runtime.tools.density import choose, combined, fit_gaussian, z_params
 from ufd.runtime.tools.metrics import average_precision
 
@@ -103,7 +103,7 @@ def test_ufd_train_realonly_fits_records_and_scores(
                                        str(f["held_real"]), "--fake-features",
                                        str(f["train_fake"]), "--no-cache"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    entry = Bundle.open(bundle).manifest.methods["realonly"]
+    entry = open_bundle(bundle).manifest.methods["realonly"]
     assert entry.threshold is None and entry.config.scorer in ("knn", "gaussian", "combined")
     assert "realonly scorer:" in result.stdout
     result = runner.invoke(calibrate_app, [str(bundle), "--method", "realonly",

@@ -19,14 +19,14 @@ from typer.testing import CliRunner
 from ufd.cli.calibrate import app as calibrate_app
 from ufd.cli.detect import app as detect_app
 from ufd.runtime import BundleError, Detector
-from ufd.runtime.bundle import Bundle, Manifest
+from ufd.runtime.bundle import Manifest
 from ufd.runtime.bundle.manifest import (
     SCHEMA_FINGERPRINTS,
     SCHEMA_VERSION,
     schema_fingerprint,
     schema_text,
 )
-from ufd.runtime.methods import method_names
+from ufd.runtime.methods import config_types, method_names, open_bundle
 
 V2 = FIXTURES / "bundle-v2"
 EXPECTED = FIXTURES / "v2-expected"
@@ -85,7 +85,7 @@ def _assert_same_records(got: list[dict], expected: list[dict], atol: float) -> 
 
 def test_v2_bundle_is_read_as_it_is(v2_copy: Path) -> None:
     before = (v2_copy / "manifest.json").read_bytes()
-    manifest = Bundle.open(v2_copy).manifest
+    manifest = open_bundle(v2_copy).manifest
     assert json.loads(before)["schema_version"] == 2
     assert set(manifest.methods) == {"linear", "nn", "realonly", "traces", "fused"}
     assert manifest.methods["realonly"].calibration.k == 3
@@ -122,7 +122,7 @@ def test_updating_a_v2_bundle_writes_the_current_schema(v2_copy: Path, tmp_path:
     assert result.exit_code == 0, result.output
     data = json.loads((v2_copy / "manifest.json").read_text())
     assert data["schema_version"] == SCHEMA_VERSION
-    manifest = Manifest.from_dict(data)
+    manifest = Manifest.from_dict(data, config_types())
     assert manifest.methods["traces"].calibration.target_fpr == 0.2
     assert manifest.methods["realonly"].calibration.k == 3  # the rest carried over
     got = _detect(v2_copy, "--features", str(EXPECTED / "features.npy"), "--method", "nn,fused")
@@ -142,7 +142,7 @@ def test_schema_1_manifest_migrates() -> None:
     later = ("index", "realonly", "traces", "fusion", "method_thresholds", "calibrations")
     v1 = {k: v for k, v in data.items() if k not in later}
     v1["schema_version"] = 1
-    manifest = Manifest.from_dict(v1)
+    manifest = Manifest.from_dict(v1, config_types())
     assert set(manifest.methods) == {"linear"} and manifest.precisions == ["fp32", "int8"]
 
 
@@ -150,7 +150,7 @@ def test_newer_schema_says_upgrade(v2_copy: Path) -> None:
     data = json.loads((V2 / "manifest.json").read_text())
     data["schema_version"] = SCHEMA_VERSION + 1
     with pytest.raises(BundleError, match=r"upgrade ufd \(pip install -U ufd\)"):
-        Manifest.from_dict(data)
+        Manifest.from_dict(data, config_types())
 
 
 def test_provenance_is_read_leniently(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_provenance_is_read_leniently(tiny_bundle: Path, tmp_path: Path) -> None
     data["provenance"]["parity"]["fp32"] = {"max_abs_logit_error": "n/a", "new_figure": 1}
     data["provenance"]["made_on"] = {"anything": [1, 2]}
     (bundle / "manifest.json").write_text(json.dumps(data))
-    manifest = Bundle.open(bundle).manifest
+    manifest = open_bundle(bundle).manifest
     assert manifest.parity["fp32"].min_feature_cosine is None  # missing: None, not an error
     Detector.open(bundle, provider="cpu")
 
@@ -172,6 +172,7 @@ def test_contract_changes_bump_the_schema() -> None:
     edit an old one), and make older manifests still load (runtime/bundle/legacy.py
     when fields moved; new optional fields need nothing).
     """
-    assert schema_fingerprint() == SCHEMA_FINGERPRINTS[SCHEMA_VERSION], schema_text()
+    configs = config_types()
+    assert schema_fingerprint(configs) == SCHEMA_FINGERPRINTS[SCHEMA_VERSION], schema_text(configs)
     assert max(SCHEMA_FINGERPRINTS) == SCHEMA_VERSION
-    assert all(f"\n{name}:" in schema_text() for name in method_names())
+    assert all(f"\n{name}:" in schema_text(configs) for name in method_names())

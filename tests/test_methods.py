@@ -22,12 +22,20 @@ from ufd.cli.calibrate import app as calibrate_app
 from ufd.cli.detect import app as detect_app
 from ufd.cli.eval import app as eval_app
 from ufd.runtime import BundleError, Detector
-from ufd.runtime.bundle import Bundle, MethodEntry
+from ufd.runtime.bundle import MethodEntry
 from ufd.runtime.bundle.update import write_manifest
 from ufd.runtime.errors import UsageError
-from ufd.runtime.methods import REGISTRY, Measured, Method, fields_for, method_names, register
+from ufd.runtime.methods import (
+    REGISTRY,
+    Measured,
+    Method,
+    fields_for,
+    method_names,
+    open_bundle,
+    register,
+)
 from ufd.runtime.methods.base import labels
-from ufd.runtime.methods.registry import unregister
+from ufd.runtime.registry import unregister
 
 runner = CliRunner()
 METHODS = method_names()
@@ -74,7 +82,7 @@ def test_a_bundle_without_the_method_says_how_to_add_it(tiny_bundle: Path, tmp_p
                                                         method: str) -> None:  # fmt: skip
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
-    manifest = Bundle.open(bundle).manifest
+    manifest = open_bundle(bundle).manifest
     write_manifest(bundle, manifest.with_method(method, None))
     detector = Detector.open(bundle, provider="cpu", precision="fp32")
     assert method not in detector.methods.available()
@@ -95,7 +103,7 @@ def test_calibration_meets_the_target_on_its_reals(
         [str(bundle), "--method", method, "--real-features", str(reals), "--target-fpr", "0.1"],
     )
     assert result.exit_code == 0, result.output
-    entry = Bundle.open(bundle).manifest.methods[method]
+    entry = open_bundle(bundle).manifest.methods[method]
     assert entry.threshold == entry.calibration.threshold
     assert 0.08 <= entry.calibration.achieved_fpr <= 0.1
     records = _detect_features(bundle, reals, "--method", method)
@@ -186,7 +194,7 @@ def toy_bundle(full_bundle: Path, tmp_path: Path):
     bundle = tmp_path / "b"
     shutil.copytree(full_bundle, bundle)
     entry = MethodEntry(threshold=2.0, config=NormConfig(scale=2.0))
-    write_manifest(bundle, Bundle.open(bundle).manifest.with_method("toy_norm", entry))
+    write_manifest(bundle, open_bundle(bundle).manifest.with_method("toy_norm", entry))
     yield bundle
     unregister("toy_norm")
 
@@ -206,10 +214,10 @@ def test_a_new_method_needs_only_its_class(toy_bundle: Path, world_features, tmp
          str(world_features["held_real"]), "--target-fpr", "0.2"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    manifest = Bundle.open(toy_bundle).manifest
+    manifest = open_bundle(toy_bundle).manifest
     assert manifest.methods["toy_norm"].config == NormConfig(scale=2.0)  # config checked, kept
     assert manifest.methods["toy_norm"].calibration.target_fpr == 0.2
     unregister("toy_norm")  # an older ufd meets a bundle with a method it does not know
     with pytest.raises(BundleError, match="upgrade ufd"):
-        Bundle.open(toy_bundle)
+        open_bundle(toy_bundle)
     register(FeatureNorm)

@@ -18,6 +18,7 @@ from ufd.cli.index import app as index_app
 from ufd.runtime import BundleError, Detector
 from ufd.runtime.bundle.manifest import Manifest
 from ufd.runtime.errors import ExportError
+from ufd.runtime.methods import config_types
 from ufd.runtime.search.base import l2_normalise
 from ufd.runtime.search.hnsw import HnswBank
 from ufd.runtime.search.neighbours import LabelledBank, knn_vote
@@ -128,7 +129,7 @@ def test_build_index_records_parameters_and_quality(bundle_copy: Path) -> None:
     assert quality["recall_at_1"] >= 0.95 and quality["n_queries"] == 500
     assert {"index/bank.usearch", "index/labels.npy"} <= set(manifest.files)
     assert (info.backend, info.storage) == ("usearch", "fp32")  # the default below 100k
-    reread = Manifest.read(bundle_copy / "manifest.json")
+    reread = Manifest.read(bundle_copy / "manifest.json", config_types())
     assert reread == manifest
     bank = Detector.open(bundle_copy, precision="fp32", provider="cpu").methods.get("nn").bank
     assert len(bank.bank) == 700 and bank.bank.ef == 64 and not bank.use_exact(None)
@@ -152,7 +153,7 @@ def test_empty_or_one_class_bank_is_refused(
 ) -> None:
     with pytest.raises(ExportError, match=message):
         build_index(bundle_copy, clustered(real, 1), clustered(fake, 2), IndexOptions())
-    assert Manifest.read(bundle_copy / "manifest.json").method("nn") is None
+    assert Manifest.read(bundle_copy / "manifest.json", config_types()).method("nn") is None
 
 
 def test_feature_dimension_mismatch_is_refused(bundle_copy: Path, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from ufd.export.train.head_install import install_head
 from ufd.export.train.synthetic import SyntheticWorld
 from ufd.export.train.traces import TracesOptions, trace_contrastive_loss, train_traces_head
 from ufd.runtime import Detector
-from ufd.runtime.bundle import Bundle
+from ufd.runtime.methods import open_bundle
 
 runner = CliRunner()
 
@@ -93,7 +93,7 @@ def test_traces_head_onnx_equals_training_and_detects(
     _, _, _, _, vx, _vy, head, val_acc = world_data
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
-    manifest = install_head(Bundle.open(bundle), "traces", head, {"val_acc": val_acc}, vx)
+    manifest = install_head(open_bundle(bundle), "traces", head, {"val_acc": val_acc}, vx)
     training = manifest.method_provenance("traces")["training"]
     assert training["max_abs_logit_error_onnx"] <= 1e-4 and training["val_acc"] == val_acc
     features = tmp_path / "val.npy"
@@ -172,7 +172,7 @@ def test_fusion_fits_weights_and_scores(world_data, tiny_bundle: Path, tmp_path:
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
     build_index(bundle, x[y == 0], x[y == 1], IndexOptions(exact_below=10**6))
-    install_head(Bundle.open(bundle), "traces", head, {}, vx)
+    install_head(open_bundle(bundle), "traces", head, {}, vx)
     files = {"real": tmp_path / "r.npy", "fake": tmp_path / "f.npy"}
     np.save(files["real"], vx[vy == 0])
     np.save(files["fake"], vx[vy == 1])
@@ -182,7 +182,7 @@ def test_fusion_fits_weights_and_scores(world_data, tiny_bundle: Path, tmp_path:
          "--fake-features", str(files["fake"]), "--val-split", "0.3"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    manifest = Bundle.open(bundle).manifest
+    manifest = open_bundle(bundle).manifest
     fusion = manifest.methods["fused"].config
     assert fusion.methods == ["linear", "nn", "traces"]
     assert manifest.method_provenance("fused")["val_acc"] >= 0.9
@@ -205,7 +205,7 @@ def test_eval_reports_every_method_of_the_bundle(
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
     build_index(bundle, x[y == 0], x[y == 1], IndexOptions())
-    install_head(Bundle.open(bundle), "traces", head, {}, vx)
+    install_head(open_bundle(bundle), "traces", head, {}, vx)
     for cls in ("0_real", "1_fake"):
         (tmp_path / "data" / "set" / cls).mkdir(parents=True)
         for i in range(3):

@@ -19,9 +19,9 @@ from ufd.export.train.augment import PaperAugmentation
 from ufd.export.train.head_install import install_head
 from ufd.export.train.linear import TrainOptions, train_linear_head
 from ufd.runtime import Detector
-from ufd.runtime.bundle import Bundle
 from ufd.runtime.bundle.manifest import Manifest
 from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.methods import config_types, open_bundle
 from ufd.runtime.tools.evaluate import discover_sets, limit_per_class
 from ufd.runtime.tools.feature_cache import FeatureCache, cached_features
 from ufd.runtime.tools.metrics import (
@@ -170,7 +170,7 @@ def test_training_separates_and_onnx_head_matches(tiny_bundle: Path, tmp_path: P
     bundle_dir = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle_dir)
     summary = {"best_val_acc": result.best_val_acc}
-    manifest = install_head(Bundle.open(bundle_dir), "linear", result.linear, summary, vx)
+    manifest = install_head(open_bundle(bundle_dir), "linear", result.linear, summary, vx)
     assert manifest.method_provenance("linear")["training"]["max_abs_logit_error_onnx"] <= 1e-4
     assert manifest.provenance["head"]["source"] == "ufd-train"
     assert manifest.parity["fp32"].max_abs_logit_error is None  # measured with the old head
@@ -213,7 +213,7 @@ def test_train_calibrate_eval_commands(
          "--val-split", "0.25", "--epochs", "20", "--views", "2", "--precision", "fp32"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    manifest = Manifest.read(bundle / "manifest.json")
+    manifest = Manifest.read(bundle / "manifest.json", config_types())
     training = manifest.method_provenance("linear")["training"]
     assert training["views"] == 2 and training["n_val"] == 8
 
@@ -221,7 +221,7 @@ def test_train_calibrate_eval_commands(
     args = [str(bundle), "--real", reals[0], "--real", reals[1], "--target-fpr", "0.1"]
     result = runner.invoke(calibrate_app, [*args, "--precision", "fp32"])
     assert result.exit_code == 0, result.output
-    calibrated = Manifest.read(bundle / "manifest.json")
+    calibrated = Manifest.read(bundle / "manifest.json", config_types())
     linear = calibrated.methods["linear"]
     assert linear.calibration.achieved_fpr <= 0.1
     assert linear.threshold == linear.calibration.threshold

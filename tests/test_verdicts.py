@@ -16,7 +16,7 @@ from ufd.cli.index import app as index_app
 from ufd.cli.train import app as train_app
 from ufd.export.train.synthetic import SyntheticWorld
 from ufd.runtime import Detector
-from ufd.runtime.bundle import Bundle
+from ufd.runtime.methods import open_bundle
 from ufd.runtime.search.neighbours import attribute as attribute_votes
 from ufd.runtime.search.neighbours import knn_vote
 from ufd.runtime.tools.metrics import real_below_for_fnr, threshold_for_fpr
@@ -74,7 +74,7 @@ def _nn_rows(bundle: Path, features: Path, k: int = 5) -> list[dict]:
 
 
 def test_index_records_each_named_source(named_bundle: Path) -> None:
-    config = Bundle.open(named_bundle).manifest.methods["nn"].config
+    config = open_bundle(named_bundle).manifest.methods["nn"].config
     assert config.sources == GENERATORS and config.counts == {"real": 400, "fake": 600}
     assert np.bincount(np.load(named_bundle / "index" / "labels.npy")).tolist() == [400] + [150] * 4
 
@@ -136,7 +136,7 @@ def test_attribution_ties_go_to_the_nearer_source() -> None:
 
 
 def test_plain_fake_folders_keep_the_source_fake(full_bundle: Path, world_features) -> None:
-    config = Bundle.open(full_bundle).manifest.methods["nn"].config
+    config = open_bundle(full_bundle).manifest.methods["nn"].config
     assert config.sources == ("fake",)
     rows = _nn_rows(full_bundle, world_features["test"], k=1)
     assert {r["nn_source"] for r in rows} <= {"real", "fake"}
@@ -155,7 +155,7 @@ def test_train_pools_several_named_fake_files(
     args += ["--fake-features", str(world_files["bank_ldm"])]
     result = runner.invoke(train_app, args)
     assert result.exit_code == 0, result.output
-    summary = Bundle.open(bundle).manifest.method_provenance("linear")["training"]
+    summary = open_bundle(bundle).manifest.method_provenance("linear")["training"]
     assert summary["n_train_real"] + summary["n_train_fake"] + summary["n_val"] == 400 + 450
     assert summary["n_train_fake"] > 400  # three files pooled (10 % held out)
 
@@ -206,7 +206,7 @@ def test_unsure_band_rates_match_the_targets(
         "--target-fnr", str(fnr)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "unsure band" in result.stdout
-    entry = Bundle.open(bundle).manifest.methods["linear"]
+    entry = open_bundle(bundle).manifest.methods["linear"]
     assert entry.real_below < entry.threshold and entry.calibration.target_fnr == fnr
     reals, fakes = (
         _labels(bundle, band_features["test_real"]),
@@ -235,7 +235,7 @@ def test_without_a_band_nothing_changes(
     ]  # the band only turns some reals unsure; fakes stay fakes
     assert runner.invoke(calibrate_app, [str(bundle), *base]).exit_code == 0  # no band again
     assert _labels(bundle, band_features["test_real"]) == plain
-    assert Bundle.open(bundle).manifest.methods["linear"].real_below is None
+    assert open_bundle(bundle).manifest.methods["linear"].real_below is None
 
 
 def test_the_api_and_an_explicit_threshold(

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ufd.runtime.bundle import stamps
-from ufd.runtime.bundle.manifest import MANIFEST_NAME, EncoderGraph, FileEntry, Manifest
+from ufd.runtime.bundle.manifest import (
+    MANIFEST_NAME,
+    EncoderGraph,
+    FileEntry,
+    Manifest,
+    MethodConfigs,
+)
 from ufd.runtime.errors import BundleError
 
 logger = logging.getLogger(__name__)
@@ -63,10 +69,13 @@ class Bundle:
     manifest: Manifest
 
     @classmethod
-    def open(cls, root: str | Path) -> Bundle:
+    def open(cls, root: str | Path, method_configs: MethodConfigs) -> Bundle:
         """Read the manifest of ``root`` and check every listed path stays inside.
 
         Hashes are verified lazily, per file, by :meth:`verified_path`.
+        ``method_configs`` are the methods this ufd knows (the method registry's
+        :func:`~ufd.runtime.registry.config_types`; :func:`ufd.runtime.methods.open_bundle`
+        passes them).
 
         Raises:
             BundleError: not a bundle, bad manifest, or an escaping path.
@@ -74,7 +83,7 @@ class Bundle:
         root = Path(root)
         if not root.is_dir():
             raise BundleError(f"bundle {root} is not a directory; make one with ufd-export")
-        manifest = Manifest.read(root / MANIFEST_NAME)
+        manifest = Manifest.read(root / MANIFEST_NAME, method_configs)
         for name in manifest.files:
             safe_join(root, name)
         listed = [g.file for g in manifest.encoders.values()]

@@ -14,17 +14,20 @@
 Versions: 1 (encoder, head, parity), 2 (+ banks, heads, thresholds, fusion),
 3 (one ``methods`` section, ``encoders`` by precision, lenient
 ``provenance``), 4 (k-NN banks name their ``backend`` and ``storage``), 5
-(``realonly`` may score with a density model). Schema 1 and 2 manifests are
-migrated in memory (:mod:`ufd.runtime.bundle.legacy`), 3 and 4 read as they
-are (new fields take their defaults), and all score exactly as before; a newer
-one is refused with "upgrade ufd". Each method's ``config`` is checked against the
-dataclass its module registers (:func:`register_method_config`).
+(``realonly`` may score with a density model), 6 (attribution sources, open
+set, unsure band). Schema 1 and 2 manifests are migrated in memory
+(:mod:`ufd.runtime.bundle.legacy`), 3 to 5 read as they are (new fields take
+their defaults), and all score exactly as before; a newer one is refused with
+"upgrade ufd". Each method's ``config`` is checked against the dataclass the
+caller gives for it (:data:`MethodConfigs`: the method registry's
+``config_types()``); this module never imports the methods.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +47,8 @@ without a new version. Append a line for a new version; never edit an old one.""
 MANIFEST_NAME = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
 Precision = Literal["fp32", "fp16", "int8"]
+MethodConfigs = Mapping[str, type | None]
+"""Method name -> the dataclass its ``config`` must match (``None``: it takes none)."""
 
 # CLIP's normalisation statistics (OpenAI), used by UnivFD's test pipeline.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -171,20 +176,6 @@ class ParityReport:
     max_abs_feature_error: float
 
 
-_METHOD_CONFIGS: dict[str, type | None] = {}
-
-
-def register_method_config(method: str, config_type: type | None) -> None:
-    """Declare the dataclass a method's ``config`` must match (``None``: no config)."""
-    _METHOD_CONFIGS[method] = config_type
-
-
-def _method_configs() -> dict[str, type | None]:
-    import ufd.runtime.methods  # noqa: F401 - the method modules register their configs
-
-    return _METHOD_CONFIGS
-
-
 @dataclass(frozen=True)
 class Manifest:
     """Everything a device needs to know to run a bundle."""
@@ -267,8 +258,12 @@ class Manifest:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Any) -> Manifest:
+    def from_dict(cls, data: Any, method_configs: MethodConfigs) -> Manifest:
         """Check ``data`` (any schema up to the current one) and build a manifest.
+
+        Args:
+            data: the parsed ``manifest.json``.
+            method_configs: the methods this ufd knows, each with its config type.
 
         Raises:
             BundleError: the schema is newer than this ufd, or a field is
@@ -291,13 +286,13 @@ class Manifest:
         raw_methods = data.get("methods", {})
         rest = {k: v for k, v in data.items() if k != "methods"}
         manifest = build(cls, rest, "manifest")
-        methods = _build_methods(raw_methods)
+        methods = _build_methods(raw_methods, method_configs)
         return dataclasses.replace(manifest, methods=methods, schema_version=SCHEMA_VERSION)
 
     @classmethod
-    def read(cls, path: Path) -> Manifest:
-        """Read and check ``manifest.json`` at ``path``."""
-        return cls.from_dict(read_json(path))
+    def read(cls, path: Path, method_configs: MethodConfigs) -> Manifest:
+        """Read and check ``manifest.json`` at ``path`` (see :meth:`from_dict`)."""
+        return cls.from_dict(read_json(path), method_configs)
 
 
 def read_json(path: Path) -> Any:
@@ -314,10 +309,9 @@ def read_json(path: Path) -> Any:
         raise BundleError(f"{path} is not valid JSON ({e}); re-export the bundle") from e
 
 
-def _build_methods(raw: Any) -> dict[str, MethodEntry]:
+def _build_methods(raw: Any, configs: MethodConfigs) -> dict[str, MethodEntry]:
     if not isinstance(raw, dict):
         raise BundleError("manifest.methods must be an object")
-    configs = _method_configs()
     methods = {}
     for name, value in raw.items():
         if name not in configs:
@@ -338,16 +332,17 @@ def _build_methods(raw: Any) -> dict[str, MethodEntry]:
     return methods
 
 
-def schema_text() -> str:
+def schema_text(method_configs: MethodConfigs) -> str:
     """The canonical text of the runtime contract: the manifest and every method config."""
-    configs = _method_configs()
     parts = [describe(Manifest), describe(MethodEntry)]
-    parts += [f"{name}:{describe(tp) if tp else None}" for name, tp in sorted(configs.items())]
+    parts += [
+        f"{name}:{describe(tp) if tp else None}" for name, tp in sorted(method_configs.items())
+    ]
     return "\n".join(parts)
 
 
-def schema_fingerprint() -> str:
+def schema_fingerprint(method_configs: MethodConfigs) -> str:
     """A short digest of :func:`schema_text`."""
     import hashlib
 
-    return hashlib.sha256(schema_text().encode()).hexdigest()[:12]
+    return hashlib.sha256(schema_text(method_configs).encode()).hexdigest()[:12]

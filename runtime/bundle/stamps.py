@@ -16,7 +16,7 @@ import os
 import threading
 from pathlib import Path
 
-from ufd.runtime.tools.cache import cache_dir
+from ufd.runtime.cache import cache_dir
 
 logger = logging.getLogger(__name__)
 

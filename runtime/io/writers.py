@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ufd.runtime.errors import UsageError
-from ufd.runtime.methods import fields_for, table_columns
 from ufd.runtime.records import Record
+from ufd.runtime.registry import fields_for, table_columns
 
 
 class RecordWriter(Protocol):

@@ -25,7 +25,7 @@ from ufd.runtime.bundle import Bundle, MethodEntry
 from ufd.runtime.errors import BundleError, UsageError
 
 if TYPE_CHECKING:
-    from ufd.runtime.methods.registry import MethodSet
+    from ufd.runtime.methods.method_set import MethodSet
     from ufd.runtime.providers import Provider
 
 Columns = dict[str, list]
@@ -79,7 +79,7 @@ class Method:
     """Base class of a scoring method; subclasses register with :func:`register`.
 
     Class attributes describe the method; an instance serves one bundle and is
-    loaded once (thread-safely) by :class:`~ufd.runtime.methods.registry.MethodSet`.
+    loaded once (thread-safely) by :class:`~ufd.runtime.methods.method_set.MethodSet`.
     """
 
     name: ClassVar[str]
@@ -102,6 +102,8 @@ class Method:
     """Whether ``--k`` applies (k-NN methods)."""
     missing_hint: ClassVar[str] = ""
     """How to give a bundle this method."""
+    components: tuple[str, ...] = ()
+    """Methods whose measurements this one combines (:meth:`combine`); none: :meth:`measure`."""
 
     def __init__(self, context: MethodContext) -> None:
         self.context = context
@@ -166,6 +168,14 @@ class Method:
         """Raw score and thresholded score of each feature row (no threshold needed)."""
         raise NotImplementedError
 
+    def combine(self, measured: dict[str, Measured]) -> Measured:
+        """The measurement of a method built on :attr:`components`, from theirs."""
+        raise NotImplementedError
+
+    def describe(self, options: ScoreOptions) -> str | None:
+        """One line on how a run with ``options`` searches (k-NN methods), else ``None``."""
+        return None
+
     def decide(self, measured: Measured) -> np.ndarray:
         """Fake or not, per row: the score above the threshold."""
         return np.array([float(s) > self.threshold for s in measured.score], dtype=bool)
@@ -198,7 +208,10 @@ class Method:
 
     def run(self, features: np.ndarray, options: ScoreOptions) -> Scored:
         """Measure, decide and format one feature batch."""
-        measured = self.measure(features, options)
+        return self.finish(self.context.methods.measure((self.name,), features, options)[self.name])
+
+    def finish(self, measured: Measured) -> Scored:
+        """Decide and format a batch's measurement (the unsure band applied)."""
         is_fake = self.decide(measured)
         columns = self.columns(measured, is_fake)
         unsure = self.unsure(measured, is_fake)

@@ -18,7 +18,7 @@ from ufd.runtime.methods.base import (
     labels,
     probabilities,
 )
-from ufd.runtime.methods.registry import register
+from ufd.runtime.registry import register
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,10 @@ class Fused(Method):
 
     def measure(self, features: np.ndarray, options: ScoreOptions) -> Measured:
         """Raw: the combination's logit; score: its p(fake)."""
-        raw = self.context.methods.measure(self.components, features, options)
+        return self.combine(self.context.methods.measure(self.components, features, options))
+
+    def combine(self, raw: dict[str, Measured]) -> Measured:
+        """The combination of the components' measurements of one batch."""
         config = self.config
         z = np.stack(
             [

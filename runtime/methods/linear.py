@@ -16,8 +16,8 @@ from ufd.runtime.methods.base import (
     labels,
     probabilities,
 )
-from ufd.runtime.methods.registry import register
 from ufd.runtime.providers import PROVIDERS
+from ufd.runtime.registry import register
 from ufd.runtime.sessions import HeadSession
 
 

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ufd.runtime.methods.banks import BankConfig, open_labelled_bank
 from ufd.runtime.methods.base import (
     Columns,
     Measured,
@@ -21,8 +22,7 @@ from ufd.runtime.methods.base import (
     check_k_fits,
     labels,
 )
-from ufd.runtime.methods.registry import register
-from ufd.runtime.search.banks import BankConfig, open_labelled_bank
+from ufd.runtime.registry import register
 
 
 class BankMethod(Method):
@@ -39,6 +39,12 @@ class BankMethod(Method):
         """Also refuse a k larger than the bank."""
         super().check(options, need_threshold)
         check_k_fits(self.name, self.k(options), len(self.bank.bank))
+
+    def describe(self, options: ScoreOptions) -> str:
+        """k, exact or HNSW search, and the bank's size."""
+        bank = self.bank
+        search = "exact" if bank.use_exact(options.exact) else f"HNSW (ef={bank.bank.ef})"
+        return f"k={self.k(options)}, {search} search over {len(bank.bank)} vectors"
 
 
 @register

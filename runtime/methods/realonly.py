@@ -5,7 +5,8 @@ Scores (``config.scorer``), higher = less like the reals:
 * ``knn``: mean cosine distance to the k nearest features of a bank of reals
   (``ufd-index --real-only``);
 * ``gaussian``: the Mahalanobis distance of a Gaussian in the reals' principal
-  subspace plus the residual outside it (:mod:`ufd.runtime.tools.density`);
+  subspace plus the residual outside it (:mod:`ufd.runtime.methods.density`; fitted
+  by :mod:`ufd.runtime.tools.density`);
 * ``combined``: the larger z-score of the two.
 
 ``ufd-train --method realonly`` fits the density and chooses the scorer on
@@ -22,11 +23,11 @@ from typing import Literal
 import numpy as np
 
 from ufd.runtime.errors import BundleError
+from ufd.runtime.methods.banks import BankConfig
 from ufd.runtime.methods.base import Columns, Measured, ScoreOptions, labels
+from ufd.runtime.methods.density import GaussianModel, combined
 from ufd.runtime.methods.nn import BankMethod
-from ufd.runtime.methods.registry import register
-from ufd.runtime.search.banks import BankConfig
-from ufd.runtime.tools.density import GaussianModel, combined
+from ufd.runtime.registry import register
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ in :mod:`ufd.export.train.traces`): far from every natural trace = fake.
 from __future__ import annotations
 
 from ufd.runtime.methods.linear import HeadMethod
-from ufd.runtime.methods.registry import register
+from ufd.runtime.registry import register
 
 
 @register

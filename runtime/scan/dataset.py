@@ -4,9 +4,10 @@
   killed scan leaves only whole shards (readers skip names starting with ``.``/``_``).
 * A shard's name is a digest of the paths it holds: a retried write task rewrites
   the same file instead of adding a second copy.
-* ``_scan.json`` records what the scan computes (bundle, precision, methods, k,
-  features); ``--resume`` refuses a dataset made with other settings, reads the
-  ``path`` column of every shard, and scans only the inputs without a row.
+* ``_scan.json`` records what the scan computes (the encoder's sha256 and
+  precision, methods, k, features); ``--resume`` refuses a dataset made with
+  other settings, reads the ``path`` column of every shard, and scans only the
+  inputs without a row.
 * ``_run`` fences writers: each run writes a new token, and a shard is moved into
   place only while the token is its run's. A killed driver's Ray workers may
   finish their tasks for a moment after it died; they cannot add rows once a
@@ -169,6 +170,6 @@ def _temporaries(filesystem: pafs.FileSystem, root: str) -> list[str]:
 
 def scan_settings_record(settings: Any, methods: tuple[str, ...], encoder_sha: str) -> dict:
     """What ``_scan.json`` holds: what decides a row's values."""
-    keep = ("k", "exact", "features", "max_pixels")
+    keep = ("k", "exact", "features", "max_pixels", "precision")
     record = {k: v for k, v in asdict(settings).items() if k in keep}
     return record | {"methods": list(methods), "encoder_sha256": encoder_sha}

@@ -17,14 +17,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ufd.runtime.bundle import Bundle, PreprocessConfig
 from ufd.runtime.detector import Detector
-from ufd.runtime.errors import ImageError
-from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, decode_image
+from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
 from ufd.runtime.io.inputs import InputItem
-from ufd.runtime.methods import REGISTRY, fields_for
-from ufd.runtime.pipeline import Prepared
-from ufd.runtime.preprocess import CenterCropPreprocessor, build_preprocessor
+from ufd.runtime.methods import open_bundle
+from ufd.runtime.pipeline import Prepared, Preparer, prepare_item
+from ufd.runtime.registry import declared_type, fields_for
 from ufd.runtime.scan.sources import is_uri, read_bytes
 
 FEATURE = "feature"
@@ -48,34 +46,43 @@ class ScanSettings:
 
 
 def crop_batch(batch: dict[str, Any], settings: ScanSettings) -> dict[str, Any]:
-    """Columns ``path``, ``error`` -> plus ``pixels`` (N, S, S, 3) uint8 and ``ok``."""
-    config, preprocessor = _preprocessing(settings.bundle)
-    size = config.crop_size
-    paths = [str(p) for p in batch["path"]]
-    errors = [e if isinstance(e, str) else None for e in batch["error"]]
-    pixels = np.zeros((len(paths), size, size, 3), np.uint8)
-    for i, path in enumerate(paths):
-        if errors[i] is not None:
-            continue
-        try:
-            source = read_bytes(path, settings.max_bytes) if is_uri(path) else path
-            image = decode_image(source, settings.max_pixels, config.exif_transpose)
-            pixels[i] = preprocessor.crop(image)
-        except ImageError as e:
-            errors[i] = str(e)
-        except OSError as e:
-            errors[i] = f"cannot read: {e}"
-        except Exception as e:  # noqa: BLE001 - one bad input never stops a scan
-            errors[i] = f"preprocessing failed ({type(e).__name__}: {e})"
-    ok = np.array([e is None for e in errors])
-    return {"path": np.array(paths, object), "error": np.array(errors, object), "pixels": pixels,
-            "ok": ok}  # fmt: skip
+    """Columns ``path``, ``error`` -> plus ``pixels`` (N, S, S, 3) uint8 and ``ok``.
+
+    Each input goes through the same prepare step as ufd-detect's
+    (:func:`~ufd.runtime.pipeline.prepare_item`), cropped but not yet normalised.
+    """
+    preparer = _preparer(settings.bundle, settings.max_pixels)
+    size = preparer.config.crop_size
+    items = [_item(str(p), e, settings) for p, e in zip(batch["path"], batch["error"], strict=True)]
+    prepared = [prepare_item(item, preparer.crop) for item in items]
+    pixels = np.zeros((len(items), size, size, 3), np.uint8)
+    for i, p in enumerate(prepared):
+        if p.pixels is not None:
+            pixels[i] = p.pixels
+    errors = [p.error for p in prepared]
+    return {
+        "path": np.array([item.path for item in items], object),
+        "error": np.array(errors, object),
+        "pixels": pixels,
+        "ok": np.array([e is None for e in errors]),
+    }
+
+
+def _item(path: str, error: Any, settings: ScanSettings) -> InputItem:
+    """The input of one row: an error, a local path, or a URI's bytes (bounded)."""
+    if isinstance(error, str):
+        return InputItem(path, error)
+    if not is_uri(path):
+        return InputItem(path)
+    try:
+        return InputItem(path, data=read_bytes(path, settings.max_bytes))
+    except OSError as e:
+        return InputItem(path, f"cannot read: {e}")
 
 
 @functools.lru_cache(maxsize=4)
-def _preprocessing(bundle: str) -> tuple[PreprocessConfig, CenterCropPreprocessor]:
-    config = Bundle.open(bundle).manifest.preprocess
-    return config, build_preprocessor(config)
+def _preparer(bundle: str, max_pixels: int) -> Preparer:
+    return Preparer(open_bundle(bundle).manifest.preprocess, max_pixels)
 
 
 class Scorer:
@@ -95,7 +102,7 @@ class Scorer:
             self.methods, self.detector.bundle.manifest.model.feature_dim if settings.features
             else None,
         )  # fmt: skip
-        self.normalise = self.detector.preprocessor.normalizer
+        self.normalise = self.detector.preparer.normalise
 
     def __call__(self, batch: dict[str, Any]) -> pa.Table:
         """Rows for a :func:`crop_batch` batch, in its order."""
@@ -131,10 +138,9 @@ ARROW_TYPES = {"string": pa.string(), "float": pa.float64(), "int": pa.int64(),
 
 def field_type(name: str) -> pa.DataType:
     """The Arrow type of a record field: strings for names, labels and errors, else float64."""
-    for cls in REGISTRY.values():
-        declared = cls.field_types.get(name)
-        if declared is not None:
-            return ARROW_TYPES[declared]
+    declared = declared_type(name)
+    if declared is not None:
+        return ARROW_TYPES[declared]
     return pa.string() if name in ("path", "error") or name.endswith("label") else pa.float64()
 
 

@@ -179,12 +179,7 @@ class Engine:
         if not live:
             return
         started = time.perf_counter()
-        try:
-            pixels = np.stack([job.prepared[i].pixels for job, i in live])
-            features, failure = self.detector.features(pixels), None
-        except Exception as e:
-            logger.error("inference failed on a batch of %d: %s", len(live), e, exc_info=True)
-            features, failure = None, f"inference failed: {type(e).__name__}: {e}"
+        features, failure = self.detector.encode_pixels([job.prepared[i].pixels for job, i in live])
         self.stats.on_batch(len(live), time.perf_counter() - started)
         for row, (job, i) in enumerate(live):
             self._settle(job, i, None if features is None else features[row], failure)

@@ -18,6 +18,7 @@ from ufd.runtime.bundle import MANIFEST_NAME, PRECISIONS, Bundle, Manifest
 from ufd.runtime.bundle.manifest import read_json
 from ufd.runtime.bundle.update import write_manifest
 from ufd.runtime.errors import BundleError, UfdError, UsageError
+from ufd.runtime.methods import open_bundle
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Problem:
 def verify(root: Path) -> list[Problem]:
     """Everything wrong with the bundle at ``root`` (empty: it is whole)."""
     try:
-        bundle = Bundle.open(root)
+        bundle = open_bundle(root)
     except BundleError as e:
         return [Problem(MANIFEST_NAME, str(e))]
     problems = []
@@ -76,7 +77,7 @@ def _load_everything(bundle: Bundle) -> list[Problem]:
 
 def describe(root: Path) -> dict[str, Any]:
     """What the bundle holds, for ``ufd-bundle info``."""
-    bundle = Bundle.open(root)
+    bundle = open_bundle(root)
     manifest = bundle.manifest
     sizes = {name: entry.size for name, entry in manifest.files.items()}
     encoders = {
@@ -112,7 +113,7 @@ def slim(root: Path, keep: list[str]) -> tuple[Manifest, list[str]]:
     Raises:
         UsageError: an unknown precision, or nothing left to encode with.
     """
-    bundle = Bundle.open(root)
+    bundle = open_bundle(root)
     manifest = bundle.manifest
     unknown = [p for p in keep if p not in PRECISIONS]
     if unknown:

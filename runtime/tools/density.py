@@ -21,6 +21,9 @@ against held-out reals.
 :func:`choose` fits candidates on training reals and keeps the one with the best
 average precision on held-out reals against seen fakes (ties: the combination,
 then the simpler model); the choice and its parameters go into the bundle.
+
+Scoring with a fitted model (:class:`GaussianModel`, :func:`combined`) lives with
+the method, in :mod:`ufd.runtime.methods.density`; fitting and choosing live here.
 """
 
 from __future__ import annotations
@@ -29,42 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ufd.runtime.methods.density import GaussianModel, combined
 from ufd.runtime.search.base import l2_normalise
 from ufd.runtime.tools.metrics import average_precision
 
 SUBSPACES = (8, 16, 32, 64, 128)
-
-
-@dataclass
-class GaussianModel:
-    """PPCA parameters of unit real features."""
-
-    mean: np.ndarray  # (D,)
-    components: np.ndarray  # (k, D)
-    variances: np.ndarray  # (k,)
-    noise: float
-
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """How atypical each row is for the reals, in standard deviations (float64)."""
-        centred = l2_normalise(features).astype(np.float64) - self.mean
-        projected = centred @ self.components.T
-        residual = (centred**2).sum(axis=1) - (projected**2).sum(axis=1)
-        k, rest = len(self.variances), len(self.mean) - len(self.variances)
-        inside = (projected**2 / (self.variances + self.noise)).sum(axis=1)
-        outside = residual / self.noise
-        return np.maximum((inside - k) / np.sqrt(2 * k), np.abs(outside - rest) / np.sqrt(2 * rest))
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """For saving (``np.savez``)."""
-        return {"mean": self.mean, "components": self.components,
-                "variances": self.variances, "noise": np.array(self.noise)}  # fmt: skip
-
-    @classmethod
-    def from_arrays(cls, arrays) -> GaussianModel:
-        """From :meth:`arrays` (a loaded ``.npz``)."""
-        return cls(np.asarray(arrays["mean"], np.float64),
-                   np.asarray(arrays["components"], np.float64),
-                   np.asarray(arrays["variances"], np.float64), float(arrays["noise"]))  # fmt: skip
 
 
 def fit_gaussian(reals: np.ndarray, k: int) -> GaussianModel:
@@ -93,11 +65,6 @@ def z_params(knn: np.ndarray, gaussian: np.ndarray) -> tuple[float, float, float
     """Mean and standard deviation of each score on held-out reals."""
     return (float(knn.mean()), float(knn.std()) or 1.0,
             float(gaussian.mean()), float(gaussian.std()) or 1.0)  # fmt: skip
-
-
-def combined(knn: np.ndarray, gaussian: np.ndarray, z: tuple[float, ...]) -> np.ndarray:
-    """The larger z-score of the two."""
-    return np.maximum((knn - z[0]) / z[1], (gaussian - z[2]) / z[3])
 
 
 def choose(

@@ -15,19 +15,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ufd.runtime.bundle import Bundle, Manifest, MethodEntry
+from ufd.runtime.bundle import Manifest, MethodEntry
 from ufd.runtime.bundle.update import publish_folder, staged_folder
-from ufd.runtime.detector import Detector
 from ufd.runtime.errors import ExportError
-from ufd.runtime.io.inputs import InputItem
-from ufd.runtime.methods import method_class
-from ufd.runtime.search.banks import bank_files, build_bank, open_labelled_bank
+from ufd.runtime.methods import method_class, open_bundle
+from ufd.runtime.methods.banks import bank_files, open_labelled_bank
+from ufd.runtime.search.banks import build_bank
 from ufd.runtime.search.base import VectorBank, l2_normalise
 from ufd.runtime.search.neighbours import knn_vote
 
@@ -71,26 +69,6 @@ class IndexOptions:
     threads: int | None = None  # None: build_threads(bank size)
 
 
-def encode_items(
-    detector: Detector,
-    items: Iterable[InputItem],
-    batch_size: int | None = None,
-    on_skip: Callable[[str, str], None] = lambda path, reason: None,
-    on_batch: Callable[[int], None] = lambda n: None,
-) -> np.ndarray:
-    """Features of every decodable item; each skipped one is reported to ``on_skip``."""
-    chunks = []
-    for batch, features, failure in detector.feature_batches(items, batch_size):
-        for prepared in batch:
-            if prepared.pixels is None or failure is not None:
-                on_skip(prepared.item.path, prepared.error or failure or "unknown error")
-        if features is not None and failure is None:
-            chunks.append(features)
-        on_batch(len(batch))
-    dim = detector.bundle.manifest.model.feature_dim
-    return np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32)
-
-
 def build_index(
     bundle_dir: Path,
     real: np.ndarray,
@@ -115,7 +93,7 @@ def build_index(
     Raises:
         ExportError: an empty bank, a missing class, or a dimension mismatch.
     """
-    bundle = Bundle.open(bundle_dir)
+    bundle = open_bundle(bundle_dir)
     fakes = fake if isinstance(fake, dict) else {"fake": fake}
     fakes = {name: feats for name, feats in fakes.items() if len(feats)}
     if method == "realonly" and fakes:

@@ -1,0 +1,118 @@
+"""A bundle's loaded methods: each created and loaded once, measured once per batch.
+
+The registry of method classes is :mod:`ufd.runtime.registry` (a leaf module);
+this is what one bundle makes of it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ufd.runtime.bundle import Bundle
+from ufd.runtime.methods.base import Columns, Measured, Method, MethodContext, Scored, ScoreOptions
+from ufd.runtime.providers import Provider
+from ufd.runtime.registry import REGISTRY, method_class, parse_methods
+
+
+class MethodSet:
+    """The methods of one bundle, each created and loaded once, from any thread."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        provider: Provider,
+        threads: int | None = None,
+        verify: bool = True,
+        thresholds: dict[str, float] | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.context = MethodContext(bundle, provider, threads, verify, self, thresholds or {})
+        self._loaded: dict[str, Method] = {}
+        self._lock = threading.RLock()  # fused loads its components while loading
+
+    def available(self) -> tuple[str, ...]:
+        """Methods this bundle can run as it is, in canonical order."""
+        manifest = self.bundle.manifest
+        return tuple(n for n, cls in REGISTRY.items() if cls.offered_by(manifest.method(n)))
+
+    def resolve(self, spec: str) -> tuple[str, ...]:
+        """``all`` -> every available method (canonical order); ``a,b`` -> both, validated."""
+        if spec.strip() == "all":
+            return self.available()
+        return parse_methods(spec)
+
+    def get(self, name: str) -> Method:
+        """Method ``name``, loaded.
+
+        Raises:
+            UsageError: unknown method.
+            BundleError: the bundle lacks it or its files are damaged.
+        """
+        method = self._loaded.get(name)
+        if method is not None:
+            return method
+        cls = method_class(name)
+        with self._lock:
+            if name not in self._loaded:
+                method = cls(self.context)
+                method.load()
+                self._loaded[name] = method
+        return self._loaded[name]
+
+    def check(
+        self, names: tuple[str, ...], options: ScoreOptions, need_threshold: bool = True
+    ) -> None:
+        """Load every method named and refuse options they cannot honour, up front."""
+        for name in names:
+            self.get(name).check(options, need_threshold)
+
+    def measure(
+        self,
+        names: tuple[str, ...],
+        features: np.ndarray,
+        options: ScoreOptions,
+        memo: dict[str, Measured] | None = None,
+    ) -> dict[str, Measured]:
+        """Each method's threshold-free output for a feature batch, each measured once.
+
+        A method built on others (``fused``: :attr:`Method.components`) is given
+        their measurements; a component also asked for by name is not measured twice.
+        ``memo`` carries measurements already made for this batch.
+        """
+        memo = {} if memo is None else memo
+        for name in names:
+            self._measure_once(name, features, options, memo)
+        return {name: memo[name] for name in names}
+
+    def _measure_once(
+        self, name: str, features: np.ndarray, options: ScoreOptions, memo: dict[str, Measured]
+    ) -> Measured:
+        if name not in memo:
+            method = self.get(name)
+            if method.components:
+                parts = {
+                    part: self._measure_once(part, features, options, memo)
+                    for part in method.components
+                }
+                memo[name] = method.combine(parts)
+            else:
+                memo[name] = method.measure(features, options)
+        return memo[name]
+
+    def run(
+        self, names: tuple[str, ...], features: np.ndarray, options: ScoreOptions
+    ) -> dict[str, Scored]:
+        """Each method's whole output for a feature batch (every method measured once)."""
+        measured = self.measure(names, features, options)
+        return {name: self.get(name).finish(measured[name]) for name in names}
+
+    def columns(
+        self, names: tuple[str, ...], features: np.ndarray, options: ScoreOptions
+    ) -> Columns:
+        """Every named method's record fields for a feature batch."""
+        columns: Columns = {}
+        for scored in self.run(names, features, options).values():
+            columns |= scored.columns
+        return columns

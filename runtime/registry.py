@@ -1,0 +1,92 @@
+"""The one registry of scoring methods: a leaf module that imports nothing from ufd but errors.
+
+Each method module (:mod:`ufd.runtime.methods`) registers its class here with
+:func:`register`. Everything else reads it: record fields and their order,
+table columns, ``--method`` parsing, and the manifest parser, which is *given*
+:func:`config_types` (it never imports the methods). Registration order is the
+canonical order of record fields and of ``--method all``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ufd.runtime.errors import UsageError
+
+REGISTRY: dict[str, Any] = {}
+"""Method name -> its class (a :class:`ufd.runtime.methods.base.Method` subclass)."""
+
+PROVENANCE = "provenance"
+"""The record field of what the file says about itself (``--provenance``)."""
+
+
+def register(cls: Any) -> Any:
+    """Class decorator: make a method known by its ``name``."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Forget a method (tests register toy methods for a while)."""
+    REGISTRY.pop(name, None)
+
+
+def method_names() -> tuple[str, ...]:
+    """Every registered method, in canonical order."""
+    return tuple(REGISTRY)
+
+
+def method_class(name: str) -> Any:
+    """The registered class of ``name``.
+
+    Raises:
+        UsageError: unknown name (the message lists the known ones).
+    """
+    if name not in REGISTRY:
+        raise UsageError(f"unknown method {name!r}; use {', '.join(REGISTRY)} or all")
+    return REGISTRY[name]
+
+
+def config_types() -> dict[str, type | None]:
+    """Method name -> the dataclass its manifest ``config`` must match (``None``: none)."""
+    return {name: cls.config_type for name, cls in REGISTRY.items()}
+
+
+def parse_methods(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``"a,b"`` (or a sequence) -> validated names, in the order given (no ``all``)."""
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = tuple(p.strip() for p in parts if p.strip())
+    if not names:
+        raise UsageError(f"no method in {spec!r}; use {', '.join(REGISTRY)} or all")
+    for name in names:
+        method_class(name)
+    return names
+
+
+def fields_for(
+    methods: str | tuple[str, ...] | list[str], provenance: bool = False
+) -> tuple[str, ...]:
+    """Record fields: ``path``, the methods' in canonical order, ``provenance``, ``error``."""
+    chosen = set(parse_methods(methods))
+    own = [f for name, cls in REGISTRY.items() if name in chosen for f in cls.fields]
+    return ("path", *own, *((PROVENANCE,) if provenance else ()), "error")
+
+
+def all_fields() -> frozenset[str]:
+    """Every record field any registered method reports (and ``provenance``)."""
+    return frozenset([PROVENANCE, *(f for cls in REGISTRY.values() for f in cls.fields)])
+
+
+def table_columns() -> dict[str, tuple[str, int]]:
+    """Record field -> (header, width) for the table writer, in canonical order."""
+    return {
+        f: (header, width) for cls in REGISTRY.values() for f, header, width in cls.table_columns
+    }
+
+
+def declared_type(field: str) -> str | None:
+    """The declared column type of a record field (``string``, ``shares``...), if any."""
+    for cls in REGISTRY.values():
+        if field in cls.field_types:
+            return cls.field_types[field]
+    return None

@@ -1,0 +1,146 @@
+"""A whole scan: resolve what it computes, prepare the dataset, run an engine, check the rows.
+
+``ufd-scan`` is a thin layer over :func:`plan_scan` and :func:`run_scan`. The plan
+fixes everything a row's values depend on before any input is read: the methods
+(``all`` resolved against the bundle), ``k``, and the **precision**, chosen for the
+provider the workers will really run (the CPU's table for local workers and CPU
+actors, the GPU's for ``--gpus-per-worker``), so that ``_scan.json`` records the
+encoder that computed the rows and ``--resume`` refuses a scan with another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ufd.runtime.detector import choose_precision
+from ufd.runtime.errors import UsageError
+from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.methods import MethodSet, ScoreOptions, open_bundle
+from ufd.runtime.providers import PROVIDERS, Provider, start_provider
+from ufd.runtime.scan.dataset import prepare_output, remove_duplicates, scan_settings_record
+from ufd.runtime.scan.engines import RayOptions, run_local, run_ray
+from ufd.runtime.scan.sources import expand_sources
+from ufd.runtime.scan.stages import ScanSettings
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """What a scan computes (settings resolved) and what ``_scan.json`` records."""
+
+    settings: ScanSettings
+    methods: tuple[str, ...]
+    record: dict
+
+
+@dataclass
+class ScanTotals:
+    """How a scan went."""
+
+    inputs: int = 0
+    done_before: int = 0
+    rows: int = 0
+    failed: int = 0
+    shards: int = 0
+    duplicates_removed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def scored(self) -> int:
+        """Rows with scores."""
+        return self.rows - self.failed
+
+
+def worker_provider(settings: ScanSettings, engine: str, gpus_per_worker: float) -> Provider:
+    """The provider the scan's workers will run on.
+
+    Local workers run here, so the provider is started here; Ray actors may run
+    elsewhere: GPU actors take the GPU table (``auto`` means CUDA), CPU actors the CPU's.
+    """
+    if engine == "local":
+        return start_provider(settings.provider)
+    if settings.provider in PROVIDERS:
+        return PROVIDERS[settings.provider]
+    return PROVIDERS["cuda" if gpus_per_worker else "cpu"]
+
+
+def plan_scan(
+    settings: ScanSettings, engine: str = "local", gpus_per_worker: float = 0.0
+) -> ScanPlan:
+    """Resolve the methods and the precision of a scan, and check them on the bundle.
+
+    Raises:
+        UsageError: an unknown engine or method, a bad ``k``.
+        BundleError: the bundle lacks a method, its threshold or the precision.
+    """
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; use {' or '.join(ENGINES)}")
+    bundle = open_bundle(settings.bundle)
+    methods = MethodSet(bundle, PROVIDERS["cpu"])
+    names = methods.resolve(settings.method)
+    methods.check(names, ScoreOptions(settings.k, settings.exact), need_threshold=True)
+    provider = worker_provider(settings, engine, gpus_per_worker)
+    precision = choose_precision(bundle.manifest, provider, settings.precision)
+    resolved = dataclasses.replace(settings, method=",".join(names), precision=precision)
+    encoder_sha = bundle.manifest.files[bundle.manifest.encoder(precision).file].sha256
+    return ScanPlan(resolved, names, scan_settings_record(resolved, names, encoder_sha))
+
+
+def run_scan(
+    plan: ScanPlan,
+    inputs: Iterable[str],
+    listed: Iterable[str],
+    out: str,
+    *,
+    engine: str = "local",
+    workers: int = 1,
+    ray: RayOptions | None = None,
+    shard_rows: int = 1024,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_start: Callable[[ScanTotals], None] = lambda totals: None,
+    on_shard: Callable[[dict], None] = lambda result: None,
+) -> ScanTotals:
+    """Scan ``inputs`` (and ``listed`` entries) into the dataset ``out``.
+
+    Each input is scanned once, whatever the inputs repeat and whatever a resumed
+    run did before. ``on_start`` is told how many inputs are left, ``on_shard``
+    about each shard as it lands.
+
+    Raises:
+        UsageError: ``out`` is not empty (without ``resume``/``overwrite``) or was
+            scanned with other settings.
+    """
+    run, done = prepare_output(out, plan.record, resume, overwrite)
+    items = _unique(expand_sources(inputs, listed), done)
+    totals = ScanTotals(inputs=len(items), done_before=len(done))
+    on_start(totals)
+
+    def landed(result: dict) -> None:
+        totals.rows += result["rows"]
+        totals.failed += result["failed"]
+        totals.shards += 1
+        on_shard(result)
+
+    started = time.perf_counter()
+    if engine == "local":
+        run_local(items, plan.settings, out, run, shard_rows, workers, landed)
+    else:
+        run_ray(items, plan.settings, out, run, shard_rows, ray or RayOptions(), landed)
+    totals.seconds = time.perf_counter() - started
+    totals.duplicates_removed = remove_duplicates(out)
+    return totals
+
+
+def _unique(items: Iterable[InputItem], done: set[str]) -> list[InputItem]:
+    """Items not yet scanned, each path once, in input order."""
+    seen, kept = set(done), []
+    for item in items:
+        if item.path not in seen:
+            seen.add(item.path)
+            kept.append(item)
+    return kept
