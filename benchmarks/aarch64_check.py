@@ -29,8 +29,14 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PLATFORM = ["--platform", "manylinux_2_28_aarch64", "--platform", "manylinux2014_aarch64",
-            "--platform", "manylinux_2_17_aarch64"]  # fmt: skip
+PLATFORM = [
+    "--platform",
+    "manylinux_2_28_aarch64",
+    "--platform",
+    "manylinux2014_aarch64",
+    "--platform",
+    "manylinux_2_17_aarch64",
+]
 SCORE = """
 import json, sys, time
 from pathlib import Path
@@ -53,13 +59,24 @@ def rootfs(work: Path) -> Path:
     """An arm64 Debian bookworm with python3 unpacked (made once)."""
     root = work / "rootfs"
     if not (root / "usr/bin/python3.11").exists():
-        run(["apt-get", "install", "-y", "-q", "qemu-user-static", "debootstrap"],
-            capture_output=True)  # fmt: skip
+        run(
+            ["apt-get", "install", "-y", "-q", "qemu-user-static", "debootstrap"],
+            capture_output=True,
+        )
         if not (root / "debootstrap").exists():
-            run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase",
-                 "--include=python3.11,libpython3.11-stdlib,zlib1g,libexpat1,libffi8,libssl3",
-                 "bookworm", str(root), "http://deb.debian.org/debian"],
-                capture_output=True)  # fmt: skip
+            run(
+                [
+                    "debootstrap",
+                    "--arch=arm64",
+                    "--foreign",
+                    "--variant=minbase",
+                    "--include=python3.11,libpython3.11-stdlib,zlib1g,libexpat1,libffi8,libssl3",
+                    "bookworm",
+                    str(root),
+                    "http://deb.debian.org/debian",
+                ],
+                capture_output=True,
+            )
         # --foreign unpacks only the essential set; the rest (python3.11 among them) waits
         # for a second stage that would need the emulated dpkg. Unpacking is enough here.
         for deb in sorted((root / "var/cache/apt/archives").glob("*.deb")):
@@ -75,9 +92,11 @@ def arm_cpuinfo(root: Path) -> None:
     cpuinfo finds no arm processor and dereferences a null pointer at import
     (SIGSEGV); ``-L ROOTFS`` makes the emulated process read this file instead.
     """
-    block = ("processor\t: {}\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
-             "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
-             "CPU part\t: 0xd08\nCPU revision\t: 3\n\n")  # fmt: skip
+    block = (
+        "processor\t: {}\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
+        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
+        "CPU part\t: 0xd08\nCPU revision\t: 3\n\n"
+    )
     (root / "proc").mkdir(exist_ok=True)
     text = "".join(block.format(i) for i in range(os.cpu_count() or 1))
     (root / "proc" / "cpuinfo").write_text(text)
@@ -90,13 +109,42 @@ def site(work: Path) -> Path:
         return folder
     wheels = work / "wheels"
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", *PLATFORM,
-         "--python-version", "3.11", "-d", str(wheels), *deps])  # fmt: skip
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels),
-         str(REPO)])  # fmt: skip
-    run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:",
-         *PLATFORM, "--python-version", "3.11", "--target", str(folder),
-         *map(str, wheels.glob("*.whl"))])  # fmt: skip
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            *PLATFORM,
+            "--python-version",
+            "3.11",
+            "-d",
+            str(wheels),
+            *deps,
+        ]
+    )
+    run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(REPO)]
+    )
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            *PLATFORM,
+            "--python-version",
+            "3.11",
+            "--target",
+            str(folder),
+            *map(str, wheels.glob("*.whl")),
+        ]
+    )
     return folder
 
 
@@ -117,12 +165,24 @@ def tiny_bundle(work: Path) -> tuple[Path, Path]:
     from ufd.runtime.tools.index_build import IndexOptions, build_index
 
     head = random_head(work / "head.pth")
-    export_bundle(ExportOptions(out=bundle, model="ufd-tiny-vit", pretrained="none",
-                                head=str(head), precisions=("fp32", "int8")))  # fmt: skip
+    export_bundle(
+        ExportOptions(
+            out=bundle,
+            model="ufd-tiny-vit",
+            pretrained="none",
+            head=str(head),
+            precisions=("fp32", "int8"),
+        )
+    )
     world = SyntheticWorld(dim=768, seed=0)
     build_index(bundle, world.reals(300, 1), world.fakes(300, 0, 2), IndexOptions(storage="int8"))
-    build_index(bundle, world.reals(300, 3), np.zeros((0, 768), np.float32), IndexOptions(),
-                method="realonly")  # fmt: skip
+    build_index(
+        bundle,
+        world.reals(300, 3),
+        np.zeros((0, 768), np.float32),
+        IndexOptions(),
+        method="realonly",
+    )
     from ufd.runtime import Detector
 
     calibrate(Detector.open(bundle, provider="cpu"), "realonly", world.reals(100, 4), 0.1, 3)
@@ -157,8 +217,12 @@ def score_all(args: argparse.Namespace, cpus: list[str]) -> tuple[dict, dict]:
     for precision in ("fp32", "int8"):
         for host, python, host_env in hosts:
             start = time.perf_counter()
-            out = run([*python, "-c", SCORE, str(bundle), str(images), precision],
-                      capture_output=True, text=True, env=host_env)  # fmt: skip
+            out = run(
+                [*python, "-c", SCORE, str(bundle), str(images), precision],
+                capture_output=True,
+                text=True,
+                env=host_env,
+            )
             walls[f"{host}/{precision}"] = time.perf_counter() - start
             records[f"{host}/{precision}"] = json.loads(out.stdout.splitlines()[-1])["records"]
     return records, walls
@@ -168,8 +232,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/ufd-aarch64"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--cpus", default="cortex-a72,cortex-a76,max",
-                        help="qemu CPU models (Pi 4, Pi 5 class, all qemu has)")  # fmt: skip
+    parser.add_argument(
+        "--cpus",
+        default="cortex-a72,cortex-a76,max",
+        help="qemu CPU models (Pi 4, Pi 5 class, all qemu has)",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     cpus = args.cpus.split(",")
@@ -182,15 +249,20 @@ def main() -> None:
         pairs[f"{host} int8 vs {host} fp32"] = (f"{host}/int8", f"{host}/fp32")
     report = {"wall_s": walls, "records": records, "comparisons": {}}
     n = len(records["x86_64/fp32"])
-    lines = [f"{n} images, every method, tiny bundle; emulated runs "
-             + ", ".join(f"{k} {v:.0f} s" for k, v in walls.items() if k.startswith("aarch64")),
-             "", "| comparison | labels equal | logit | prob | nn_score | realonly_score |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"{n} images, every method, tiny bundle; emulated runs "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in walls.items() if k.startswith("aarch64")),
+        "",
+        "| comparison | labels equal | logit | prob | nn_score | realonly_score |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, (a, b) in pairs.items():
         worst, labels_equal = differences(records[a], records[b])
         report["comparisons"][name] = {"max_abs_diff": worst, "labels_equal": labels_equal}
-        cells = " | ".join(f"{worst.get(k, float('nan')):.2e}"
-                           for k in ("logit", "prob", "nn_score", "realonly_score"))  # fmt: skip
+        cells = " | ".join(
+            f"{worst.get(k, float('nan')):.2e}"
+            for k in ("logit", "prob", "nn_score", "realonly_score")
+        )
         lines.append(f"| {name} | {labels_equal} | {cells} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "aarch64.json").write_text(json.dumps(report, indent=2) + "\n")

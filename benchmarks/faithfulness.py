@@ -80,10 +80,20 @@ def main() -> None:
 
     t0 = time.perf_counter()
     cmd = [
-        sys.executable, "-m", "ufd.cli.export", "--model", args.model,
-        "--pretrained", str(checkpoint), "--head", str(args.head),
-        "--precision", args.precision, "--out", str(bundle),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "ufd.cli.export",
+        "--model",
+        args.model,
+        "--pretrained",
+        str(checkpoint),
+        "--head",
+        str(args.head),
+        "--precision",
+        args.precision,
+        "--out",
+        str(bundle),
+    ]
     subprocess.run(cmd, check=True)
     export_s = time.perf_counter() - t0
 

@@ -78,8 +78,13 @@ def run(geometry: str, n: int, seed: int) -> dict:
             t = torch.from_numpy(features)
             lin = linear(t).squeeze(1).numpy()
             tra = traces(t).squeeze(1).numpy()
-        return {"linear": lin, "nn": nn.vote(features, 1).score, "traces": tra,
-                "realonly_knn": knn(features), "realonly": realonly(features)}  # fmt: skip
+        return {
+            "linear": lin,
+            "nn": nn.vote(features, 1).score,
+            "traces": tra,
+            "realonly_knn": knn(features),
+            "realonly": realonly(features),
+        }
 
     real_scores = scores(test_real)
     result: dict = {
@@ -93,10 +98,12 @@ def run(geometry: str, n: int, seed: int) -> dict:
         fake_scores = scores(fakes)
         labels = np.r_[np.zeros(len(test_real)), np.ones(len(fakes))].astype(bool)
         result[split] = {
-            m: {"ap": average_precision(labels, np.r_[real_scores[m], fake_scores[m]]),
-                "auc": roc_auc(labels, np.r_[real_scores[m], fake_scores[m]])}
+            m: {
+                "ap": average_precision(labels, np.r_[real_scores[m], fake_scores[m]]),
+                "auc": roc_auc(labels, np.r_[real_scores[m], fake_scores[m]]),
+            }
             for m in METHODS
-        }  # fmt: skip
+        }
     return result
 
 
@@ -123,11 +130,17 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         for split in ("seen", "unseen"):
             cells = [f"{r[split][m]['ap']:.3f} / {r[split][m]['auc']:.3f}" for m in METHODS]
-            extra = [r["realonly_choice"], "; ".join(targets(r)) or "-"] if split == "unseen" \
-                else ["", ""]  # fmt: skip
+            extra = (
+                [r["realonly_choice"], "; ".join(targets(r)) or "-"]
+                if split == "unseen"
+                else ["", ""]
+            )
             span = "out of span" if r["outside_span"] else "in span"
-            lines.append(f"| {r['geometry']} ({span}) | {r['seed']} | {split} | "
-                         + " | ".join(cells + extra) + " |")  # fmt: skip
+            lines.append(
+                f"| {r['geometry']} ({span}) | {r['seed']} | {split} | "
+                + " | ".join(cells + extra)
+                + " |"
+            )
     return "\n".join(lines) + "\n\nCells: AP / ROC-AUC.\n"
 
 

@@ -89,9 +89,13 @@ def main() -> None:
             keep = chosen[group]
             out = Path(tmp) / f"{group}.onnx"
             quantize_dynamic(
-                fp32, out, op_types_to_quantize=["MatMul"], per_channel=True,
-                weight_type=QuantType.QInt8, nodes_to_exclude=keep,
-            )  # fmt: skip
+                fp32,
+                out,
+                op_types_to_quantize=["MatMul"],
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=keep,
+            )
             features, logits, seconds = run(out, pixels, head)
             cosine = np.sum(features * ref_features, 1) / (
                 np.linalg.norm(features, axis=1) * np.linalg.norm(ref_features, axis=1)

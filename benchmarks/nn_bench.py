@@ -135,8 +135,11 @@ def bench_size(
     ids, dist = exact.bank.search(queries, 16, exact=True, invariant=False)
     exact_ms = (time.perf_counter() - t) / len(queries) * 1e3
     fake = labels.astype(bool)
-    reference = {"ids": ids[:, :9], "k1": knn_vote(dist, fake[ids], 1).is_fake,
-                 "k9": knn_vote(dist, fake[ids], 9).is_fake}  # fmt: skip
+    reference = {
+        "ids": ids[:, :9],
+        "k1": knn_vote(dist, fake[ids], 1).is_fake,
+        "k9": knn_vote(dist, fake[ids], 9).is_fake,
+    }
     rows = []
     for spec in banks:
         backend, storage = spec.split(":")
@@ -161,14 +164,31 @@ def bench_size(
             for ef in efs:
                 for rerank in reranks if storage == "int8" else reranks[:1]:
                     out = subprocess.run(
-                        [sys.executable, "-c", CHILD, str(folder), backend, str(ef),
-                         names["index"], str(rerank)],
-                        capture_output=True, text=True, check=True,
-                    )  # fmt: skip
-                    row = {"n": n, "bank": spec, "M": m, "ef": ef, "rerank": rerank,
-                           "build_s": round(build_s, 1), "index_mb": round(disk["index"], 1),
-                           "rows_mb": round(disk.get("vectors", 0.0), 1),
-                           "exact_fp32_ms_per_query": round(exact_ms, 2)}  # fmt: skip
+                        [
+                            sys.executable,
+                            "-c",
+                            CHILD,
+                            str(folder),
+                            backend,
+                            str(ef),
+                            names["index"],
+                            str(rerank),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    row = {
+                        "n": n,
+                        "bank": spec,
+                        "M": m,
+                        "ef": ef,
+                        "rerank": rerank,
+                        "build_s": round(build_s, 1),
+                        "index_mb": round(disk["index"], 1),
+                        "rows_mb": round(disk.get("vectors", 0.0), 1),
+                        "exact_fp32_ms_per_query": round(exact_ms, 2),
+                    }
                     row |= json.loads(out.stdout.strip().splitlines()[-1])
                     print(json.dumps(row), flush=True)
                     rows.append(row)
@@ -176,9 +196,24 @@ def bench_size(
 
 
 def markdown(rows: list[dict]) -> str:
-    cols = ["n", "bank", "M", "ef", "rerank", "build_s", "index_mb", "rows_mb", "rss_end_mb",
-            "rss_peak_mb", "p50_ms", "p99_ms", "recall_at_1", "recall_at_9",
-            "vote_agreement_k1", "vote_agreement_k9"]  # fmt: skip
+    cols = [
+        "n",
+        "bank",
+        "M",
+        "ef",
+        "rerank",
+        "build_s",
+        "index_mb",
+        "rows_mb",
+        "rss_end_mb",
+        "rss_peak_mb",
+        "p50_ms",
+        "p99_ms",
+        "recall_at_1",
+        "recall_at_9",
+        "vote_agreement_k1",
+        "vote_agreement_k9",
+    ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
@@ -202,9 +237,17 @@ def main() -> None:
     rows = []
     efs = [int(e) for e in args.ef.split(",")]
     for n in (int(s) for s in args.sizes.split(",")):
-        rows += bench_size(n, args.banks.split(","), efs, args.M, args.ef_construction,
-                           args.queries, args.latent, [int(r) for r in args.rerank.split(",")],
-                           args.keep)  # fmt: skip
+        rows += bench_size(
+            n,
+            args.banks.split(","),
+            efs,
+            args.M,
+            args.ef_construction,
+            args.queries,
+            args.latent,
+            [int(r) for r in args.rerank.split(",")],
+            args.keep,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "nn_bench.json").write_text(json.dumps(rows, indent=2) + "\n")
     (args.out / "nn_bench.md").write_text(markdown(rows))

@@ -77,10 +77,27 @@ def small_jpegs(folder: Path, count: int) -> Path:
 def throughput(bundle: Path, images: Path, work: Path, n: int) -> dict:
     runs = {}
     out = work / "scan-out"
-    detect = [*PY, "ufd.cli.detect", str(bundle), str(images), "-q", "--format", "jsonl",
-              "--output", str(work / "detect.jsonl")]  # fmt: skip
-    scan = [*PY, "ufd.cli.scan", str(bundle), str(images), "--out", str(out), "--overwrite",
-            "--no-progress"]  # fmt: skip
+    detect = [
+        *PY,
+        "ufd.cli.detect",
+        str(bundle),
+        str(images),
+        "-q",
+        "--format",
+        "jsonl",
+        "--output",
+        str(work / "detect.jsonl"),
+    ]
+    scan = [
+        *PY,
+        "ufd.cli.scan",
+        str(bundle),
+        str(images),
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-progress",
+    ]
     variants = {
         "ufd-detect": detect,
         "scan local (1 worker)": scan,
@@ -125,27 +142,45 @@ def main() -> None:
         small = small_jpegs(args.work / "small-jpegs", args.features_images)
         out = args.work / "features-scan"
         shutil.rmtree(out, ignore_errors=True)
-        run = timed([*PY, "ufd.cli.scan", str(tiny), str(small), "--out", str(out), "--engine",
-                     "ray", "--features", "--no-progress", "--object-store-mb", "512"],
-                    sample=True)  # fmt: skip
+        run = timed(
+            [
+                *PY,
+                "ufd.cli.scan",
+                str(tiny),
+                str(small),
+                "--out",
+                str(out),
+                "--engine",
+                "ray",
+                "--features",
+                "--no-progress",
+                "--object-store-mb",
+                "512",
+            ],
+            sample=True,
+        )
         written = pq.ParquetDataset(out).read(columns=["path"]).num_rows
         if written != args.features_images:
             raise RuntimeError(f"{written} rows for {args.features_images} images in {out}")
         samples = run["rss_samples"]
         tenth = samples[max(0, len(samples) // 10)][1] if samples else float("nan")
         report["features"] = {
-            "images": args.features_images, "wall_s": run["wall_s"],
-            "ips": args.features_images / run["wall_s"], "rss_at_10pct_mb": tenth,
+            "images": args.features_images,
+            "wall_s": run["wall_s"],
+            "ips": args.features_images / run["wall_s"],
+            "rss_at_10pct_mb": tenth,
             "rss_end_mb": samples[-1][1] if samples else float("nan"),
             "rss_max_mb": max((s[1] for s in samples), default=float("nan")),
             "rss_samples": samples,
-        }  # fmt: skip
+        }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scan-bench.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = []
     if report["throughput"]:
-        lines += [f"| {args.model} int8, {args.images} JPEGs | wall s | images/s | vs ufd-detect |",
-                  "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| {args.model} int8, {args.images} JPEGs | wall s | images/s | vs ufd-detect |",
+            "|---|---|---|---|",
+        ]
         base = report["throughput"]["ufd-detect"]["ips"]
         for name, r in report["throughput"].items():
             ratio = r["ips"] / base

@@ -112,8 +112,12 @@ def load(client: Client, images: list[Path], clients: int, per_client: int) -> d
 def bench_model(model: str, work: Path, images: Path, per_client: int, rss_requests: int) -> dict:
     _, bundle = prepare(model, work / model, "fp32,int8", fresh=False)
     jpegs = sorted(images.glob("*.jpg"))
-    out = subprocess.run([sys.executable, "-c", OFFLINE, str(bundle), str(images)],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", OFFLINE, str(bundle), str(images)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     offline = json.loads(out.stdout.strip().splitlines()[-1])
     server = Server(bundle, "--precision", "int8")
     sampler = RssSampler(server.proc.pid)
@@ -172,10 +176,12 @@ def _encoder_seconds(url: str) -> tuple[float, float]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | offline img/s | serve 1 / 4 / 16 clients img/s | 16 vs offline | "
-             "p50 / p99 ms at 16 | idle p50 ms | budget (offline encoder) ms | "
-             "idle mean ms | budget (its own encoder) ms | server RSS MB (max) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| model | offline img/s | serve 1 / 4 / 16 clients img/s | 16 vs offline | "
+        "p50 / p99 ms at 16 | idle p50 ms | budget (offline encoder) ms | "
+        "idle mean ms | budget (its own encoder) ms | server RSS MB (max) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ips = " / ".join(f"{p['ips']:.2f}" for p in r["phases"])
         last = r["phases"][-1]

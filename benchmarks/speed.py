@@ -64,11 +64,26 @@ def prepare(model: str, work: Path, precisions: str, fresh: bool) -> tuple[Path,
     current = not fresh and all(p in have for p in precisions.split(","))
     if not current:
         subprocess.run(
-            [sys.executable, "-m", "ufd.cli.export", "--model", model, "--pretrained",
-             str(checkpoint), "--head", str(head), "--precision", precisions,
-             "--out", str(bundle), "--probes", "4", "--force"],
+            [
+                sys.executable,
+                "-m",
+                "ufd.cli.export",
+                "--model",
+                model,
+                "--pretrained",
+                str(checkpoint),
+                "--head",
+                str(head),
+                "--precision",
+                precisions,
+                "--out",
+                str(bundle),
+                "--probes",
+                "4",
+                "--force",
+            ],
             check=True,
-        )  # fmt: skip
+        )
     return checkpoint, bundle
 
 
@@ -90,18 +105,41 @@ def main() -> None:
     fast, batches = ("fp16", "1,64") if gpu else ("int8", "1")
     baseline = "torch fp16" if gpu else "torch fp32"
     images = jpeg_folder(args.work / "jpegs")
-    summary = [f"| model | {baseline} e2e ms | ORT {fast} e2e ms | speed-up | {fast} % of peak | "
-               f"{fast} peak RSS MB |", "|---|---|---|---|---|---|"]  # fmt: skip
+    summary = [
+        f"| model | {baseline} e2e ms | ORT {fast} e2e ms | speed-up | {fast} % of peak | "
+        f"{fast} peak RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
     for model in args.models.split(","):
         checkpoint, bundle = prepare(model, args.work / model, f"fp32,{fast}", args.fresh)
         out = args.out / f"speed-{model}-{args.provider}"
         subprocess.run(
-            [sys.executable, "-m", "ufd.cli.bench", str(bundle), "--precision", f"fp32,{fast}",
-             "--batch", batches, "--iterations", str(args.iterations), "--rounds", str(args.rounds),
-             "--provider", args.provider, "--images", str(images),
-             "--torch-model", model, "--torch-checkpoint", str(checkpoint), "--out", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "ufd.cli.bench",
+                str(bundle),
+                "--precision",
+                f"fp32,{fast}",
+                "--batch",
+                batches,
+                "--iterations",
+                str(args.iterations),
+                "--rounds",
+                str(args.rounds),
+                "--provider",
+                args.provider,
+                "--images",
+                str(images),
+                "--torch-model",
+                model,
+                "--torch-checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+            ],
             check=True,
-        )  # fmt: skip
+        )
         result = json.loads((out / "bench.json").read_text())
         rows = [r for r in result["configs"] if r["batch"] == 1]
         torch_row = next(r for r in rows if r["engine"] == "torch")

@@ -63,8 +63,10 @@ def wall(cmd: list[str], env: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundles", default="/tmp/ufd-speed/ViT-B-16-quickgelu/bundle,"
-                        "/tmp/ufd-speed/ViT-L-14-quickgelu/bundle")  # fmt: skip
+    parser.add_argument(
+        "--bundles",
+        default="/tmp/ufd-speed/ViT-B-16-quickgelu/bundle,/tmp/ufd-speed/ViT-L-14-quickgelu/bundle",
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
@@ -79,16 +81,28 @@ def main() -> None:
         first = wall(cmd, env)  # hashes everything once, records stamps
         stamped = [wall(cmd, env) for _ in range(args.runs)]
         full = [wall(cmd, env | {"UFD_VERIFY": "full"}) for _ in range(args.runs)]
-        out = subprocess.run([sys.executable, "-c", PROFILE, bundle, str(image)], check=True,
-                             capture_output=True, text=True, env=env)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", PROFILE, bundle, str(image)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         steps = json.loads(out.stdout.strip().splitlines()[-1])
-        row = {"bundle": bundle, "first_run_s": first, "median_s": float(np.median(stamped)),
-               "runs_s": stamped, "median_full_hash_s": float(np.median(full)),
-               "steps_s": steps}  # fmt: skip
+        row = {
+            "bundle": bundle,
+            "first_run_s": first,
+            "median_s": float(np.median(stamped)),
+            "runs_s": stamped,
+            "median_full_hash_s": float(np.median(full)),
+            "steps_s": steps,
+        }
         print(json.dumps(row), flush=True)
         rows.append(row)
-    header = ("| bundle | median wall s (stamps) | median wall s (full hash) | first run s | "
-              "imports | hash | session | encode |")  # fmt: skip
+    header = (
+        "| bundle | median wall s (stamps) | median wall s (full hash) | first run s | "
+        "imports | hash | session | encode |"
+    )
     lines = [header, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["steps_s"]

@@ -46,9 +46,12 @@ def int8_session(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, folder / f"{name}.onnx", save_as_external_data=True)
     quantize_dynamic(
-        folder / f"{name}.onnx", folder / f"{name}8.onnx", per_channel=True,
-        weight_type=QuantType.QInt8, use_external_data_format=True,
-    )  # fmt: skip
+        folder / f"{name}.onnx",
+        folder / f"{name}8.onnx",
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        use_external_data_format=True,
+    )
     return ort.InferenceSession(folder / f"{name}8.onnx", providers=["CPUExecutionProvider"])
 
 

@@ -55,8 +55,10 @@ def info(
         typer.echo(json.dumps(about, indent=2))
         return
     model = about["model"]
-    typer.echo(f"{bundle}: {model['name']} ({model['pretrained']}), {model['feature_dim']}-d, "
-               f"schema {about['schema_version_on_disk']}, {about['total_mb']:.1f} MB")  # fmt: skip
+    typer.echo(
+        f"{bundle}: {model['name']} ({model['pretrained']}), {model['feature_dim']}-d, "
+        f"schema {about['schema_version_on_disk']}, {about['total_mb']:.1f} MB"
+    )
     for precision, enc in about["encoders"].items():
         parity = about["parity"].get(precision, {})
         figure = parity.get("max_abs_logit_error")
@@ -85,8 +87,10 @@ def slim(
     from ufd.runtime.tools.bundle_tools import slim as drop
 
     manifest, removed = drop(bundle, [p.strip() for p in keep.split(",") if p.strip()])
-    typer.echo(f"removed {', '.join(removed) or 'nothing'}; {bundle} keeps "
-               f"{', '.join(manifest.precisions)}")  # fmt: skip
+    typer.echo(
+        f"removed {', '.join(removed) or 'nothing'}; {bundle} keeps "
+        f"{', '.join(manifest.precisions)}"
+    )
 
 
 def main() -> None:

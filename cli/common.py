@@ -59,8 +59,9 @@ def methods_help(allow_all: bool = True) -> str:
     from ufd.runtime.methods import REGISTRY
 
     text = "; ".join(cls.summary for cls in REGISTRY.values())
-    return text + ("; a comma-separated list, or all (every one the bundle has)." if allow_all
-                   else ".")  # fmt: skip
+    return text + (
+        "; a comma-separated list, or all (every one the bundle has)." if allow_all else "."
+    )
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -120,9 +120,14 @@ def index(
     if backend not in ("usearch", "hnswlib") or storage not in (None, "fp32", "fp16", "int8"):
         raise fail("--backend is usearch or hnswlib; --storage is fp32, fp16 or int8")
     options = IndexOptions(
-        m=m, ef_construction=ef_construction, ef=ef, seed=seed, exact_below=exact_below,
-        backend=backend, storage=storage,
-    )  # fmt: skip
+        m=m,
+        ef_construction=ef_construction,
+        ef=ef,
+        seed=seed,
+        exact_below=exact_below,
+        backend=backend,
+        storage=storage,
+    )
     method = "realonly" if real_only else "nn"
     manifest = build_index(bundle, real_bank, fakes, options, append, precision, method=method)
     config = manifest.methods[method].config

@@ -85,15 +85,28 @@ def serve(
 
     open_bundle(bundle)  # a wrong path or a bad manifest fails here, before listening
     config = ServeConfig(
-        bundle=bundle, host=host, port=port, method=method, precision=precision,
-        provider=provider, threads=threads,
+        bundle=bundle,
+        host=host,
+        port=port,
+        method=method,
+        precision=precision,
+        provider=provider,
+        threads=threads,
         api_key=read_api_key(api_key_file) if api_key_file else None,
-        max_image_bytes=int(max_image_mb * MB), max_request_bytes=int(max_request_mb * MB),
-        max_images=max_images, max_pixels=max_pixels, request_timeout=request_timeout,
-        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_images=queue_images,
-        decode_workers=decode_workers, max_connections=max_connections,
-        drain_timeout=drain_timeout, cors_origins=list(cors_origin), provenance=provenance,
-    )  # fmt: skip
+        max_image_bytes=int(max_image_mb * MB),
+        max_request_bytes=int(max_request_mb * MB),
+        max_images=max_images,
+        max_pixels=max_pixels,
+        request_timeout=request_timeout,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        queue_images=queue_images,
+        decode_workers=decode_workers,
+        max_connections=max_connections,
+        drain_timeout=drain_timeout,
+        cors_origins=list(cors_origin),
+        provenance=provenance,
+    )
     failure: list[str] = []
 
     def fatal(message: str) -> None:

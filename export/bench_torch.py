@@ -55,9 +55,12 @@ def run_torch(
     }
     if folder:
         tf = transforms.Compose(
-            [transforms.CenterCrop(224), transforms.ToTensor(),
-             transforms.Normalize(CLIP_MEAN, CLIP_STD)]
-        )  # fmt: skip
+            [
+                transforms.CenterCrop(224),
+                transforms.ToTensor(),
+                transforms.Normalize(CLIP_MEAN, CLIP_STD),
+            ]
+        )
         paths = [i.path for i in expand_inputs([folder]) if i.error is None]
         scored = 0
         with torch.no_grad():

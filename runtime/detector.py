@@ -118,8 +118,9 @@ class Detector:
             precision,
             started.name,
         )
-        return cls(bundle, encoder, precision, started, methods, max_pixels, decode_workers,
-                   provenance)  # fmt: skip
+        return cls(
+            bundle, encoder, precision, started, methods, max_pixels, decode_workers, provenance
+        )
 
     @property
     def provider(self) -> str:

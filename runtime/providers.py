@@ -104,19 +104,32 @@ class Provider:
 PROVIDERS: dict[str, Provider] = {
     "cpu": Provider("cpu", CPU_EP),
     "cuda": Provider(
-        "cuda", CUDA_EP, device="cuda", io_binding=True, batch_size=32, decode_workers=1,
+        "cuda",
+        CUDA_EP,
+        device="cuda",
+        io_binding=True,
+        batch_size=32,
+        decode_workers=1,
         batch_wait_ms=2.0,
-        precision_order=("fp16", "fp32", "int8"), in_auto=True, install_hint=GPU_INSTALL_HINT,
+        precision_order=("fp16", "fp32", "int8"),
+        in_auto=True,
+        install_hint=GPU_INSTALL_HINT,
     ),
     "tensorrt": Provider(
-        "tensorrt", TRT_EP, device="cuda", io_binding=True, batch_size=32, decode_workers=1,
+        "tensorrt",
+        TRT_EP,
+        device="cuda",
+        io_binding=True,
+        batch_size=32,
+        decode_workers=1,
         batch_wait_ms=2.0,
-        precision_order=("fp16", "fp32", "int8"), fallbacks=(CUDA_EP, CPU_EP),
+        precision_order=("fp16", "fp32", "int8"),
+        fallbacks=(CUDA_EP, CPU_EP),
         options={"trt_fp16_enable": True, "trt_engine_cache_enable": True},
         cache_option="trt_engine_cache_path",
         install_hint="install onnxruntime-gpu with the TensorRT libraries, or use --provider cuda",
     ),
-}  # fmt: skip
+}
 """ufd's tuned providers. ``auto`` tries those with ``in_auto`` (CUDA; never
 TensorRT, whose first start builds engines for minutes), then the CPU."""
 PROVIDER_CHOICES = ("auto", *reversed(PROVIDERS))

@@ -166,8 +166,20 @@ def full_bundle(
     train = ["--real-features", f["train_real"], "--fake-features", f["train_fake"], "--no-cache"]
     _ok(train_app, [bundle, "--method", "traces", *train, "--epochs", "3", "--n-traces", "16"])
     _ok(index_app, [bundle, "--real-only", "--real-features", f["bank_real"]])
-    _ok(calibrate_app, [bundle, "--method", "realonly", "--real-features", f["held_real"],
-                        "--k", "3", "--target-fpr", "0.1"])  # fmt: skip
+    _ok(
+        calibrate_app,
+        [
+            bundle,
+            "--method",
+            "realonly",
+            "--real-features",
+            f["held_real"],
+            "--k",
+            "3",
+            "--target-fpr",
+            "0.1",
+        ],
+    )
     _ok(train_app, [bundle, "--method", "fused", *train, "--val-split", "0.3"])
     return bundle
 
@@ -186,10 +198,17 @@ def browser(tmp_path: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver

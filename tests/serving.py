@@ -51,8 +51,17 @@ class Server:
     def __init__(self, bundle: Path, *args: str, ready: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "ufd.cli.serve", str(bundle), "--port", str(self.port),
-               "--provider", "cpu", *args]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "ufd.cli.serve",
+            str(bundle),
+            "--port",
+            str(self.port),
+            "--provider",
+            "cpu",
+            *args,
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if ready:
             self.wait_ready()
@@ -100,6 +109,9 @@ def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "ufdte
         disposition = f'form-data; name="{name}"' + (
             f'; filename="{filename}"' if filename is not None else ""
         )
-        chunks += [f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode(), data,
-                   b"\r\n"]  # fmt: skip
+        chunks += [
+            f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode(),
+            data,
+            b"\r\n",
+        ]
     return b"".join([*chunks, f"--{boundary}--\r\n".encode()])

@@ -58,9 +58,17 @@ def test_plan_names_every_job_for_the_provider(tmp_path: Path) -> None:
 
     cpu = BenchPlan(tmp_path, ["fp32", "int8"], [1, 4], images=tmp_path, torch_model="ViT-B-16")
     assert set(cpu.jobs()) == {
-        "peak.fp32", "peak.int8", "ort.fp32.1", "ort.fp32.4", "ort.int8.1", "ort.int8.4",
-        "torch.1", "torch.4", "e2e.fp32", "e2e.int8",
-    }  # fmt: skip
+        "peak.fp32",
+        "peak.int8",
+        "ort.fp32.1",
+        "ort.fp32.4",
+        "ort.int8.1",
+        "ort.int8.4",
+        "torch.1",
+        "torch.4",
+        "e2e.fp32",
+        "e2e.int8",
+    }
     assert cpu.jobs()["torch.1"][1]["folder"] == str(tmp_path)  # e2e only at batch 1
     assert cpu.jobs()["torch.4"][1]["folder"] is None
     gpu = BenchPlan(tmp_path, ["fp16"], [64], provider="cuda", torch_model="ViT-L-14")

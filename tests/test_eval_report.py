@@ -51,11 +51,31 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, test_
     fakes = [a for name in SETS for a in ("--fake", f"{name}={test_sets / name / '1_fake'}")]
     _ok(index_app, bundle, *reals, *fakes)
     plain_fakes = [a for name in SETS for a in ("--fake", test_sets / name / "1_fake")]
-    _ok(calibrate_app, bundle, *reals, *plain_fakes, "--precision", "fp32",
-        "--target-fpr", "0.25", "--target-fnr", "0.25")  # fmt: skip
+    _ok(
+        calibrate_app,
+        bundle,
+        *reals,
+        *plain_fakes,
+        "--precision",
+        "fp32",
+        "--target-fpr",
+        "0.25",
+        "--target-fnr",
+        "0.25",
+    )
     out = work / "eval"
-    _ok(eval_app, bundle, test_sets, "--out", out, "--method", "linear,nn", "--precision",
-        "fp32", "--no-cache")  # fmt: skip
+    _ok(
+        eval_app,
+        bundle,
+        test_sets,
+        "--out",
+        out,
+        "--method",
+        "linear,nn",
+        "--precision",
+        "fp32",
+        "--no-cache",
+    )
     return bundle, out, json.loads((out / "results.json").read_text())
 
 
@@ -102,8 +122,10 @@ def test_report_renders_the_paper_table_in_chromium(evaluated, browser) -> None:
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("ufd-eval: ")
     table = browser.find_elements(By.TAG_NAME, "table")[0]
     header = [th.text for th in table.find_elements(By.TAG_NAME, "th")]
-    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
-            for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")]  # fmt: skip
+    rows = [
+        [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    ]
     expected_header, expected_rows = paper_rows(results, "clean")
     assert header == expected_header and rows == expected_rows
     assert rows[-1][0] == "mean" and [r[0] for r in rows[:-1]] == list(SETS)

@@ -64,9 +64,14 @@ def test_official_head_scores_as_the_official_pipeline(
     _, model = checkpoint_bundle
     checkpoint = next(checkpoint_bundle[0].parent.glob("*.pt"))
     export_bundle(
-        ExportOptions(out=tmp_path / "b", model="ufd-tiny-vit", pretrained=str(checkpoint),
-                      head=str(official_head), precisions=("fp32",))
-    )  # fmt: skip
+        ExportOptions(
+            out=tmp_path / "b",
+            model="ufd-tiny-vit",
+            pretrained=str(checkpoint),
+            head=str(official_head),
+            precisions=("fp32",),
+        )
+    )
     fc = _linear(official_head)
     photos = sorted(p for p in sample_dir.iterdir() if p.suffix in (".png", ".jpg"))[:8]
     records = Detector.open(tmp_path / "b", precision="fp32", provider="cpu").score_images(photos)

@@ -67,8 +67,10 @@ def test_the_combination_keeps_what_the_knn_sees_in_the_span() -> None:
     model = fit_gaussian(train, 32)
     z = z_params(knn(val), model.score(val))
     gaussian_ap = _scores_ap(model.score(test_real), model.score(unseen))
-    both = _scores_ap(combined(knn(test_real), model.score(test_real), z),
-                      combined(knn(unseen), model.score(unseen), z))  # fmt: skip
+    both = _scores_ap(
+        combined(knn(test_real), model.score(test_real), z),
+        combined(knn(unseen), model.score(unseen), z),
+    )
     assert both >= 0.95 and both > gaussian_ap + 0.1, (both, gaussian_ap)
 
 
@@ -86,10 +88,14 @@ def test_choose_keeps_the_best_scorer_on_validation() -> None:
     assert choice.scorer in ("knn", "gaussian", "combined")
     assert {"knn", "combined"} <= set(choice.validation_ap)
     best = max(choice.validation_ap.values())
-    key = choice.scorer if choice.scorer != "gaussian" else max(
-        (k for k in choice.validation_ap if k.startswith("gaussian")),
-        key=choice.validation_ap.get,
-    )  # fmt: skip
+    key = (
+        choice.scorer
+        if choice.scorer != "gaussian"
+        else max(
+            (k for k in choice.validation_ap if k.startswith("gaussian")),
+            key=choice.validation_ap.get,
+        )
+    )
     assert choice.validation_ap[key] >= best - 1e-3
 
 
@@ -99,18 +105,31 @@ def test_ufd_train_realonly_fits_records_and_scores(
     bundle = tmp_path / "b"
     shutil.copytree(full_bundle, bundle)
     f = world_features
-    result = runner.invoke(train_app, [str(bundle), "--method", "realonly", "--real-features",
-                                       str(f["held_real"]), "--fake-features",
-                                       str(f["train_fake"]), "--no-cache"])  # fmt: skip
+    result = runner.invoke(
+        train_app,
+        [
+            str(bundle),
+            "--method",
+            "realonly",
+            "--real-features",
+            str(f["held_real"]),
+            "--fake-features",
+            str(f["train_fake"]),
+            "--no-cache",
+        ],
+    )
     assert result.exit_code == 0, result.output
     entry = open_bundle(bundle).manifest.methods["realonly"]
     assert entry.threshold is None and entry.config.scorer in ("knn", "gaussian", "combined")
     assert "realonly scorer:" in result.stdout
-    result = runner.invoke(calibrate_app, [str(bundle), "--method", "realonly",
-                                           "--real-features", str(f["held_real"])])  # fmt: skip
+    result = runner.invoke(
+        calibrate_app, [str(bundle), "--method", "realonly", "--real-features", str(f["held_real"])]
+    )
     assert result.exit_code == 0, result.output
-    out = runner.invoke(detect_app, [str(bundle), "--features", str(f["test"]), "--method",
-                                     "realonly", "--format", "jsonl"])  # fmt: skip
+    out = runner.invoke(
+        detect_app,
+        [str(bundle), "--features", str(f["test"]), "--method", "realonly", "--format", "jsonl"],
+    )
     assert out.exit_code == 0, out.output
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     fakes = np.mean([r["realonly_label"] == "fake" for r in rows[20:]])  # the unseen generator

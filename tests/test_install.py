@@ -40,11 +40,28 @@ def test_every_runtime_dependency_has_a_wheel(platform: str, python: str, tmp_pa
     tags = [arg for tag in PLATFORMS[platform] for arg in ("--platform", tag)]
     report = tmp_path / "report.json"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-         "--only-binary=:all:", *tags, "--python-version", python, "--target", str(tmp_path / "t"),
-         "--report", str(report), *runtime_requirements()],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--only-binary=:all:",
+            *tags,
+            "--python-version",
+            python,
+            "--target",
+            str(tmp_path / "t"),
+            "--report",
+            str(report),
+            *runtime_requirements(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     installed = json.loads(report.read_text())["install"]
     names = {item["metadata"]["name"].lower() for item in installed}
@@ -62,21 +79,44 @@ def test_wheel_only_venv_scores_like_the_full_install(full_bundle: Path, tmp_pat
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pins = tmp_path / "pins.txt"  # the same versions as here: same kernels, same numbers
-    pins.write_text("".join(f"{name}=={metadata.version(name)}\n"
-                            for name in ("onnxruntime", "numpy", "pillow", "usearch")))  # fmt: skip
+    pins.write_text(
+        "".join(
+            f"{name}=={metadata.version(name)}\n"
+            for name in ("onnxruntime", "numpy", "pillow", "usearch")
+        )
+    )
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    result = subprocess.run([*pip, "--only-binary=:all:", "-c", str(pins), str(REPO)],
-                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    result = subprocess.run(
+        [*pip, "--only-binary=:all:", "-c", str(pins), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    frozen = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list"],
-                            capture_output=True, text=True, check=True).stdout.lower()  # fmt: skip
+    frozen = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.lower()
     assert "hnswlib" not in frozen and "torch" not in frozen
     images = [random_image(tmp_path / f"{i}.png", (250, 240), seed=i) for i in range(4)]
     out = subprocess.run(
-        [str(venv / "bin" / "ufd-detect"), str(full_bundle), *map(str, images), "--method", "all",
-         "--provenance", "--format", "jsonl", "-q"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(venv / "bin" / "ufd-detect"),
+            str(full_bundle),
+            *map(str, images),
+            "--method",
+            "all",
+            "--provenance",
+            "--format",
+            "jsonl",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     plain = [json.loads(line) for line in out.stdout.splitlines()]
     detector = Detector.open(full_bundle, provider="cpu", provenance=True)

@@ -78,8 +78,9 @@ def test_records_carry_exactly_the_methods_fields(
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_a_bundle_without_the_method_says_how_to_add_it(tiny_bundle: Path, tmp_path: Path,
-                                                        method: str) -> None:  # fmt: skip
+def test_a_bundle_without_the_method_says_how_to_add_it(
+    tiny_bundle: Path, tmp_path: Path, method: str
+) -> None:
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
     manifest = open_bundle(bundle).manifest
@@ -117,9 +118,16 @@ def test_k_beyond_the_bank_is_a_usage_error(
 ) -> None:
     result = runner.invoke(
         detect_app,
-        [str(full_bundle), "--features", str(world_features["test"]), "--method", method,
-         "--k", "100000"],
-    )  # fmt: skip
+        [
+            str(full_bundle),
+            "--features",
+            str(world_features["test"]),
+            "--method",
+            method,
+            "--k",
+            "100000",
+        ],
+    )
     assert result.exit_code == 2
     assert "k=100000 exceeds" in result.stderr and "Traceback" not in result.stderr
 
@@ -145,9 +153,16 @@ def test_eval_reports_every_method(full_bundle: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     result = runner.invoke(
         eval_app,
-        [str(full_bundle), str(tmp_path / "data"), "--method", "all", "--out", str(out),
-         "--no-cache"],
-    )  # fmt: skip
+        [
+            str(full_bundle),
+            str(tmp_path / "data"),
+            "--method",
+            "all",
+            "--out",
+            str(out),
+            "--no-cache",
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert tuple(results["methods"]) == METHODS
@@ -205,14 +220,22 @@ def test_a_new_method_needs_only_its_class(toy_bundle: Path, world_features, tmp
     assert list(records[0])[-3:] == ["toy_norm_score", "toy_norm_label", "error"]
     rows = np.load(features)
     assert records[0]["toy_norm_score"] == pytest.approx(2 * np.linalg.norm(rows[0]), rel=1e-6)
-    table = runner.invoke(detect_app, [str(toy_bundle), "--features", str(features),
-                                       "--method", "toy_norm"])  # fmt: skip
+    table = runner.invoke(
+        detect_app, [str(toy_bundle), "--features", str(features), "--method", "toy_norm"]
+    )
     assert table.stdout.splitlines()[0].split()[:2] == ["norm", "length"]
     result = runner.invoke(
         calibrate_app,
-        [str(toy_bundle), "--method", "toy_norm", "--real-features",
-         str(world_features["held_real"]), "--target-fpr", "0.2"],
-    )  # fmt: skip
+        [
+            str(toy_bundle),
+            "--method",
+            "toy_norm",
+            "--real-features",
+            str(world_features["held_real"]),
+            "--target-fpr",
+            "0.2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = open_bundle(toy_bundle).manifest
     assert manifest.methods["toy_norm"].config == NormConfig(scale=2.0)  # config checked, kept

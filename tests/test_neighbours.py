@@ -369,8 +369,11 @@ def test_every_backend_and_storage_votes_like_exact_fp32(
     assert quality["recall_at_1"] >= 0.98 and quality["vote_agreement_k"] >= 0.99
     exact_like_fp32 = storage != "fp16"  # int8 re-ranks with fp32 rows
     queries = np.concatenate([clustered(200, 7), clustered(200, 8, shift=0.3)])
-    reference = LabelledBank(FloatBank(l2_normalise(np.concatenate([real, fake]))),
-                             np.r_[np.zeros(1500), np.ones(1500)], exact_below=0)  # fmt: skip
+    reference = LabelledBank(
+        FloatBank(l2_normalise(np.concatenate([real, fake]))),
+        np.r_[np.zeros(1500), np.ones(1500)],
+        exact_below=0,
+    )
     bank = Detector.open(bundle_copy, precision="fp32", provider="cpu").methods.get("nn").bank
     for k in (1, 9):
         truth = reference.vote(queries, k, exact=True)
@@ -384,8 +387,9 @@ def test_every_backend_and_storage_votes_like_exact_fp32(
 def test_int8_bank_reads_rows_without_mapping_them(bundle_copy: Path) -> None:
     from ufd.runtime.search.vector_file import VectorFile
 
-    manifest = build_index(bundle_copy, clustered(300, 1), clustered(300, 2, 0.3),
-                           IndexOptions(storage="int8"))  # fmt: skip
+    manifest = build_index(
+        bundle_copy, clustered(300, 1), clustered(300, 2, 0.3), IndexOptions(storage="int8")
+    )
     rows = VectorFile(bundle_copy / manifest.methods["nn"].files["vectors"])
     assert len(rows) == 600 and rows.rows(np.array([5, 0])).shape == (2, DIM)
     expected = l2_normalise(np.concatenate([clustered(300, 1), clustered(300, 2, 0.3)]))

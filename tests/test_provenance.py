@@ -101,8 +101,11 @@ def test_automatic1111_parameters() -> None:
         "a cat in a hat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Model: sd_xl_base_1.0"
     )
     found = read_provenance(png_with(parameters=text))
-    assert found["generator"] == {"source": "png:parameters", "name": "AUTOMATIC1111-compatible",
-                                  "detail": "sd_xl_base_1.0"}  # fmt: skip
+    assert found["generator"] == {
+        "source": "png:parameters",
+        "name": "AUTOMATIC1111-compatible",
+        "detail": "sd_xl_base_1.0",
+    }
     assert found["says"] == "generated"
 
 
@@ -168,9 +171,12 @@ def test_truncated_and_non_image_files_never_raise(tmp_path: Path) -> None:
 
 
 def test_records_carry_provenance_and_keep_their_scores(tiny_bundle: Path, tmp_path: Path) -> None:
-    files = {"xmp.jpg": xmp_file("JPEG", xmp()), "plain.png": encoded("PNG"),
-             "hostile.jpg": xmp_file("JPEG", b"\x00garbage"),
-             "broken.png": b"\x89PNG junk"}  # fmt: skip
+    files = {
+        "xmp.jpg": xmp_file("JPEG", xmp()),
+        "plain.png": encoded("PNG"),
+        "hostile.jpg": xmp_file("JPEG", b"\x00garbage"),
+        "broken.png": b"\x89PNG junk",
+    }
     paths = []
     for name, data in files.items():
         paths.append(tmp_path / name)
@@ -204,8 +210,9 @@ def test_detect_cli_formats(tiny_bundle: Path, tmp_path: Path) -> None:
 def test_serve_reports_provenance(tiny_bundle: Path) -> None:
     body = multipart([("file", "gen.webp", xmp_file("WEBP", xmp()))])
     with serving(tiny_bundle, "--provenance") as server:
-        status, answer, _ = post(server.url + "/v1/detect", body,
-                                 "multipart/form-data; boundary=ufdtest")  # fmt: skip
+        status, answer, _ = post(
+            server.url + "/v1/detect", body, "multipart/form-data; boundary=ufdtest"
+        )
     assert status == 200
     assert answer["records"][0]["provenance"]["xmp"]["digital_source_type"] == (
         "trainedAlgorithmicMedia"
@@ -257,23 +264,38 @@ def _test_signer():
     now = datetime.datetime.now(datetime.UTC)
 
     def name(text: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ufd tests")])  # fmt: skip
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, text),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ufd tests"),
+            ]
+        )
 
     def usage(**on: bool) -> x509.KeyUsage:
-        flags = ("digital_signature", "content_commitment", "key_encipherment",
-                 "data_encipherment", "key_agreement", "key_cert_sign", "crl_sign",
-                 "encipher_only", "decipher_only")  # fmt: skip
+        flags = (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        )
         return x509.KeyUsage(**{f: on.get(f, False) for f in flags})
 
     def issue(subject, issuer, key, issuer_key, ca: bool):
         builder = (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )  # fmt: skip
+        )
         if ca:
             builder = builder.add_extension(usage(key_cert_sign=True, crl_sign=True), True)
         else:
@@ -296,8 +318,9 @@ def _test_signer():
     leaf = issue(name("ufd test signer"), root.subject, leaf_key, root_key, ca=False)
     pem = serialization.Encoding.PEM
     chain = leaf.public_bytes(pem) + root.public_bytes(pem)
-    key = leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())  # fmt: skip
+    key = leaf_key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return c2pa, c2pa.Signer.from_info(c2pa.C2paSignerInfo(b"es256", chain, key, None))
 
 
@@ -307,10 +330,21 @@ def signed_jpeg() -> bytes:
     manifest = {
         "claim_generator_info": [{"name": "ufd-test-generator", "version": "1.0"}],
         "title": "generated.jpg",
-        "assertions": [{"label": "c2pa.actions", "data": {"actions": [{
-            "action": "c2pa.created", "digitalSourceType": IPTC + "trainedAlgorithmicMedia",
-            "softwareAgent": {"name": "ufd test model"}}]}}],
-    }  # fmt: skip
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": IPTC + "trainedAlgorithmicMedia",
+                            "softwareAgent": {"name": "ufd test model"},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
     output = io.BytesIO()
     with c2pa.Builder(manifest) as builder:
         builder.sign(signer, "image/jpeg", io.BytesIO(encoded("JPEG", picture((128, 96)))), output)
@@ -320,9 +354,13 @@ def signed_jpeg() -> bytes:
 def test_c2pa_signed_image(signed_jpeg: bytes) -> None:
     credentials = read_provenance(signed_jpeg)["c2pa"]
     assert credentials["claim_generator"] == "ufd-test-generator 1.0"
-    assert credentials["actions"] == [{"action": "c2pa.created",
-                                       "digital_source_type": "trainedAlgorithmicMedia",
-                                       "software_agent": "ufd test model"}]  # fmt: skip
+    assert credentials["actions"] == [
+        {
+            "action": "c2pa.created",
+            "digital_source_type": "trainedAlgorithmicMedia",
+            "software_agent": "ufd test model",
+        }
+    ]
     assert credentials["validation_state"] == "Valid" and credentials["intact"]
     assert not credentials["trusted"]  # our own root is on no trust list
     assert credentials["failures"] == ["signingCredential.untrusted"]

@@ -149,8 +149,20 @@ def many_images(tmp_path: Path) -> Path:
 
 
 def _detect_process(bundle: Path, folder: Path, output: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ufd.cli.detect", str(bundle), str(folder), "--output",
-           str(output), "--batch-size", "1", "--precision", "fp32", *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "ufd.cli.detect",
+        str(bundle),
+        str(folder),
+        "--output",
+        str(output),
+        "--batch-size",
+        "1",
+        "--precision",
+        "fp32",
+        *extra,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -72,8 +72,19 @@ def test_workers_and_features_feed_ufd_index(
     full_bundle: Path, corpus: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "scan"
-    result = scan(full_bundle, corpus, "--out", out, "--workers", "2", "--features",
-                  "--precision", "fp32", "--shard-rows", "5")  # fmt: skip
+    result = scan(
+        full_bundle,
+        corpus,
+        "--out",
+        out,
+        "--workers",
+        "2",
+        "--features",
+        "--precision",
+        "fp32",
+        "--shard-rows",
+        "5",
+    )
     assert result.exit_code == 1, result.output
     expected = detect_records(full_bundle, str(corpus), "--precision", "fp32")
     table = rows(out)
@@ -81,8 +92,11 @@ def test_workers_and_features_feed_ufd_index(
         feature = row.pop("feature")
         assert row["path"] in expected
         for key, value in expected[row["path"]].items():
-            assert row[key] == pytest.approx(value, abs=1e-6) if isinstance(value, float) \
-                else row[key] == value  # fmt: skip
+            assert (
+                row[key] == pytest.approx(value, abs=1e-6)
+                if isinstance(value, float)
+                else row[key] == value
+            )
         assert (feature is None) == (row["error"] is not None)
     bundle = tmp_path / "b"
     shutil.copytree(full_bundle, bundle)
@@ -127,8 +141,20 @@ def test_out_must_be_new_or_resumed_with_the_same_settings(full_bundle: Path, co
 
 
 def _killed_then_resumed(bundle: Path, folder: Path, out: Path, *engine: str) -> list[dict]:
-    cmd = [sys.executable, "-m", "ufd.cli.scan", str(bundle), str(folder), "--out", str(out),
-           "--shard-rows", "2", "--batch-size", "1", *engine]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "ufd.cli.scan",
+        str(bundle),
+        str(folder),
+        "--out",
+        str(out),
+        "--shard-rows",
+        "2",
+        "--batch-size",
+        "1",
+        *engine,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while len(list(out.glob("part-*.parquet"))) < 2:
@@ -161,9 +187,24 @@ def test_local_resume_after_a_kill_scans_each_input_once(full_bundle, forty, tmp
 @pytest.mark.slow
 def test_ray_engine_rows_equal_ufd_detect(full_bundle: Path, corpus: Path, tmp_path) -> None:
     out = tmp_path / "scan"
-    cmd = [sys.executable, "-m", "ufd.cli.scan", str(full_bundle), str(corpus), "--out", str(out),
-           "--engine", "ray", "--method", "all", "--shard-rows", "4", "--features",
-           "--object-store-mb", "256"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "ufd.cli.scan",
+        str(full_bundle),
+        str(corpus),
+        "--out",
+        str(out),
+        "--engine",
+        "ray",
+        "--method",
+        "all",
+        "--shard-rows",
+        "4",
+        "--features",
+        "--object-store-mb",
+        "256",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stderr  # bad files are error rows, exit 1
     expected = detect_records(full_bundle, str(corpus), "--method", "all")
@@ -186,7 +227,18 @@ def test_ray_resume_after_a_kill_scans_each_input_once(full_bundle, forty, tmp_p
 
 @pytest.mark.slow
 def test_ray_actors_must_leave_a_cpu_for_decoding(full_bundle: Path, corpus: Path, tmp_path):
-    cmd = [sys.executable, "-m", "ufd.cli.scan", str(full_bundle), str(corpus / "photo0.png"),
-           "--out", str(tmp_path / "scan"), "--engine", "ray", "--workers", "2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "ufd.cli.scan",
+        str(full_bundle),
+        str(corpus / "photo0.png"),
+        "--out",
+        str(tmp_path / "scan"),
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "leave no CPU for the decoding tasks" in result.stderr

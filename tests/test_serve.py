@@ -55,14 +55,22 @@ def test_records_equal_ufd_detect(server: Server, full_bundle: Path, photos: lis
 def test_json_base64_images(server: Server, photos: list[Path]) -> None:
     images = [{"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for p in photos]
     status, body, _ = post(
-        server.url + "/v1/detect", json.dumps({"images": images, "method": "nn", "k": 3}).encode(),
+        server.url + "/v1/detect",
+        json.dumps({"images": images, "method": "nn", "k": 3}).encode(),
         "application/json",
-    )  # fmt: skip
+    )
     assert status == 200
     assert [r["path"] for r in body["records"]] == [p.name for p in photos]
-    assert set(body["records"][0]) == {"path", "nn_score", "nn_label", "nn_dist_real",
-                                       "nn_dist_fake", "nn_source", "nn_source_share",
-                                       "error"}  # fmt: skip
+    assert set(body["records"][0]) == {
+        "path",
+        "nn_score",
+        "nn_label",
+        "nn_dist_real",
+        "nn_dist_fake",
+        "nn_source",
+        "nn_source_share",
+        "error",
+    }
     assert {r["nn_score"] * 3 % 1 for r in body["records"]} <= {0.0}  # k=3 vote shares
 
 
@@ -88,16 +96,24 @@ def test_every_bad_input_gets_its_error_record(server: Server, full_bundle: Path
         (b'{"images": []}', "application/json", 400, "no images"),
         (b'{"pictures": []}', "application/json", 400, '"images" list'),
         (b'{"images": [{"data": "AAAA"}], "k": 0}', "application/json", 400, "positive integer"),
-        (b'{"images": [{"data": "AAAA"}], "method": "magic"}', "application/json", 400,
-         "unknown method 'magic'"),
+        (
+            b'{"images": [{"data": "AAAA"}], "method": "magic"}',
+            "application/json",
+            400,
+            "unknown method 'magic'",
+        ),
         (b"hello", "text/plain", 415, "unsupported content type"),
         (b"hello", None, 415, "unsupported content type"),
-        (multipart([("photo", "x.png", b"x")]), "multipart/form-data; boundary=ufdtest", 400,
-         "unexpected form field 'photo'"),
+        (
+            multipart([("photo", "x.png", b"x")]),
+            "multipart/form-data; boundary=ufdtest",
+            400,
+            "unexpected form field 'photo'",
+        ),
         (b"--ufdtest\r\nbroken", "multipart/form-data; boundary=ufdtest", 400, "no images"),
         (b"x", "multipart/form-data", 400, "without a boundary"),
     ],
-)  # fmt: skip
+)
 def test_malformed_requests_get_a_4xx_that_says_why(
     server: Server, body: bytes, content_type: str | None, status: int, message: str
 ) -> None:
@@ -141,9 +157,16 @@ def test_metrics(server: Server, photos: list[Path]) -> None:
     Client(server.url).detect([photos[0], b"junk"])
     status, text = get(server.url + "/metrics")
     assert status == 200
-    names = ["ufd_requests_total", "ufd_images_total", "ufd_image_errors_total",
-             "ufd_request_seconds_bucket", "ufd_encoder_batch_size_bucket",
-             "ufd_encoder_batch_seconds_bucket", "ufd_queue_depth", "ufd_ready 1.0"]  # fmt: skip
+    names = [
+        "ufd_requests_total",
+        "ufd_images_total",
+        "ufd_image_errors_total",
+        "ufd_request_seconds_bucket",
+        "ufd_encoder_batch_size_bucket",
+        "ufd_encoder_batch_seconds_bucket",
+        "ufd_queue_depth",
+        "ufd_ready 1.0",
+    ]
     for name in names:
         assert name in text, name
     assert 'ufd_image_errors_total{reason="not a recognised image format"}' in text

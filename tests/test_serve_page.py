@@ -30,8 +30,9 @@ def test_page_scores_an_uploaded_image(browser, full_bundle: Path, tmp_path: Pat
             ready.presence_of_element_located((By.CSS_SELECTOR, "tr.record"))
         )
         headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#head th")]
-        cells = dict(zip(headers, [td.text for td in row.find_elements(By.TAG_NAME, "td")],
-                         strict=True))  # fmt: skip
+        cells = dict(
+            zip(headers, [td.text for td in row.find_elements(By.TAG_NAME, "td")], strict=True)
+        )
     assert cells["image"] == "upload.png"
     assert cells["prob"] == f"{expected.prob:.4f}" and cells["label"] == expected.label
     assert cells["nn_label"] == expected.nn_label and cells["fused_label"] == expected.fused_label

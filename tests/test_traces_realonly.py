@@ -136,9 +136,18 @@ def test_realonly_index_calibrate_detect(world_data, tiny_bundle: Path, tmp_path
     assert no_threshold.exit_code == 2 and "ufd-calibrate" in no_threshold.stderr
     result = runner.invoke(
         calibrate_app,
-        [str(bundle), "--method", "realonly", "--real-features", str(files["held_out"]),
-         "--target-fpr", "0.05", "--k", "5"],
-    )  # fmt: skip
+        [
+            str(bundle),
+            "--method",
+            "realonly",
+            "--real-features",
+            str(files["held_out"]),
+            "--target-fpr",
+            "0.05",
+            "--k",
+            "5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rates = {}
     for name in ("unseen", "reals"):
@@ -178,9 +187,18 @@ def test_fusion_fits_weights_and_scores(world_data, tiny_bundle: Path, tmp_path:
     np.save(files["fake"], vx[vy == 1])
     result = runner.invoke(
         train_app,
-        [str(bundle), "--method", "fused", "--real-features", str(files["real"]),
-         "--fake-features", str(files["fake"]), "--val-split", "0.3"],
-    )  # fmt: skip
+        [
+            str(bundle),
+            "--method",
+            "fused",
+            "--real-features",
+            str(files["real"]),
+            "--fake-features",
+            str(files["fake"]),
+            "--val-split",
+            "0.3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = open_bundle(bundle).manifest
     fusion = manifest.methods["fused"].config

@@ -84,10 +84,14 @@ def test_official_layout_with_nested_class_folders(tmp_path: Path) -> None:
     _tree(
         tmp_path,
         {
-            "progan/car/0_real": 2, "progan/car/1_fake": 3, "progan/cat/0_real": 1,
-            "progan/cat/1_fake": 1, "dalle/0_real": 2, "dalle/1_fake": 2,
+            "progan/car/0_real": 2,
+            "progan/car/1_fake": 3,
+            "progan/cat/0_real": 1,
+            "progan/cat/1_fake": 1,
+            "dalle/0_real": 2,
+            "dalle/1_fake": 2,
         },
-    )  # fmt: skip
+    )
     (tmp_path / "notes").mkdir()
     sets = {s.name: s for s in discover_sets(tmp_path)}
     assert set(sets) == {"progan", "dalle"}
@@ -209,9 +213,22 @@ def test_train_calibrate_eval_commands(
     train_dir = dataset / "train" / "setA"
     result = runner.invoke(
         train_app,
-        [str(bundle), "--real", str(train_dir / "0_real"), "--fake", str(train_dir / "1_fake"),
-         "--val-split", "0.25", "--epochs", "20", "--views", "2", "--precision", "fp32"],
-    )  # fmt: skip
+        [
+            str(bundle),
+            "--real",
+            str(train_dir / "0_real"),
+            "--fake",
+            str(train_dir / "1_fake"),
+            "--val-split",
+            "0.25",
+            "--epochs",
+            "20",
+            "--views",
+            "2",
+            "--precision",
+            "fp32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = Manifest.read(bundle / "manifest.json", config_types())
     training = manifest.method_provenance("linear")["training"]
@@ -227,8 +244,20 @@ def test_train_calibrate_eval_commands(
     assert linear.threshold == linear.calibration.threshold
 
     out = tmp_path / "eval"
-    args = [str(bundle), str(dataset / "test"), "--out", str(out), "--jpeg", "75",
-            "--blur", "1", "--max-per-class", "4", "--precision", "fp32"]  # fmt: skip
+    args = [
+        str(bundle),
+        str(dataset / "test"),
+        "--out",
+        str(out),
+        "--jpeg",
+        "75",
+        "--blur",
+        "1",
+        "--max-per-class",
+        "4",
+        "--precision",
+        "fp32",
+    ]
     first = runner.invoke(eval_app, args)
     assert first.exit_code == 0, first.output
     results = json.loads((out / "results.json").read_text())

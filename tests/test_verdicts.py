@@ -38,8 +38,12 @@ def world_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("attribution")
     derived = world.fakes(200, 0, 14) + 0.5 * world.directions[4]
     derived /= np.linalg.norm(derived, axis=1, keepdims=True)
-    sets = {"bank_real": world.reals(400, 11), "held_real": world.reals(300, 12),
-            "test_real": world.reals(200, 13), "unseen": derived}  # fmt: skip
+    sets = {
+        "bank_real": world.reals(400, 11),
+        "held_real": world.reals(300, 12),
+        "test_real": world.reals(200, 13),
+        "unseen": derived,
+    }
     for g, name in enumerate(GENERATORS):
         sets[f"bank_{name}"] = world.fakes(150, g, 20 + g)
         sets[f"held_{name}"] = world.fakes(100, g, 30 + g)
@@ -67,8 +71,20 @@ def named_bundle(
 
 
 def _nn_rows(bundle: Path, features: Path, k: int = 5) -> list[dict]:
-    result = runner.invoke(detect_app, [str(bundle), "--features", str(features), "--method",
-                                        "nn", "--k", str(k), "--format", "jsonl"])  # fmt: skip
+    result = runner.invoke(
+        detect_app,
+        [
+            str(bundle),
+            "--features",
+            str(features),
+            "--method",
+            "nn",
+            "--k",
+            str(k),
+            "--format",
+            "jsonl",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return [json.loads(line) for line in result.stdout.splitlines()]
 
@@ -148,8 +164,15 @@ def test_train_pools_several_named_fake_files(
 ) -> None:
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
-    args = [str(bundle), "--real-features", str(world_files["bank_real"]), "--no-cache",
-            "--epochs", "2", "--no-augment"]  # fmt: skip
+    args = [
+        str(bundle),
+        "--real-features",
+        str(world_files["bank_real"]),
+        "--no-cache",
+        "--epochs",
+        "2",
+        "--no-augment",
+    ]
     for name in GENERATORS[:2]:
         args += ["--fake-features", f"{name}={world_files[f'bank_{name}']}"]
     args += ["--fake-features", str(world_files["bank_ldm"])]
@@ -178,8 +201,12 @@ def band_features(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Overlapping real and fake score distributions (the random head cannot tell them)."""
     world = SyntheticWorld(dim=768, seed=3)
     folder = tmp_path_factory.mktemp("band")
-    sets = {"cal_real": world.reals(2000, 1), "cal_fake": world.fakes(2000, 0, 2),
-            "test_real": world.reals(2000, 3), "test_fake": world.fakes(2000, 0, 4)}  # fmt: skip
+    sets = {
+        "cal_real": world.reals(2000, 1),
+        "cal_fake": world.fakes(2000, 0, 2),
+        "test_real": world.reals(2000, 3),
+        "test_fake": world.fakes(2000, 0, 4),
+    }
     files = {}
     for name, rows in sets.items():
         files[name] = folder / f"{name}.npy"
@@ -188,8 +215,10 @@ def band_features(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _labels(bundle: Path, features: Path, method: str = "linear") -> list[str]:
-    result = runner.invoke(detect_app, [str(bundle), "--features", str(features), "--method",
-                                        method, "--format", "jsonl"])  # fmt: skip
+    result = runner.invoke(
+        detect_app,
+        [str(bundle), "--features", str(features), "--method", method, "--format", "jsonl"],
+    )
     assert result.exit_code == 0, result.output
     return [json.loads(line)["label"] for line in result.stdout.splitlines()]
 
@@ -200,10 +229,20 @@ def test_unsure_band_rates_match_the_targets(
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
     fpr, fnr = 0.1, 0.2
-    result = runner.invoke(calibrate_app, [
-        str(bundle), "--real-features", str(band_features["cal_real"]), "--fake-features",
-        str(band_features["cal_fake"]), "--target-fpr", str(fpr),
-        "--target-fnr", str(fnr)])  # fmt: skip
+    result = runner.invoke(
+        calibrate_app,
+        [
+            str(bundle),
+            "--real-features",
+            str(band_features["cal_real"]),
+            "--fake-features",
+            str(band_features["cal_fake"]),
+            "--target-fpr",
+            str(fpr),
+            "--target-fnr",
+            str(fnr),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "unsure band" in result.stdout
     entry = open_bundle(bundle).manifest.methods["linear"]
@@ -243,9 +282,18 @@ def test_the_api_and_an_explicit_threshold(
 ) -> None:
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
-    result = runner.invoke(calibrate_app, [
-        str(bundle), "--real-features", str(band_features["cal_real"]), "--fake-features",
-        str(band_features["cal_fake"]), "--target-fnr", "0.3"])  # fmt: skip
+    result = runner.invoke(
+        calibrate_app,
+        [
+            str(bundle),
+            "--real-features",
+            str(band_features["cal_real"]),
+            "--fake-features",
+            str(band_features["cal_fake"]),
+            "--target-fnr",
+            "0.3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     features = np.load(band_features["test_real"])[:200]
     names = [f"r{i}" for i in range(200)]
@@ -256,8 +304,13 @@ def test_the_api_and_an_explicit_threshold(
 
 
 def test_band_needs_fakes(tiny_bundle: Path, band_features: dict[str, Path]) -> None:
-    args = [str(tiny_bundle), "--real-features", str(band_features["cal_real"]),
-            "--target-fnr", "0.1"]  # fmt: skip
+    args = [
+        str(tiny_bundle),
+        "--real-features",
+        str(band_features["cal_real"]),
+        "--target-fnr",
+        "0.1",
+    ]
     result = runner.invoke(calibrate_app, args)
     assert result.exit_code == 2 and "held-out fakes" in result.output
 

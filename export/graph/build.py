@@ -139,8 +139,9 @@ def export_bundle(
         for precision in _ordered(options.precisions):
             path = writer.path(encoder_file(precision))
             entry = _derive(precision, fp32_path, path, options, reference.pixels, on_step)
-            encoders[precision] = check(precision, path, dataclasses.replace(
-                entry, attention="fused" if fused else "plain"))  # fmt: skip
+            encoders[precision] = check(
+                precision, path, dataclasses.replace(entry, attention="fused" if fused else "plain")
+            )
         if options.optimize:  # last: int8/fp16 derive from the plain fp32 graph
             for precision in [p for p in options.precisions if p != "fp16"]:
                 on_step(f"saving onnxruntime's optimised {precision} graph, re-validating")

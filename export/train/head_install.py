@@ -23,8 +23,12 @@ from ufd.runtime.errors import ExportError
 from ufd.runtime.sessions import HeadSession
 
 MAX_HEAD_LOGIT_ERROR = 1e-4
-_LOGIT_FIGURES = ("max_abs_logit_error", "p50_abs_logit_error", "p99_abs_logit_error",
-                  "decision_agreement")  # fmt: skip
+_LOGIT_FIGURES = (
+    "max_abs_logit_error",
+    "p50_abs_logit_error",
+    "p99_abs_logit_error",
+    "decision_agreement",
+)
 
 
 def head_onnx_error(head: torch.nn.Module, path: Path, features: np.ndarray) -> float:

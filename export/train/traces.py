@@ -105,8 +105,9 @@ class TracesHead(torch.nn.Module):
         k = int(torch.searchsorted(share, torch.tensor(SUBSPACE_VARIANCE)).item()) + 1
         self.basis = vt[: min(k, len(vt))].contiguous()
         d, r = self.distance(reals), self.residual(reals)
-        self.z_params.copy_(torch.stack([d.mean(), d.std().clamp_min(1e-6),
-                                         r.mean(), r.std().clamp_min(1e-6)]))  # fmt: skip
+        self.z_params.copy_(
+            torch.stack([d.mean(), d.std().clamp_min(1e-6), r.mean(), r.std().clamp_min(1e-6)])
+        )
 
 
 def trace_contrastive_loss(

@@ -45,8 +45,9 @@ def _counts(data: FeatureSets) -> dict[str, int]:
     }
 
 
-def train_linear(detector: Detector, data: FeatureSets, settings: TrainSettings,
-                 progress: Progress) -> str:  # fmt: skip
+def train_linear(
+    detector: Detector, data: FeatureSets, settings: TrainSettings, progress: Progress
+) -> str:
     """The UnivFD linear head, paper recipe; replaces the bundle's head."""
     from ufd.export.train.head_install import install_head
     from ufd.export.train.linear import TrainingSummary, TrainOptions, train_linear_head
@@ -54,8 +55,9 @@ def train_linear(detector: Detector, data: FeatureSets, settings: TrainSettings,
     options = TrainOptions(
         epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed
     )
-    result = train_linear_head(data.train_x, data.train_y, data.val_x, data.val_y, options,
-                               progress)  # fmt: skip
+    result = train_linear_head(
+        data.train_x, data.train_y, data.val_x, data.val_y, options, progress
+    )
     summary = TrainingSummary(
         method="linear",
         **_counts(data),
@@ -79,8 +81,9 @@ def train_linear(detector: Detector, data: FeatureSets, settings: TrainSettings,
     )
 
 
-def train_traces(detector: Detector, data: FeatureSets, settings: TrainSettings,
-                 progress: Progress) -> str:  # fmt: skip
+def train_traces(
+    detector: Detector, data: FeatureSets, settings: TrainSettings, progress: Progress
+) -> str:
     """The natural-trace head; replaces the bundle's traces head."""
     from ufd.export.train.head_install import install_head
     from ufd.export.train.traces import TracesOptions, train_traces_head
@@ -91,8 +94,9 @@ def train_traces(detector: Detector, data: FeatureSets, settings: TrainSettings,
         n_traces=settings.n_traces,
         seed=settings.seed,
     )
-    head, val_acc = train_traces_head(data.train_x, data.train_y, data.val_x, data.val_y,
-                                      options, progress)  # fmt: skip
+    head, val_acc = train_traces_head(
+        data.train_x, data.train_y, data.val_x, data.val_y, options, progress
+    )
     training = {
         "method": "traces",
         "n_traces": options.n_traces,
@@ -111,8 +115,9 @@ def train_traces(detector: Detector, data: FeatureSets, settings: TrainSettings,
     )
 
 
-def train_fused(detector: Detector, data: FeatureSets, settings: TrainSettings,
-                progress: Progress) -> str:  # fmt: skip
+def train_fused(
+    detector: Detector, data: FeatureSets, settings: TrainSettings, progress: Progress
+) -> str:
     """Fusion weights over every other method the bundle has, on all labelled features."""
     from ufd.export.train.fusion import fit_fusion
 
@@ -135,8 +140,9 @@ def train_fused(detector: Detector, data: FeatureSets, settings: TrainSettings,
     )
 
 
-def train_realonly(detector: Detector, data: FeatureSets, settings: TrainSettings,
-                   progress: Progress) -> str:  # fmt: skip
+def train_realonly(
+    detector: Detector, data: FeatureSets, settings: TrainSettings, progress: Progress
+) -> str:
     """Fit the real-only density on the bank's reals; choose the scorer on these features.
 
     The given reals and fakes are all validation (held out from the bank): the
@@ -149,17 +155,27 @@ def train_realonly(detector: Detector, data: FeatureSets, settings: TrainSetting
     k = method.default_k()
     features = np.concatenate([data.train_x, data.val_x])
     labels = np.concatenate([data.train_y, data.val_y]) > 0.5
-    choice = choose(method.bank.bank.vectors(), features[~labels], features[labels],
-                    lambda x: method.knn_distances(x, k, None))  # fmt: skip
+    choice = choose(
+        method.bank.bank.vectors(),
+        features[~labels],
+        features[labels],
+        lambda x: method.knn_distances(x, k, None),
+    )
     manifest = detector.bundle.manifest
     entry = manifest.methods["realonly"]
-    config = dataclasses.replace(entry.config, scorer=choice.scorer,
-                                 z=list(choice.z) if choice.z else None, knn_k=k)  # fmt: skip
+    config = dataclasses.replace(
+        entry.config, scorer=choice.scorer, z=list(choice.z) if choice.z else None, knn_k=k
+    )
     files = {r: f for r, f in entry.files.items() if r != "density"}
-    provenance = {**manifest.method_provenance("realonly"), "density": {
-        "validation_ap": choice.validation_ap, "n_real": int((~labels).sum()),
-        "n_fake": int(labels.sum()),
-        "subspace": None if choice.model is None else len(choice.model.variances)}}  # fmt: skip
+    provenance = {
+        **manifest.method_provenance("realonly"),
+        "density": {
+            "validation_ap": choice.validation_ap,
+            "n_real": int((~labels).sum()),
+            "n_fake": int(labels.sum()),
+            "subspace": None if choice.model is None else len(choice.model.variances),
+        },
+    }
     from ufd.runtime.bundle.update import publish_file
 
     def change(m):

@@ -21,11 +21,27 @@ from ufd.runtime.errors import BundleError
 
 _V2_SECTIONS = frozenset(
     {
-        "ufd_version", "created_utc", "model", "preprocess", "head", "graphs", "parity",
-        "files", "opset", "threshold", "schema_version", "notes", "index", "realonly",
-        "traces", "fusion", "method_thresholds", "calibrations", "training",
+        "ufd_version",
+        "created_utc",
+        "model",
+        "preprocess",
+        "head",
+        "graphs",
+        "parity",
+        "files",
+        "opset",
+        "threshold",
+        "schema_version",
+        "notes",
+        "index",
+        "realonly",
+        "traces",
+        "fusion",
+        "method_thresholds",
+        "calibrations",
+        "training",
     }
-)  # fmt: skip
+)
 _GRAPH_FIELDS = ("batch_invariant", "quantization", "optimization", "attention")
 _BANK_CONFIG = ("dim", "counts", "ef", "exact_below", "space")
 _BANK_PROVENANCE = ("m", "ef_construction", "seed", "encoder_precision", "build_seconds")
@@ -62,8 +78,10 @@ def _migrate(old: dict[str, Any]) -> dict[str, Any]:
     encoders = {}
     for graph in old["graphs"].values():
         if graph["role"] == "head":
-            methods["linear"] = {"files": {"graph": graph["path"]}, "threshold": old.get(
-                "threshold", 0.5)}  # fmt: skip
+            methods["linear"] = {
+                "files": {"graph": graph["path"]},
+                "threshold": old.get("threshold", 0.5),
+            }
             continue
         encoders[graph["precision"]] = {
             "file": graph["path"],

@@ -115,7 +115,10 @@ def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str) -> byt
                 .replace("\n", "")
             )
             disposition += f'; filename="{safe}"'
-        chunks += [f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode(), data,
-                   b"\r\n"]  # fmt: skip
+        chunks += [
+            f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode(),
+            data,
+            b"\r\n",
+        ]
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks)

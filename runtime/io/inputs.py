@@ -24,10 +24,26 @@ from ufd.runtime.io.decode import ImageSource
 
 IMAGE_EXTENSIONS = frozenset(
     {
-        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp",
-        ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".bmp",
+        ".dib",
+        ".gif",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".ico",
+        ".jp2",
     }
-)  # fmt: skip
+)
 _GLOB_CHARS = frozenset("*?[")
 
 

@@ -35,15 +35,22 @@ class GaussianModel:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """For saving (``np.savez``)."""
-        return {"mean": self.mean, "components": self.components,
-                "variances": self.variances, "noise": np.array(self.noise)}  # fmt: skip
+        return {
+            "mean": self.mean,
+            "components": self.components,
+            "variances": self.variances,
+            "noise": np.array(self.noise),
+        }
 
     @classmethod
     def from_arrays(cls, arrays) -> GaussianModel:
         """From :meth:`arrays` (a loaded ``.npz``)."""
-        return cls(np.asarray(arrays["mean"], np.float64),
-                   np.asarray(arrays["components"], np.float64),
-                   np.asarray(arrays["variances"], np.float64), float(arrays["noise"]))  # fmt: skip
+        return cls(
+            np.asarray(arrays["mean"], np.float64),
+            np.asarray(arrays["components"], np.float64),
+            np.asarray(arrays["variances"], np.float64),
+            float(arrays["noise"]),
+        )
 
 
 def combined(knn: np.ndarray, gaussian: np.ndarray, z: tuple[float, ...]) -> np.ndarray:

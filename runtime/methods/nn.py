@@ -53,8 +53,14 @@ class NearestNeighbours(BankMethod):
 
     name = "nn"
     summary = "nn (k-NN vote on a real+fake bank, ufd-index)"
-    fields = ("nn_score", "nn_label", "nn_dist_real", "nn_dist_fake", "nn_source",
-              "nn_source_share")  # fmt: skip
+    fields = (
+        "nn_score",
+        "nn_label",
+        "nn_dist_real",
+        "nn_dist_fake",
+        "nn_source",
+        "nn_source_share",
+    )
     table_columns = (
         ("nn_label", "nn", 6),
         ("nn_source", "source", 12),
@@ -73,9 +79,13 @@ class NearestNeighbours(BankMethod):
     def measure(self, features: np.ndarray, options: ScoreOptions) -> Measured:
         """Raw and score: the vote's score; the vote itself rides along."""
         vote, attribution = self.bank.vote_and_attribute(features, self.k(options), options.exact)
-        extra = {"is_fake": vote.is_fake, "dist_real": vote.dist_real, "dist_fake": vote.dist_fake,
-                 "source": np.array(attribution.source, dtype=object),
-                 "source_share": np.array(attribution.share, dtype=object)}  # fmt: skip
+        extra = {
+            "is_fake": vote.is_fake,
+            "dist_real": vote.dist_real,
+            "dist_fake": vote.dist_fake,
+            "source": np.array(attribution.source, dtype=object),
+            "source_share": np.array(attribution.share, dtype=object),
+        }
         return Measured(raw=vote.score, score=vote.score, extra=extra)
 
     def decide(self, measured: Measured) -> np.ndarray:

@@ -24,8 +24,9 @@ from ufd.runtime.provenance.metadata import GENERATED_TYPES, read_metadata
 from ufd.runtime.provenance.watermark import read_watermark
 
 MAX_FILE_BYTES = 256 << 20
-CAPTURED = frozenset({"digitalCapture", "computationalCapture", "negativeFilm",
-                      "positiveFilm", "print"})  # fmt: skip
+CAPTURED = frozenset(
+    {"digitalCapture", "computationalCapture", "negativeFilm", "positiveFilm", "print"}
+)
 
 
 def read_provenance(source: Any, max_bytes: int = MAX_FILE_BYTES) -> dict[str, Any] | None:

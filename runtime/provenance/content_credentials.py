@@ -17,8 +17,15 @@ from __future__ import annotations
 import io
 from typing import Any
 
-_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
-         "GIF": "image/gif", "AVIF": "image/avif", "HEIF": "image/heic"}  # fmt: skip
+_MIME = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+    "AVIF": "image/avif",
+    "HEIF": "image/heic",
+}
 _ACTIONS = ("c2pa.actions", "c2pa.actions.v2")
 UNTRUSTED_SIGNER = {"signingCredential.untrusted"}
 

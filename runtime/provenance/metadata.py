@@ -28,15 +28,38 @@ _SOURCE_TYPE = re.compile(
 )
 _CREATOR_TOOL = re.compile(rb"CreatorTool(?:>|\s*=\s*[\"'])\s*([^<\"']{1,200})")
 GENERATED_TYPES = frozenset(
-    {"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia",
-     "algorithmicMedia", "compositeSynthetic"}
-)  # fmt: skip
+    {
+        "trainedAlgorithmicMedia",
+        "compositeWithTrainedAlgorithmicMedia",
+        "algorithmicMedia",
+        "compositeSynthetic",
+    }
+)
 KNOWN_GENERATORS = (
-    "midjourney", "dall-e", "dall·e", "dalle", "stable diffusion", "stablediffusion",
-    "sdxl", "firefly", "novelai", "comfyui", "invokeai", "automatic1111", "leonardo",
-    "imagen", "gemini", "ideogram", "flux", "runway", "bing image creator", "dreamstudio",
-    "nightcafe", "craiyon", "playground",
-)  # fmt: skip
+    "midjourney",
+    "dall-e",
+    "dall·e",
+    "dalle",
+    "stable diffusion",
+    "stablediffusion",
+    "sdxl",
+    "firefly",
+    "novelai",
+    "comfyui",
+    "invokeai",
+    "automatic1111",
+    "leonardo",
+    "imagen",
+    "gemini",
+    "ideogram",
+    "flux",
+    "runway",
+    "bing image creator",
+    "dreamstudio",
+    "nightcafe",
+    "craiyon",
+    "playground",
+)
 
 
 def read_metadata(image: Image.Image) -> dict[str, Any]:
@@ -82,8 +105,11 @@ def _generator(image: Image.Image, xmp: dict[str, str], errors: list[str]) -> di
     if isinstance(info.get("parameters"), str):
         text = info["parameters"]
         model = re.search(r"Model:\s*([^,\n]{1,80})", text)
-        return {"source": "png:parameters", "name": "AUTOMATIC1111-compatible",
-                "detail": _clip(model.group(1) if model else text)}  # fmt: skip
+        return {
+            "source": "png:parameters",
+            "name": "AUTOMATIC1111-compatible",
+            "detail": _clip(model.group(1) if model else text),
+        }
     for key in ("prompt", "workflow"):
         if isinstance(info.get(key), str):
             detail = "workflow JSON"

@@ -74,9 +74,14 @@ def _score_chunk(chunk: list[InputItem], settings: ScanSettings, out: str, run: 
 
 
 def run_local(
-    items: list[InputItem], settings: ScanSettings, out: str, run: str, shard_rows: int,
-    workers: int, on_shard: OnShard,
-) -> None:  # fmt: skip
+    items: list[InputItem],
+    settings: ScanSettings,
+    out: str,
+    run: str,
+    shard_rows: int,
+    workers: int,
+    on_shard: OnShard,
+) -> None:
     """Scan with ``workers`` processes (1: in this process), one shard per chunk."""
     work = list(chunks(items, shard_rows))
     if workers <= 1:
@@ -104,9 +109,14 @@ def _shard_task(table: pa.Table, out: str, run: str) -> dict[str, list]:
 
 
 def run_ray(
-    items: list[InputItem], settings: ScanSettings, out: str, run: str, shard_rows: int,
-    options: RayOptions, on_shard: OnShard,
-) -> None:  # fmt: skip
+    items: list[InputItem],
+    settings: ScanSettings,
+    out: str,
+    run: str,
+    shard_rows: int,
+    options: RayOptions,
+    on_shard: OnShard,
+) -> None:
     """Scan on Ray Data (a local instance unless ``options.address`` names a cluster)."""
     import ray
 
@@ -126,14 +136,28 @@ def run_ray(
     dataset = (
         ray.data.from_arrow(pa.table(columns(items)))
         # decoding tasks ask for less than an actor's CPU, so Ray does not fuse them into it
-        .map_batches(crop_batch, fn_kwargs={"settings": settings},
-                     batch_size=options.decode_batch, num_cpus=DECODE_CPUS)
-        .map_batches(Scorer, fn_constructor_kwargs={"settings": actor_settings},
-                     batch_size=batch, compute=pool, num_cpus=options.cpus_per_worker,
-                     num_gpus=options.gpus_per_worker or None)
-        .map_batches(_shard_task, fn_kwargs={"out": out, "run": run}, batch_size=shard_rows,
-                     batch_format="pyarrow", num_cpus=0.1)
-    )  # fmt: skip
+        .map_batches(
+            crop_batch,
+            fn_kwargs={"settings": settings},
+            batch_size=options.decode_batch,
+            num_cpus=DECODE_CPUS,
+        )
+        .map_batches(
+            Scorer,
+            fn_constructor_kwargs={"settings": actor_settings},
+            batch_size=batch,
+            compute=pool,
+            num_cpus=options.cpus_per_worker,
+            num_gpus=options.gpus_per_worker or None,
+        )
+        .map_batches(
+            _shard_task,
+            fn_kwargs={"out": out, "run": run},
+            batch_size=shard_rows,
+            batch_format="pyarrow",
+            num_cpus=0.1,
+        )
+    )
     for row in dataset.iter_rows():
         on_shard({k: row[k] for k in ("shard", "rows", "failed")})
 

@@ -99,9 +99,9 @@ class Scorer:
         )
         self.methods, self.options = self.detector.plan(settings.method, settings.k, settings.exact)
         self.schema = output_schema(
-            self.methods, self.detector.bundle.manifest.model.feature_dim if settings.features
-            else None,
-        )  # fmt: skip
+            self.methods,
+            self.detector.bundle.manifest.model.feature_dim if settings.features else None,
+        )
         self.normalise = self.detector.preparer.normalise
 
     def __call__(self, batch: dict[str, Any]) -> pa.Table:
@@ -109,9 +109,10 @@ class Scorer:
         items = [InputItem(str(p)) for p in batch["path"]]
         prepared = [
             Prepared(item, pixels=self.normalise(px)) if ok else Prepared(item, error=str(err))
-            for item, px, ok, err in zip(items, batch["pixels"], batch["ok"], batch["error"],
-                                         strict=True)
-        ]  # fmt: skip
+            for item, px, ok, err in zip(
+                items, batch["pixels"], batch["ok"], batch["error"], strict=True
+            )
+        ]
         _, features, failure = self.detector.encode(prepared)
         records = self.detector.records(prepared, features, failure, self.methods, self.options)
         rows = [r.to_dict(fields_for(self.methods)) for r in records]
@@ -132,8 +133,12 @@ def _feature_column(prepared: list[Prepared], features, failure) -> list:
     return out
 
 
-ARROW_TYPES = {"string": pa.string(), "float": pa.float64(), "int": pa.int64(),
-               "shares": pa.map_(pa.string(), pa.float64())}  # fmt: skip
+ARROW_TYPES = {
+    "string": pa.string(),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "shares": pa.map_(pa.string(), pa.float64()),
+}
 
 
 def field_type(name: str) -> pa.DataType:

@@ -39,8 +39,16 @@ def load_bank(
         raise BundleError(f"hnswlib cannot load {path.name}: {e}; rebuild the index") from e
 
 
-def build_bank(backend: str, vectors: np.ndarray, storage: str, m: int, ef_construction: int,
-               ef: int, seed: int, threads: int) -> VectorBank:  # fmt: skip
+def build_bank(
+    backend: str,
+    vectors: np.ndarray,
+    storage: str,
+    m: int,
+    ef_construction: int,
+    ef: int,
+    seed: int,
+    threads: int,
+) -> VectorBank:
     """A new bank of ``backend`` holding ``vectors``."""
     if backend == "usearch":
         from ufd.runtime.search.usearch_bank import UsearchBank

@@ -120,8 +120,11 @@ def attribute(
         if not vote.is_fake[row]:
             sources.append(names[0])
             continue
-        fakes = [(int(n), -float(near[voters == c].mean()), int(c))
-                 for c, n in zip(found, counts, strict=True) if c > 0]  # fmt: skip
+        fakes = [
+            (int(n), -float(near[voters == c].mean()), int(c))
+            for c, n in zip(found, counts, strict=True)
+            if c > 0
+        ]
         if unknown_beyond is not None and not vote.dist_fake[row] <= unknown_beyond:
             sources.append(UNKNOWN)
         else:

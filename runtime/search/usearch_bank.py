@@ -70,8 +70,9 @@ class UsearchBank(VectorBank):
             expansion_add=ef_construction,
             expansion_search=ef,
         )
-        bank = cls(index, ef, np.zeros((0, vectors.shape[1]), np.float32) if storage == "int8"
-                   else None)  # fmt: skip
+        bank = cls(
+            index, ef, np.zeros((0, vectors.shape[1]), np.float32) if storage == "int8" else None
+        )
         bank.add(vectors, threads)
         return bank
 

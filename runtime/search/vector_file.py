@@ -32,8 +32,11 @@ class VectorFile:
         with path.open("rb") as fh:
             try:
                 version = np.lib.format.read_magic(fh)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)  # fmt: skip
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
                 shape, fortran, dtype = read_header(fh)
             except ValueError as e:
                 raise BundleError(f"{path.name} is not a .npy array: {e}") from e

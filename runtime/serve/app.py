@@ -162,9 +162,12 @@ def _load(state, config, opener, metrics: ServeMetrics, on_fatal) -> None:
         metrics.ready.set(1)
         state.ready.set()
         logger.warning(
-            "ready: %s (%s on %s) in %.1f s", config.bundle, detector.precision,
-            detector.provider, time.perf_counter() - started,
-        )  # fmt: skip
+            "ready: %s (%s on %s) in %.1f s",
+            config.bundle,
+            detector.precision,
+            detector.provider,
+            time.perf_counter() - started,
+        )
     except Exception as e:
         state.failure = f"{e}" if isinstance(e, UfdError) else f"{type(e).__name__}: {e}"
         logger.error("cannot serve %s: %s", config.bundle, state.failure, exc_info=True)
@@ -193,17 +196,26 @@ def _install_errors(app: FastAPI, metrics: ServeMetrics) -> None:
         return response
 
 
-_ROUTES = ("/", "/healthz", "/readyz", "/metrics", "/v1/info", "/v1/detect", "/docs",
-           "/openapi.json")  # fmt: skip
+_ROUTES = (
+    "/",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/v1/info",
+    "/v1/detect",
+    "/docs",
+    "/openapi.json",
+)
 
 
 def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: ServeMetrics) -> None:
     def require_key(request: Request) -> None:
         if not config.key_matches(request.headers.get("authorization")):
             raise RequestError(
-                401, "missing or wrong API key: send the header Authorization: Bearer KEY",
+                401,
+                "missing or wrong API key: send the header Authorization: Bearer KEY",
                 {"WWW-Authenticate": "Bearer"},
-            )  # fmt: skip
+            )
 
     def ready_detector() -> tuple[Detector, Engine]:
         if state.detector is None or state.engine is None:

@@ -161,8 +161,11 @@ class Engine:
             while len(batch) < self.max_batch:
                 wait = deadline - time.monotonic()
                 try:
-                    nxt = self._encode_queue.get(timeout=wait) if wait > 0 else \
-                        self._encode_queue.get_nowait()  # fmt: skip
+                    nxt = (
+                        self._encode_queue.get(timeout=wait)
+                        if wait > 0
+                        else self._encode_queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
                 if nxt is None:

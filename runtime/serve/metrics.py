@@ -42,9 +42,12 @@ class ServeMetrics:
             "ufd_requests", "HTTP requests by route and status", ["route", "status"], registry=r
         )
         self.latency = Histogram(
-            "ufd_request_seconds", "Request latency by route", ["route"],
-            buckets=_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "ufd_request_seconds",
+            "Request latency by route",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.images = Counter("ufd_images", "Images answered, by result", ["result"], registry=r)
         self.image_errors = Counter(
             "ufd_image_errors", "Images that got an error record, by reason", ["reason"], registry=r
@@ -53,9 +56,11 @@ class ServeMetrics:
             "ufd_encoder_batch_size", "Images per encoder batch", buckets=_BATCH_BUCKETS, registry=r
         )
         self.encoder_seconds = Histogram(
-            "ufd_encoder_batch_seconds", "Encoder time per batch", buckets=_LATENCY_BUCKETS,
+            "ufd_encoder_batch_seconds",
+            "Encoder time per batch",
+            buckets=_LATENCY_BUCKETS,
             registry=r,
-        )  # fmt: skip
+        )
         self.queue_depth = Gauge(
             "ufd_queue_depth", "Images admitted and not yet answered", registry=r
         )

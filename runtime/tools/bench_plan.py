@@ -47,8 +47,10 @@ class BenchPlan:
     def jobs(self) -> dict[str, Job]:
         """Every job by key: (the :mod:`ufd.runtime.tools.bench` runner, its arguments)."""
         ort = {"bundle": str(self.bundle), "threads": self.threads, "provider": self.provider}
-        jobs = {f"peak.{d}": ("run_peak", {"dtype": d, "provider": self.provider})
-                for d in self.peak_types}  # fmt: skip
+        jobs = {
+            f"peak.{d}": ("run_peak", {"dtype": d, "provider": self.provider})
+            for d in self.peak_types
+        }
         for p in self.precisions:
             for b in self.batches:
                 args = {**ort, "precision": p, "batch": b, "iterations": self.iterations}
@@ -136,8 +138,11 @@ def markdown(result: dict) -> str:
             f"{'' if frac is None else f'{100 * frac:.0f} %'} |"
         )
     if "e2e" in result:
-        lines += ["", "| end to end (batch 1, decode included) | ms per image | peak RSS MB |",
-                  "|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "| end to end (batch 1, decode included) | ms per image | peak RSS MB |",
+            "|---|---|---|",
+        ]
         for p, r in result["e2e"].items():
             lines.append(f"| ORT {p} | {r['per_image_ms']:.1f} | {r['peak_rss_mb']:.0f} |")
         for r in result["configs"]:

@@ -62,8 +62,11 @@ def _load_everything(bundle: Bundle) -> list[Problem]:
     cpu = PROVIDERS["cpu"]
     for precision, graph in bundle.manifest.encoders.items():
         try:
-            EncoderSession(bundle.encoder_path(graph, verify=False), cpu,
-                           optimization=cpu.optimization(precision))  # fmt: skip
+            EncoderSession(
+                bundle.encoder_path(graph, verify=False),
+                cpu,
+                optimization=cpu.optimization(precision),
+            )
         except UfdError as e:
             problems.append(Problem(graph.file, str(e)))
     methods = MethodSet(bundle, cpu, verify=False)
@@ -81,19 +84,25 @@ def describe(root: Path) -> dict[str, Any]:
     manifest = bundle.manifest
     sizes = {name: entry.size for name, entry in manifest.files.items()}
     encoders = {
-        p: {"file": g.file, "mb": sizes[g.file] / 1e6, "quantization": g.quantization,
-            "attention": g.attention, "batch_invariant": g.batch_invariant}
+        p: {
+            "file": g.file,
+            "mb": sizes[g.file] / 1e6,
+            "quantization": g.quantization,
+            "attention": g.attention,
+            "batch_invariant": g.batch_invariant,
+        }
         for p, g in manifest.encoders.items()
-    }  # fmt: skip
+    }
     methods = {}
     for name, entry in manifest.methods.items():
         methods[name] = {
             "threshold": entry.threshold,
             "calibration": None if entry.calibration is None else vars(entry.calibration),
             "mb": sum(sizes.get(f, 0) for f in entry.files.values()) / 1e6,
-            "config": dataclasses.asdict(entry.config) if dataclasses.is_dataclass(entry.config)
+            "config": dataclasses.asdict(entry.config)
+            if dataclasses.is_dataclass(entry.config)
             else entry.config,
-        }  # fmt: skip
+        }
     return {
         "schema_version_on_disk": read_json(root / MANIFEST_NAME).get("schema_version"),
         "ufd_version": manifest.ufd_version,

@@ -133,10 +133,16 @@ def calibrate_open_set(detector: Detector, fakes: np.ndarray, unknown_rate: floa
     entry = manifest.methods["nn"]
     config = dataclasses.replace(entry.config, unknown_beyond=beyond)
     entry = dataclasses.replace(entry, config=config)
-    provenance = {**manifest.method_provenance("nn"), "open_set": {
-        "unknown_rate": unknown_rate, "achieved_unknown_rate": achieved, "n_fake": len(fakes),
-        "unknown_beyond": beyond, "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-    }}  # fmt: skip
+    provenance = {
+        **manifest.method_provenance("nn"),
+        "open_set": {
+            "unknown_rate": unknown_rate,
+            "achieved_unknown_rate": achieved,
+            "n_fake": len(fakes),
+            "unknown_beyond": beyond,
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    }
     manifest = manifest.with_method("nn", entry, provenance)
     write_manifest(detector.bundle.root, manifest)
     return manifest

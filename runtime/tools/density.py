@@ -63,8 +63,12 @@ class Choice:
 
 def z_params(knn: np.ndarray, gaussian: np.ndarray) -> tuple[float, float, float, float]:
     """Mean and standard deviation of each score on held-out reals."""
-    return (float(knn.mean()), float(knn.std()) or 1.0,
-            float(gaussian.mean()), float(gaussian.std()) or 1.0)  # fmt: skip
+    return (
+        float(knn.mean()),
+        float(knn.std()) or 1.0,
+        float(gaussian.mean()),
+        float(gaussian.std()) or 1.0,
+    )
 
 
 def choose(

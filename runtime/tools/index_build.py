@@ -124,8 +124,16 @@ def build_index(
     storage = options.storage or default_storage(len(vectors))
     m = options.m or (history.get("m") if kept else None) or default_m(len(vectors))
     threads = options.threads if options.threads is not None else build_threads(len(vectors))
-    bank = build_bank(backend, vectors, storage, m, options.ef_construction,
-                      options.ef or AUTO_EF[0], options.seed, threads)  # fmt: skip
+    bank = build_bank(
+        backend,
+        vectors,
+        storage,
+        m,
+        options.ef_construction,
+        options.ef or AUTO_EF[0],
+        options.seed,
+        threads,
+    )
     build_seconds = time.perf_counter() - started
     efs = AUTO_EF if options.ef is None else (options.ef,)
     ef, quality = measure_quality(bank, vectors, labels, options, efs)
@@ -139,9 +147,15 @@ def build_index(
     folder = BANK_FOLDERS[method]
     counts = {"real": int((labels == 0).sum()), "fake": int((labels > 0).sum())}
     config_type = method_class(method).config_type  # the bank's, or realonly's (scorer: knn)
-    config = config_type(dim=dim, counts=counts, ef=ef, exact_below=options.exact_below,
-                         backend=backend, storage=storage,
-                         sources=tuple(sources) or ("fake",))  # fmt: skip
+    config = config_type(
+        dim=dim,
+        counts=counts,
+        ef=ef,
+        exact_below=options.exact_below,
+        backend=backend,
+        storage=storage,
+        sources=tuple(sources) or ("fake",),
+    )
     entry = MethodEntry(files=bank_files(folder, backend, storage), config=config)
     if previous is not None:  # the threshold stays, as it always did: say it may be stale
         entry = dataclasses.replace(previous, files=entry.files, config=entry.config)

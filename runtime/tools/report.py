@@ -45,8 +45,9 @@ def attribution_rows(matrix: dict) -> tuple[list[str], list[list[str]]]:
     """The attribution confusion matrix: true source (rows) x ``nn_source`` (columns)."""
     predicted = ["real", *matrix["sources"], "unknown"]
     header = ["true \\ nn_source", *predicted]
-    rows = [[truth, *(str(row.get(p, 0)) for p in predicted)]
-            for truth, row in matrix["matrix"].items()]  # fmt: skip
+    rows = [
+        [truth, *(str(row.get(p, 0)) for p in predicted)] for truth, row in matrix["matrix"].items()
+    ]
     return header, rows
 
 
@@ -59,9 +60,12 @@ def write_table(results: dict, path: Path) -> None:
         lines += [f"## {condition}\n", *_markdown(header, rows), ""]
         if "attribution" in block:
             matrix = block["attribution"]
-            lines += [f"### attribution (nn): accuracy {pct(matrix['accuracy'])} %, "
-                      f"{pct(matrix['accuracy_of_caught'])} % of the fakes caught\n",
-                      *_markdown(*attribution_rows(matrix)), ""]  # fmt: skip
+            lines += [
+                f"### attribution (nn): accuracy {pct(matrix['accuracy'])} %, "
+                f"{pct(matrix['accuracy_of_caught'])} % of the fakes caught\n",
+                *_markdown(*attribution_rows(matrix)),
+                "",
+            ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
