@@ -35,9 +35,11 @@ test: $(STAMP) browser
 test-fast: $(STAMP)
 	$(PY) -m pytest -m 'not slow'
 
+# ruff, then the import contract (pyproject.toml [tool.importlinter]): layers import downward only.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""``ufd-serve``: the resident HTTP service (``ufd[serve]``): app, uploads, engine, metrics."""
