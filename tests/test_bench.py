@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from ufd.cli.bench import app
@@ -39,40 +38,39 @@ def test_bench_runs_rounds_and_reports_fractions(
     rows = {r["precision"]: r for r in report["configs"]}
     assert set(rows) == {"fp32", "int8"}
     for precision, row in rows.items():
-        assert len(row["rounds_p50_ms"]) == 2
-        peak = report["matmul_peak_gmacs"]["int8" if precision == "int8" else "fp32"]
-        expected = report["encoder_gmacs"] / (row["p50_ms"] / 1e3) / peak
-        assert row["fraction_of_peak"] == pytest.approx(expected)
+        assert len(row["rounds_p50_ms"]) == 2 and sorted(row["rounds_p50_ms"])[0] <= row["p50_ms"]
+        assert 0 < row["fraction_of_peak"] <= 1.0  # an encoder never beats a bare MatMul
         assert report["e2e"][precision]["images"] == 3
     assert (out / "bench.md").read_text().count("| onnxruntime |") == 2
 
 
 def test_bench_refuses_a_precision_the_bundle_lacks(tiny_bundle: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [str(tiny_bundle), "--precision", "int4"])
-    assert result.exit_code != 0
+    assert result.exit_code == 2, result.output  # a usage error, not a crash (3)
     assert "int4" in result.output
 
 
-def test_plan_names_every_job_for_the_provider(tmp_path: Path) -> None:
-    from ufd.runtime.tools.bench_plan import BenchPlan
+def test_mac_count_equals_the_architectures(tmp_path: Path) -> None:
+    """count_macs on a plain (unfused) export equals the ViT's MACs from its config.
 
-    cpu = BenchPlan(tmp_path, ["fp32", "int8"], [1, 4], images=tmp_path, torch_model="ViT-B-16")
-    assert set(cpu.jobs()) == {
-        "peak.fp32",
-        "peak.int8",
-        "ort.fp32.1",
-        "ort.fp32.4",
-        "ort.int8.1",
-        "ort.int8.4",
-        "torch.1",
-        "torch.4",
-        "e2e.fp32",
-        "e2e.int8",
-    }
-    assert cpu.jobs()["torch.1"][1]["folder"] == str(tmp_path)  # e2e only at batch 1
-    assert cpu.jobs()["torch.4"][1]["folder"] is None
-    gpu = BenchPlan(tmp_path, ["fp16"], [64], provider="cuda", torch_model="ViT-L-14")
-    jobs = gpu.jobs()
-    assert {"peak.fp32", "peak.fp16"} <= set(jobs) and "peak.int8" not in jobs
-    assert jobs["torch.64"][1]["device"] == "cuda"
-    assert jobs["ort.fp16.64"][1]["provider"] == "cuda"
+    Per image: the patch convolution, then per block the q/k/v projections, the two
+    attention products (2 T^2 W), the output projection and the 4x MLP; the final
+    projection to the embedding.
+    """
+    import json
+
+    from ufd.export.graph.onnx_export import export_encoder
+    from ufd.export.models import MODEL_CONFIG_DIR, load_visual
+    from ufd.runtime.tools.bench import count_macs
+
+    config = json.loads((MODEL_CONFIG_DIR / "ufd-tiny-vit.json").read_text())
+    vision, dim = config["vision_cfg"], config["embed_dim"]
+    width, layers, patch = vision["width"], vision["layers"], vision["patch_size"]
+    patches = (vision["image_size"] // patch) ** 2
+    tokens = patches + 1
+    block = tokens * width * 3 * width + 2 * tokens**2 * width + tokens * width**2
+    block += 2 * tokens * width * 4 * width
+    expected = patches * width * 3 * patch**2 + layers * block + width * dim
+    path = tmp_path / "plain.onnx"
+    export_encoder(load_visual("ufd-tiny-vit", "none").visual, path, 224, fuse_attention=False)
+    assert count_macs(path) == expected

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import random_image
 from typer.testing import CliRunner
@@ -21,18 +22,29 @@ SETS = ("setA", "setB")
 PER_CLASS = 10  # 20 reals and 20 fakes in all: calibration needs 20
 
 
-@pytest.fixture(scope="module")
-def test_sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two sets, each with colour reals and grey fakes (the tiny random encoder differs)."""
-    root = tmp_path_factory.mktemp("sets")
+def _write_sets(root: Path, offset: int) -> Path:
+    """Two sets of colour reals and grey fakes; setB's fakes are small (zero-padded)."""
     for s, name in enumerate(SETS):
         for cls, mode in (("0_real", "RGB"), ("1_fake", "L")):
             folder = root / name / cls
             folder.mkdir(parents=True)
+            size = (120, 120) if (name, mode) == ("setB", "L") else (230, 230)
             for i in range(PER_CLASS):
-                seed = 1000 * s + i + (100 if mode == "L" else 0)
-                random_image(folder / f"{i}.png", (230, 230), mode, seed=seed)
+                seed = offset + 1000 * s + i + (100 if mode == "L" else 0)
+                random_image(folder / f"{i}.png", size, mode, seed=seed)
     return root
+
+
+@pytest.fixture(scope="module")
+def test_sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The evaluated images: never in the bank (other seeds than :func:`bank_sets`)."""
+    return _write_sets(tmp_path_factory.mktemp("sets"), offset=0)
+
+
+@pytest.fixture(scope="module")
+def bank_sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The images the nn bank and the calibration are made of."""
+    return _write_sets(tmp_path_factory.mktemp("bank"), offset=50_000)
 
 
 def _ok(app, *args: object) -> str:
@@ -42,15 +54,17 @@ def _ok(app, *args: object) -> str:
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, test_sets: Path):
+def evaluated(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, test_sets: Path, bank_sets: Path
+):
     """A bank with a source per set, a banded linear head, and ufd-eval's outputs."""
     work = tmp_path_factory.mktemp("evaluated")
     bundle = work / "my-bundle"
     shutil.copytree(tiny_bundle, bundle)
-    reals = [a for name in SETS for a in ("--real", test_sets / name / "0_real")]
-    fakes = [a for name in SETS for a in ("--fake", f"{name}={test_sets / name / '1_fake'}")]
-    _ok(index_app, bundle, *reals, *fakes)
-    plain_fakes = [a for name in SETS for a in ("--fake", test_sets / name / "1_fake")]
+    reals = [a for name in SETS for a in ("--real", bank_sets / name / "0_real")]
+    fakes = [a for name in SETS for a in ("--fake", f"{name}={bank_sets / name / '1_fake'}")]
+    _ok(index_app, bundle, *reals, *fakes, "--precision", "fp32")
+    plain_fakes = [a for name in SETS for a in ("--fake", bank_sets / name / "1_fake")]
     _ok(
         calibrate_app,
         bundle,
@@ -79,15 +93,50 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, test_
     return bundle, out, json.loads((out / "results.json").read_text())
 
 
-def test_attribution_matrix_names_each_set(evaluated) -> None:
-    _, out, results = evaluated
+def _nearest_source_matrix(bundle: Path, bank: Path, sets: Path) -> dict:
+    """The attribution matrix by brute force, without ufd's search or vote code.
+
+    Features from the bundle's fp32 encoder; each test image takes the source of its
+    nearest bank image by cosine (k = 1: the vote and the attribution are the nearest's).
+    """
+    from ufd.runtime import Detector
+
+    detector = Detector.open(bundle, precision="fp32", provider="cpu")
+
+    def features(folder: Path) -> np.ndarray:
+        pixels = [detector.prepare(p) for p in sorted(folder.glob("*.png"))]
+        unit = detector.features(np.stack(pixels)).astype(np.float64)
+        return unit / np.linalg.norm(unit, axis=1, keepdims=True)
+
+    names, rows = [], []
+    for name in SETS:
+        for cls, source in (("0_real", "real"), ("1_fake", name)):
+            found = features(bank / name / cls)
+            rows.append(found)
+            names += [source] * len(found)
+    bank_vectors = np.concatenate(rows)
+    matrix: dict[str, dict[str, int]] = {}
+    for name in SETS:
+        for cls, truth in (("0_real", "real"), ("1_fake", name)):
+            for query in features(sets / name / cls):
+                predicted = names[int(np.argmax(bank_vectors @ query))]
+                matrix.setdefault(truth, {}).setdefault(predicted, 0)
+                matrix[truth][predicted] += 1
+    return matrix
+
+
+def test_attribution_matrix_names_each_set(evaluated, test_sets: Path, bank_sets: Path) -> None:
+    bundle, out, results = evaluated
     matrix = results["conditions"]["clean"]["attribution"]
     assert matrix["sources"] == list(SETS)
-    # every test image is in the bank: k = 1 finds it at distance 0, so the matrix is exact
-    assert matrix["matrix"] == {"real": {"real": 20}, "setA": {"setA": 10}, "setB": {"setB": 10}}
-    assert matrix["accuracy"] == 1.0 and matrix["accuracy_of_caught"] == 1.0
+    expected = _nearest_source_matrix(bundle, bank_sets, test_sets)
+    assert matrix["matrix"] == expected
+    right = sum(expected.get(name, {}).get(name, 0) for name in SETS)
+    assert matrix["accuracy"] == pytest.approx(right / (2 * PER_CLASS))
     table = (out / "table.md").read_text()
-    assert "### attribution (nn)" in table and "| setA | 0 | 10 | 0 | 0 |" in table
+    row = expected.get("setA", {})
+    cells = [row.get(c, 0) for c in ("real", "setA", "setB", "unknown")]
+    assert "### attribution (nn)" in table and f"| setA | {' | '.join(map(str, cells))} |" in table
 
 
 def test_unsure_share_is_reported_per_set_and_mean(evaluated) -> None:

@@ -90,9 +90,12 @@ def test_v2_bundle_is_read_as_it_is(v2_copy: Path) -> None:
     assert set(manifest.methods) == {"linear", "nn", "realonly", "traces", "fused"}
     assert manifest.methods["realonly"].calibration.k == 3
     assert manifest.parity["int8"].n_probes == 10  # provenance kept
-    Detector.open(v2_copy, provider="cpu").score_features(
+    (record,) = Detector.open(v2_copy, provider="cpu").score_features(
         np.zeros((1, 768), np.float32), ["z"], "all"
     )
+    assert record.ok and record.path == "z"
+    for field in ("label", "nn_label", "traces_label", "realonly_label", "fused_label"):
+        assert record.get(field) in ("real", "fake"), field  # every method of the v2 bundle ran
     assert (v2_copy / "manifest.json").read_bytes() == before  # never rewritten by reading
 
 
