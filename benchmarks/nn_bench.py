@@ -31,9 +31,8 @@ import numpy as np
 
 from ufd.runtime.methods.banks import bank_files
 from ufd.runtime.search.banks import build_bank
-from ufd.runtime.search.base import l2_normalise
+from ufd.runtime.search.base import FloatBank, l2_normalise
 from ufd.runtime.search.neighbours import LabelledBank, knn_vote
-from ufd.runtime.tools.index_build import FloatBank
 
 DIM = 768
 

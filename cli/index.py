@@ -141,12 +141,16 @@ def index(
     if len(config.sources) > 1 or config.sources != ("fake",):
         counts = built.get("source_counts", {})
         typer.echo("fake sources: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in config.sources))
-    typer.echo(
-        f"HNSW vs exact on {quality['n_queries']} held-out queries: "
-        f"recall@1 {quality['recall_at_1']:.4f}, "
-        f"recall@{quality['k']} {quality['recall_at_k']:.4f}, vote agreement k=1 "
-        f"{quality['vote_agreement_k1']:.2%}, k={quality['k']} {quality['vote_agreement_k']:.2%}"
-    )
+    if quality["recall_at_1"] is None:
+        typer.echo("HNSW not checked against exact search: the bank is too small")
+    else:
+        typer.echo(
+            f"HNSW vs exact on {quality['n_queries']} held-out queries: "
+            f"recall@1 {quality['recall_at_1']:.4f}, recall@{quality['k']} "
+            f"{quality['recall_at_k']:.4f}, vote agreement k=1 "
+            f"{quality['vote_agreement_k1']:.2%}, "
+            f"k={quality['k']} {quality['vote_agreement_k']:.2%}"
+        )
     search = "exact" if sum(config.counts.values()) < config.exact_below else "HNSW"
     typer.echo(f"ufd-detect will search this bank with {search} search by default")
 

@@ -19,10 +19,10 @@ from ufd.runtime import BundleError, Detector
 from ufd.runtime.bundle.manifest import Manifest
 from ufd.runtime.errors import ExportError
 from ufd.runtime.methods import config_types
-from ufd.runtime.search.base import l2_normalise
+from ufd.runtime.search.base import FloatBank, l2_normalise
 from ufd.runtime.search.hnsw import HnswBank
 from ufd.runtime.search.neighbours import LabelledBank, knn_vote
-from ufd.runtime.tools.index_build import FloatBank, IndexOptions, build_index
+from ufd.runtime.tools.index_build import IndexOptions, build_index
 
 runner = CliRunner()
 DIM = 768
@@ -120,13 +120,23 @@ def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
     return target
 
 
+def test_quality_queries_are_held_out_of_the_bank_then_join_it() -> None:
+    from ufd.runtime.tools.index_quality import held_out_order
+
+    order, n = held_out_order(700, 500, seed=3)
+    assert n == 140 and sorted(order.tolist()) == list(range(700))  # every vector, once
+    again, _ = held_out_order(700, 500, seed=3)
+    assert (order == again).all()  # seeded: the same bank order every build
+    assert held_out_order(1, 500, 0)[1] == 0 and held_out_order(4, 500, 0)[1] == 1
+
+
 def test_build_index_records_parameters_and_quality(bundle_copy: Path) -> None:
     options = IndexOptions(ef=64, exact_below=100)
     manifest = build_index(bundle_copy, clustered(400, 1), clustered(300, 2, 0.4), options)
     info = manifest.methods["nn"].config
     quality = manifest.method_provenance("nn")["quality"]
     assert info.counts == {"real": 400, "fake": 300} and info.dim == DIM and info.ef == 64
-    assert quality["recall_at_1"] >= 0.95 and quality["n_queries"] == 500
+    assert quality["recall_at_1"] >= 0.95 and quality["n_queries"] == 700 // 5  # held out
     assert {"index/bank.usearch", "index/labels.npy"} <= set(manifest.files)
     assert (info.backend, info.storage) == ("usearch", "fp32")  # the default below 100k
     reread = Manifest.read(bundle_copy / "manifest.json", config_types())
@@ -326,7 +336,7 @@ def test_index_file_that_disagrees_with_the_index_is_not_used(tmp_path: Path) ->
 
 def test_query_ef_is_chosen_by_the_build_time_check(bundle_copy: Path) -> None:
     """Default ef: the smallest that reaches recall@1 >= 0.99 and 99.9 % agreement."""
-    from ufd.runtime.tools.index_build import AUTO_EF
+    from ufd.runtime.tools.index_quality import AUTO_EF
 
     manifest = build_index(bundle_copy, clustered(1500, 1), clustered(1500, 2, 0.3), IndexOptions())
     ef = manifest.methods["nn"].config.ef
@@ -386,6 +396,7 @@ def test_every_backend_and_storage_votes_like_exact_fp32(
 
 def test_int8_bank_reads_rows_without_mapping_them(bundle_copy: Path) -> None:
     from ufd.runtime.search.vector_file import VectorFile
+    from ufd.runtime.tools.index_quality import held_out_order
 
     manifest = build_index(
         bundle_copy, clustered(300, 1), clustered(300, 2, 0.3), IndexOptions(storage="int8")
@@ -393,6 +404,9 @@ def test_int8_bank_reads_rows_without_mapping_them(bundle_copy: Path) -> None:
     rows = VectorFile(bundle_copy / manifest.methods["nn"].files["vectors"])
     assert len(rows) == 600 and rows.rows(np.array([5, 0])).shape == (2, DIM)
     expected = l2_normalise(np.concatenate([clustered(300, 1), clustered(300, 2, 0.3)]))
-    np.testing.assert_array_equal(rows.rows(np.array([5, 0])), expected[[5, 0]])
+    stored = rows.rows(np.arange(600))
+    order, _ = held_out_order(600, IndexOptions().check_queries, IndexOptions().seed)
+    np.testing.assert_allclose(stored, expected[order], atol=1e-6)  # quality queries last
+    np.testing.assert_array_equal(rows.rows(np.array([5, 0])), stored[[5, 0]])
     blocks = np.concatenate([b for b, _ in rows.blocks()])
     np.testing.assert_array_equal(blocks, rows.rows(np.arange(600)))

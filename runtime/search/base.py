@@ -89,6 +89,25 @@ class VectorBank:
         return best_ids, best_dist
 
 
+class FloatBank(VectorBank):
+    """Unit fp32 rows held in memory, searched exactly (references, build-time checks)."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension."""
+        return self.rows.shape[1]
+
+    def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop``."""
+        return self.rows[start:stop]
+
+
 def _exact_knn(
     bank: np.ndarray, queries: np.ndarray, k: int, invariant: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:

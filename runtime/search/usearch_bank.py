@@ -103,12 +103,12 @@ class UsearchBank(VectorBank):
         return self.index.ndim
 
     def add(self, vectors: np.ndarray, threads: int = 0) -> None:
-        """Append vectors (normalised here, in chunks)."""
+        """Append vectors (normalised here, in chunks); ``threads`` <= 0: every core."""
         start = len(self)
         for offset in range(0, len(vectors), _ADD_CHUNK):
             chunk = l2_normalise(vectors[offset : offset + _ADD_CHUNK])
             keys = np.arange(start + offset, start + offset + len(chunk), dtype=np.uint64)
-            self.index.add(keys, chunk, threads=threads)
+            self.index.add(keys, chunk, threads=max(threads, 0))
             if isinstance(self.rows, np.ndarray):
                 self.rows = np.concatenate([self.rows, chunk])
 

@@ -26,8 +26,13 @@ from ufd.runtime.errors import ExportError
 from ufd.runtime.methods import method_class, open_bundle
 from ufd.runtime.methods.banks import bank_files, open_labelled_bank
 from ufd.runtime.search.banks import build_bank
-from ufd.runtime.search.base import VectorBank, l2_normalise
-from ufd.runtime.search.neighbours import knn_vote
+from ufd.runtime.search.base import l2_normalise
+from ufd.runtime.tools.index_quality import (
+    AUTO_EF,
+    MIN_RECALL_AT_1,
+    held_out_order,
+    measure_quality,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,21 +41,8 @@ DEFAULT_EXACT_BELOW = 10_000
 benchmarks/nn_bench.py on 2 cores: exact p50 ~3 ms at 10k vectors and 14 ms at
 100k, while HNSW (M=16, ef=128) answers in 0.5-0.7 ms with >= 99.9 % vote
 agreement at both sizes: past ~10k exact search only costs time."""
-MIN_RECALL_AT_1 = 0.99
 BANK_FOLDERS = {"nn": "index", "realonly": "realonly"}
 """The bundle folder of each k-NN method's bank."""
-
-
-@dataclass(frozen=True)
-class IndexQuality:
-    """HNSW vs exact search, measured at build time (leave-one-out on a bank sample)."""
-
-    n_queries: int
-    k: int
-    recall_at_1: float
-    recall_at_k: float
-    vote_agreement_k1: float
-    vote_agreement_k: float
 
 
 @dataclass
@@ -124,9 +116,13 @@ def build_index(
     storage = options.storage or default_storage(len(vectors))
     m = options.m or (history.get("m") if kept else None) or default_m(len(vectors))
     threads = options.threads if options.threads is not None else build_threads(len(vectors))
+    # the quality check's queries are held out of the bank while it is measured
+    order, n_held = held_out_order(len(vectors), options.check_queries, options.seed)
+    vectors, labels = vectors[order], labels[order]
+    indexed = len(vectors) - n_held
     bank = build_bank(
         backend,
-        vectors,
+        vectors[:indexed],
         storage,
         m,
         options.ef_construction,
@@ -134,10 +130,13 @@ def build_index(
         options.seed,
         threads,
     )
-    build_seconds = time.perf_counter() - started
     efs = AUTO_EF if options.ef is None else (options.ef,)
-    ef, quality = measure_quality(bank, vectors, labels, options, efs)
-    if quality.recall_at_1 < MIN_RECALL_AT_1:
+    ef, quality = measure_quality(
+        bank, vectors[:indexed], labels[:indexed], vectors[indexed:], options.check_k, efs
+    )
+    bank.add(vectors[indexed:], threads)
+    build_seconds = time.perf_counter() - started
+    if quality.recall_at_1 is not None and quality.recall_at_1 < MIN_RECALL_AT_1:
         logger.warning(
             "HNSW recall@1 is %.3f (< %.2f): raise --ef (query time, no rebuild) or "
             "--ef-construction / --m (rebuild), or search with --exact",
@@ -225,7 +224,6 @@ def _check_classes(labels: np.ndarray) -> None:
         )
 
 
-AUTO_EF = (64, 128, 256, 512, 1024)
 SERIAL_BUILD_BELOW = 200_000
 
 
@@ -253,88 +251,3 @@ def default_m(n_vectors: int) -> int:
     47x the exact speed; M=32 gave 0.995 at 57x.
     """
     return 32 if n_vectors >= LARGE_BANK else 16
-
-
-MIN_VOTE_AGREEMENT = 0.999
-
-
-def measure_quality(
-    bank: VectorBank,
-    reference: np.ndarray,
-    labels: np.ndarray,
-    options: IndexOptions,
-    efs: tuple[int, ...],
-) -> tuple[int, IndexQuality]:
-    """Leave-one-out recall and vote agreement of HNSW against exact fp32 search.
-
-    Each sampled vector queries the bank with its own entry removed. The exact
-    answers come from ``reference``, the bank's vectors in fp32 (so the figures
-    include what fp16/int8 storage costs); HNSW is tried at each ``efs`` in
-    order and the first ef reaching recall@1 >= 0.99 and >= 99.9 % vote
-    agreement is kept (else the last).
-
-    Returns:
-        (chosen ef, its quality figures).
-    """
-    n = min(options.check_queries, len(bank))
-    k = min(options.check_k, len(bank) - 1)
-    rng = np.random.default_rng(options.seed)
-    ids = np.sort(rng.choice(len(bank), n, replace=False))
-    queries = reference[ids]
-    e_ids, e_dist = _without_self(*_exact_reference(reference, queries, k + 1), ids)
-    fake = labels.astype(bool)
-    exact_votes = {kk: knn_vote(e_dist, fake[e_ids], kk).is_fake for kk in (1, k)}
-    for ef in efs:
-        bank.ef = ef
-        h_ids, h_dist = _without_self(*bank.search(queries, k + 1, exact=False, threads=-1), ids)
-        votes = {
-            kk: float(np.mean(knn_vote(h_dist, fake[h_ids], kk).is_fake == exact_votes[kk]))
-            for kk in (1, k)
-        }
-        overlap = [len(set(a) & set(b)) / k for a, b in zip(h_ids, e_ids, strict=True)]
-        quality = IndexQuality(
-            n_queries=n,
-            k=k,
-            recall_at_1=float(np.mean(h_ids[:, 0] == e_ids[:, 0])),
-            recall_at_k=float(np.mean(overlap)),
-            vote_agreement_k1=votes[1],
-            vote_agreement_k=votes[k],
-        )
-        good = quality.recall_at_1 >= MIN_RECALL_AT_1 and min(votes.values()) >= MIN_VOTE_AGREEMENT
-        if good:
-            break
-    return ef, quality
-
-
-def _exact_reference(
-    reference: np.ndarray, queries: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k-NN of ``queries`` among the fp32 unit rows of ``reference``."""
-    exact = FloatBank(reference)
-    return exact.search(queries, k, exact=True, invariant=False)
-
-
-class FloatBank(VectorBank):
-    """Unit fp32 rows in memory (the reference of the build-time check)."""
-
-    def __init__(self, rows: np.ndarray) -> None:
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Rows ``start:stop``."""
-        return self.rows[start:stop]
-
-
-def _without_self(
-    ids: np.ndarray, dist: np.ndarray, self_ids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Drop each query's own entry (or its last candidate when not found)."""
-    is_self = ids == self_ids[:, None]
-    drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), ids.shape[1] - 1)
-    keep = np.ones_like(ids, dtype=bool)
-    keep[np.arange(len(ids)), drop] = False
-    k = ids.shape[1] - 1
-    return ids[keep].reshape(-1, k), dist[keep].reshape(-1, k)
