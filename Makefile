@@ -13,13 +13,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[export,serve,scale,dev]'
+	$(PY) -m pip install --quiet -e '.[export,serve,scale,formats,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# Offline with local weights: make demo DEMO_ARGS='--pretrained FILE --quick-gelu --head FILE'
 demo: $(STAMP)
-	$(VENV)/bin/ufd-demo --out demo-output
+	$(VENV)/bin/ufd-demo --out demo-output $(DEMO_ARGS)
 
 # Debian's chromium + chromedriver for the page test (tests/test_serve_page.py).
 browser:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import handle_errors, setup_logging
+from ufd.cli.common import handle_errors, run, setup_logging
 
 app = typer.Typer(
     add_completion=False,
@@ -95,7 +95,7 @@ def slim(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from ufd.cli.common import (
     handle_errors,
     named_paths,
     provider_help,
+    run,
     setup_logging,
 )
 
@@ -138,7 +139,7 @@ def calibrate(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

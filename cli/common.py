@@ -25,8 +25,13 @@ from ufd.runtime.providers import PROVIDER_HELP
 P = ParamSpec("P")
 R = TypeVar("R")
 
-EXIT_USAGE = 2
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERNAL = 3  # a bug, never to be read as "some inputs failed" (1)
+EXIT_INTERRUPTED = 130
+EXIT_CODES_HELP = (
+    "Exit status: 0 done, 1 some inputs failed, 2 usage or bundle error, 3 internal error "
+    "(a bug: please report it), 130 interrupted."
+)
 BATCH_HELP = "Images per encoder call. Default: the provider's (8 on the CPU, 32 on a GPU)."
 EXTRA_HINTS = {
     "torch": "export",
@@ -128,6 +133,34 @@ def _traceback_if_verbose() -> None:
         traceback.print_exc(file=sys.stderr)
 
 
+def _usage_error() -> type[Exception]:
+    """Typer's UsageError class (typer vendors click from 0.16; before, click's own)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def run(app: typer.Typer) -> None:
+    """Run a command: a bad option or argument is one line on stderr and exit 2.
+
+    typer's own usage block (four lines, a box with ``rich``) is replaced by
+    ``error: <what is wrong> (see <command> --help)``; ``--help`` still prints the help.
+    C libraries' messages go to the log (:mod:`ufd.cli.c_stderr`), not the terminal.
+    """
+    from ufd.cli import c_stderr
+
+    c_stderr.route()
+    try:
+        code = app(standalone_mode=False)
+    except _usage_error() as e:
+        context = getattr(e, "ctx", None)
+        command = context.command_path if context is not None else Path(sys.argv[0]).name
+        typer.echo(f"error: {e.format_message()} (see {command} --help)", err=True)
+        sys.exit(EXIT_USAGE)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """One-line messages: ufd errors and missing extras exit 2, internal errors exit 3."""
 
@@ -150,7 +183,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             ) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
         except (typer.Exit, typer.Abort, TyperException):
             raise  # typer's own ways of ending a command
         except Exception as e:  # noqa: BLE001 - a bug: one line (traceback: -v), exit 3

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import handle_errors, setup_logging
+from ufd.cli.common import handle_errors, run, setup_logging
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -36,13 +36,33 @@ def _say(text: str) -> None:
     typer.echo(text, err=True)
 
 
-@app.command(help="Run export -> detect end to end on sample photos (make demo).")
+@app.command(
+    help="Run export -> detect end to end on sample photos (make demo). Online it exports "
+    "ViT-L-14 with OpenAI weights and the official UnivFD head; offline, pass local copies "
+    "(--pretrained FILE --head FILE; with make: make demo DEMO_ARGS='--pretrained FILE'), or "
+    "it falls back to a tiny random model whose scores mean nothing."
+)
 @handle_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the bundle, images and results.")] = Path(
         "demo-output"
     ),
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
+    model: Annotated[str, typer.Option(help="open_clip model name.")] = "ViT-L-14",
+    pretrained: Annotated[
+        str,
+        typer.Option(help="Weights: an open_clip tag (openai) or a local checkpoint file."),
+    ] = "openai",
+    head: Annotated[
+        str, typer.Option(help="'univfd' (the official head, downloaded once) or a .pth file.")
+    ] = "univfd",
+    quick_gelu: Annotated[
+        bool | None,
+        typer.Option(
+            "--quick-gelu/--no-quick-gelu",
+            help="Force QuickGELU (OpenAI weights need it; set it for a local OpenAI file).",
+        ),
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Run the demo (see the command help)."""
     setup_logging(verbose)
@@ -55,13 +75,26 @@ def demo(
 
     out.mkdir(parents=True, exist_ok=True)
     bundle = out / "bundle"
-    _say("[demo] exporting ViT-L-14 (OpenAI weights) with the official UnivFD head")
+    _say(f"[demo] exporting {model} ({pretrained} weights) with the {head} head")
+    wanted = ExportOptions(
+        out=bundle,
+        model=model,
+        pretrained=pretrained,
+        head=head,
+        quick_gelu=quick_gelu,
+        force=True,
+    )
     try:
-        export_bundle(ExportOptions(out=bundle, force=True), on_step=lambda s: _say(f"  - {s}"))
+        export_bundle(wanted, on_step=lambda s: _say(f"  - {s}"))
         real = True
     except ModelLoadError as e:
         real = False
         _say(f"\n{BANNER}\nOFFLINE FALLBACK: {e}\n")
+        _say(
+            "With local copies of the weights: ufd-demo --pretrained FILE --quick-gelu "
+            "--head fc_weights.pth (make demo DEMO_ARGS='--pretrained FILE --quick-gelu "
+            "--head fc_weights.pth').\n"
+        )
         _say(
             f"Using a tiny RANDOM-INIT model ({FALLBACK_MODEL}) and a random head instead.\n"
             "ITS SCORES MEAN NOTHING: this run only shows the pipeline working end to end.\n"
@@ -112,7 +145,7 @@ def _random_head(path: Path) -> Path:
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

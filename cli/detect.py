@@ -13,21 +13,24 @@ from tqdm import tqdm
 
 from ufd.cli.common import (
     BATCH_HELP,
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
     fail,
     handle_errors,
     methods_help,
     provider_help,
+    run,
     setup_logging,
 )
 from ufd.runtime.detector import Detector
 from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
-from ufd.runtime.io.inputs import expand_inputs, load_feature_file
+from ufd.runtime.io.inputs import Skipped, expand_inputs, load_feature_file
 from ufd.runtime.io.writers import FORMATS, done_paths, format_from_suffix, make_writer
 from ufd.runtime.methods import ScoreOptions
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
-
-EXIT_OK, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 @app.command(
@@ -38,8 +41,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 130
         "(recursive, image "
         "extensions) or glob patterns. Files that cannot be read get an error record; the "
         "run goes on (--strict: stops). Records are flushed per batch; --resume continues a "
-        "killed run. Exit status: 0 all inputs scored, 1 some failed, 2 usage or bundle "
-        "error, 130 interrupted."
+        "killed run. " + EXIT_CODES_HELP
     )
 )
 @handle_errors
@@ -144,7 +146,8 @@ def detect(
         return
     if not inputs:
         raise fail("give images, folders or globs to score (or --features X.npy)")
-    items = list(expand_inputs(inputs))
+    skipped = Skipped()
+    items = list(expand_inputs(inputs, skipped))
     done: set[str] = set()
     if resume:
         if output is None:
@@ -186,8 +189,11 @@ def detect(
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
     if not quiet:
+        for line in skipped.lines() if verbose else ():
+            typer.echo(line, err=True)
+        left_out = f"; {skipped.summary()}" if len(skipped) else ""
         typer.echo(
-            f"{counts.scored} scored, {counts.failed} failed "
+            f"{counts.scored} scored, {counts.failed} failed{left_out} "
             f"({detector.precision} on {detector.provider})",
             err=True,
         )
@@ -245,7 +251,7 @@ def _open_output(output: Path | None, append: bool = False) -> Iterator[IO[str]]
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from ufd.cli.common import (
     handle_errors,
     methods_help,
     provider_help,
+    run,
     setup_logging,
 )
 
@@ -127,7 +128,7 @@ def evaluate(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import handle_errors, setup_logging
+from ufd.cli.common import handle_errors, run, setup_logging
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -147,7 +147,7 @@ def export(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

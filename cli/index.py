@@ -14,6 +14,7 @@ from ufd.cli.common import (
     handle_errors,
     named_paths,
     provider_help,
+    run,
     setup_logging,
 )
 
@@ -157,7 +158,7 @@ def index(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

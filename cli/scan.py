@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import fail, handle_errors, methods_help, provider_help, setup_logging
+from ufd.cli.common import (
+    EXIT_CODES_HELP,
+    fail,
+    handle_errors,
+    methods_help,
+    provider_help,
+    run,
+    setup_logging,
+)
 from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -23,7 +31,7 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
         "--from-list reads more from a text file (one per line) or a CSV/Parquet 'path' "
         "column. --engine local uses worker processes here; --engine ray runs Ray Data (a "
         "local Ray instance, or --address CLUSTER). Bad files get an error row; --resume "
-        "continues a killed or finished scan without redoing any input."
+        "continues a killed or finished scan without redoing any input. " + EXIT_CODES_HELP
     )
 )
 @handle_errors
@@ -140,7 +148,7 @@ def scan(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import handle_errors, methods_help, provider_help, setup_logging
+from ufd.cli.common import handle_errors, methods_help, provider_help, run, setup_logging
 from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -136,7 +136,7 @@ def serve(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import fail, handle_errors, named_paths, provider_help, setup_logging
+from ufd.cli.common import fail, handle_errors, named_paths, provider_help, run, setup_logging
+from ufd.export.train.trainers import trainers_help
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -42,13 +43,7 @@ def train(
     val_split: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="Held-out share without --val-* folders.")
     ] = 0.1,
-    method: Annotated[
-        str,
-        typer.Option(
-            help="linear (UnivFD head), traces (natural-trace head) or fused (weights "
-            "combining the bundle's methods, fitted on these labelled images)."
-        ),
-    ] = "linear",
+    method: Annotated[str, typer.Option(help=trainers_help())] = "linear",
     n_traces: Annotated[int, typer.Option(min=1, help="Natural traces (traces).")] = 512,
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = 100,
     batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 256,
@@ -110,7 +105,7 @@ def _progress(row: dict) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

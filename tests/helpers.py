@@ -119,3 +119,21 @@ def bad_input_corpus(root: Path) -> tuple[Path, dict[str, str | None]]:
     os.symlink(root, root / "sub" / "loop")  # a symlink loop back to the root
     good("sub/nested.png")
     return root, expect
+
+
+def broken_strip_tiff() -> bytes:
+    """An LZW TIFF whose strip claims more bytes than the file holds.
+
+    libtiff prints ``TIFFFillStrip: Read error on strip 0`` to fd 2 when it is decoded.
+    """
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "TIFF", compression="tiff_lzw")
+    data = bytearray(buffer.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        at = ifd + 2 + 12 * i
+        tag, kind = struct.unpack_from("<HH", data, at)
+        if tag == 279:  # StripByteCounts
+            struct.pack_into("<I" if kind == 4 else "<H", data, at + 8, 60_000)
+    return bytes(data)

@@ -60,13 +60,6 @@ class TrainResult:
     history: list[dict]
 
 
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded (train, val) split of ``range(n)``."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = round(n * val_fraction)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
 def train_linear_head(
     train_x: np.ndarray,
     train_y: np.ndarray,

@@ -48,7 +48,7 @@ def _counts(data: FeatureSets) -> dict[str, int]:
 def train_linear(
     detector: Detector, data: FeatureSets, settings: TrainSettings, progress: Progress
 ) -> str:
-    """The UnivFD linear head, paper recipe; replaces the bundle's head."""
+    """The UnivFD linear head, paper recipe (replaces the bundle's head)."""
     from ufd.export.train.head_install import install_head
     from ufd.export.train.linear import TrainingSummary, TrainOptions, train_linear_head
 
@@ -84,7 +84,7 @@ def train_linear(
 def train_traces(
     detector: Detector, data: FeatureSets, settings: TrainSettings, progress: Progress
 ) -> str:
-    """The natural-trace head; replaces the bundle's traces head."""
+    """The natural-trace head (replaces the bundle's traces head)."""
     from ufd.export.train.head_install import install_head
     from ufd.export.train.traces import TracesOptions, train_traces_head
 
@@ -118,7 +118,7 @@ def train_traces(
 def train_fused(
     detector: Detector, data: FeatureSets, settings: TrainSettings, progress: Progress
 ) -> str:
-    """Fusion weights over every other method the bundle has, on all labelled features."""
+    """Weights combining the bundle's other methods, fitted on these labelled features."""
     from ufd.export.train.fusion import fit_fusion
 
     features = np.concatenate([data.train_x, data.val_x])
@@ -143,7 +143,7 @@ def train_fused(
 def train_realonly(
     detector: Detector, data: FeatureSets, settings: TrainSettings, progress: Progress
 ) -> str:
-    """Fit the real-only density on the bank's reals; choose the scorer on these features.
+    """The real-only density of the bank's reals, and a scorer chosen on these features.
 
     The given reals and fakes are all validation (held out from the bank): the
     k-NN distance, Gaussians of several subspace sizes and their combination are
@@ -201,3 +201,10 @@ TRAINERS: dict[str, Callable[[Detector, FeatureSets, TrainSettings, Progress], s
     "realonly": train_realonly,
     "fused": train_fused,
 }
+"""``ufd-train --method`` choices; the first line of each docstring is its ``--help``."""
+
+
+def trainers_help() -> str:
+    """``--method`` help: each trainer's name and what it fits."""
+    lines = {name: fn.__doc__.splitlines()[0].rstrip(".") for name, fn in TRAINERS.items()}
+    return "; ".join(f"{name}: {line[0].lower()}{line[1:]}" for name, line in lines.items()) + "."

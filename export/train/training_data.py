@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from ufd.export.train.augment import PaperAugmentation
-from ufd.export.train.linear import split_indices
 from ufd.runtime.detector import Detector
 from ufd.runtime.io.decode import decode_image
 from ufd.runtime.io.inputs import InputItem, expand_inputs
@@ -94,6 +93,13 @@ class FeatureGatherer:
 
         _, features = cached_features(items, self._cache(variant), encode, self.on_skip)
         return features if len(features) else np.zeros((0, self.dim), np.float32)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded (train, val) split of ``range(n)``."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = round(n * val_fraction)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def gather(

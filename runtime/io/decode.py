@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ufd.runtime.errors import ImageError
+from ufd.runtime.io.formats import register_plugins
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Default cap on decoded pixels (about 8000 x 8000); 192 MB as RGB."""
@@ -54,6 +55,7 @@ def decode_image(
     Raises:
         ImageError: with a short, specific reason.
     """
+    register_plugins()
     try:
         with Image.open(_open_target(source)) as img:
             width, height = img.size

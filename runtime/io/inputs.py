@@ -13,37 +13,17 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ufd.runtime.errors import UfdError
 from ufd.runtime.io.decode import ImageSource
+from ufd.runtime.io.formats import image_extensions
 
-IMAGE_EXTENSIONS = frozenset(
-    {
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".jfif",
-        ".png",
-        ".bmp",
-        ".dib",
-        ".gif",
-        ".webp",
-        ".tif",
-        ".tiff",
-        ".ppm",
-        ".pgm",
-        ".pbm",
-        ".pnm",
-        ".tga",
-        ".ico",
-        ".jp2",
-    }
-)
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -68,23 +48,86 @@ class InputItem:
         return self.data if self.data is not None else self.path
 
 
+NOT_AN_IMAGE = "not an image format this install reads"
+DUPLICATE = "named again (scored once)"
+PLUGIN_EXTENSIONS = frozenset({".heic", ".heif", ".hif", ".avci", ".jxl"})
+"""Formats the ``[formats]`` extra adds (HEIC/HEIF, JPEG XL)."""
+
+
+@dataclass
+class Skipped:
+    """Files that folders and globs held but that were not taken, with the reason.
+
+    Not images (by extension: no decoder of this install reads them) and second
+    mentions of a file already taken. The run's summary line says how many and
+    why (:meth:`summary`); ``-v`` lists them (:meth:`lines`).
+    """
+
+    paths: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, path: str) -> None:
+        """Record one skipped file."""
+        self.paths.setdefault(reason, []).append(path)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.paths.values())
+
+    def summary(self) -> str | None:
+        """``"281 skipped: not an image format ... (.fli 44, .dds 37, ...)"``, or ``None``."""
+        if not len(self):
+            return None
+        parts = []
+        for reason, paths in self.paths.items():
+            text = f"{len(paths)} {reason}"
+            if reason == NOT_AN_IMAGE:
+                counts = Counter(os.path.splitext(p)[1].lower() or "no extension" for p in paths)
+                shown = ", ".join(f"{ext} {n}" for ext, n in counts.most_common(6))
+                text += f" ({shown}{', ...' if len(counts) > 6 else ''})"
+                if PLUGIN_EXTENSIONS & set(counts):
+                    text += "; HEIC/HEIF and JPEG XL need pip install 'ufd[formats]'"
+            parts.append(text)
+        return f"{len(self)} skipped: " + "; ".join(parts)
+
+    def lines(self) -> list[str]:
+        """One ``skipped PATH: reason`` line per file."""
+        return [f"skipped {p}: {reason}" for reason, paths in self.paths.items() for p in paths]
+
+
 def is_image_name(name: str) -> bool:
-    """True when ``name`` has an image extension (case-insensitive)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    """True when ``name``'s extension is a format this install decodes (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in image_extensions()
 
 
-def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[InputItem]:
+def expand_inputs(
+    inputs: Iterable[str | os.PathLike[str]], skipped: Skipped | None = None
+) -> Iterator[InputItem]:
     """Expand inputs in order: files as given, directories recursively, globs sorted.
 
-    Directories yield their image files (by extension, case-insensitive) in
-    sorted order, follow symlinked directories once and never loop. A file
-    given by name is scored whatever its extension.
+    Directories and globs yield the files of every format this install decodes
+    (:func:`~ufd.runtime.io.formats.image_extensions`, case-insensitive), in sorted
+    order; directories follow symlinked directories once and never loop. A file
+    given by name is scored whatever its extension. A file reached twice (named
+    and in a folder, a folder and a glob, a link to it) is taken once. What is
+    left out goes to ``skipped``, so a summary can say so.
     """
+    skipped = skipped if skipped is not None else Skipped()
+    seen: set[str] = set()
+    for item in _expand(inputs, skipped):
+        if item.error is None:
+            key = os.path.realpath(item.path)
+            if key in seen:
+                skipped.add(DUPLICATE, item.path)
+                continue
+            seen.add(key)
+        yield item
+
+
+def _expand(inputs: Iterable[str | os.PathLike[str]], skipped: Skipped) -> Iterator[InputItem]:
     for raw in inputs:
         text = os.fspath(raw)
         path = Path(text)
         if path.is_dir():
-            yield from _walk_directory(path)
+            yield from _walk_directory(path, skipped)
         elif path.exists() or path.is_symlink():
             yield InputItem(text)
         elif _GLOB_CHARS & set(text):
@@ -93,14 +136,16 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[InputIte
                 yield InputItem(text, "glob pattern matched no files")
             for match in matches:
                 if Path(match).is_dir():
-                    yield from _walk_directory(Path(match))
-                else:
+                    yield from _walk_directory(Path(match), skipped)
+                elif is_image_name(match):
                     yield InputItem(match)
+                else:
+                    skipped.add(NOT_AN_IMAGE, match)
         else:
             yield InputItem(text, "no such file or directory")
 
 
-def _walk_directory(root: Path) -> Iterator[InputItem]:
+def _walk_directory(root: Path, skipped: Skipped) -> Iterator[InputItem]:
     found = False
     seen: set[tuple[int, int]] = set()
     unreadable: list[OSError] = []
@@ -120,6 +165,8 @@ def _walk_directory(root: Path) -> Iterator[InputItem]:
             if is_image_name(name):
                 found = True
                 yield InputItem(os.path.join(dirpath, name))
+            else:
+                skipped.add(NOT_AN_IMAGE, os.path.join(dirpath, name))
     for error in unreadable:
         yield InputItem(str(error.filename), f"cannot list directory: {error.strerror}")
     if not found and not unreadable:
