@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test test-fast lint bench clean browser
+.PHONY: install demo test test-fast lint bench clean test-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +22,19 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ufd-demo --out demo-output $(DEMO_ARGS)
 
-# Debian's chromium + chromedriver for the page test (tests/test_serve_page.py).
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+# Debian packages the tests use: chromium + chromedriver (the page tests) and qemu-user
+# (an emulated AVX2 CPU for the device-parity test). Missing ones skip those tests, with why.
+APT_PACKAGES := chromium chromium-driver qemu-user
+test-packages:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
+	  command -v qemu-x86_64 >/dev/null || \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES) >/dev/null 2>&1 || \
 	  { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
-	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } || \
-	  echo "could not install chromium: the browser test will be skipped (see its reason)"
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES) >/dev/null; } || \
+	  echo "could not install $(APT_PACKAGES): those tests will be skipped (see their reasons)"
 
-test: $(STAMP) browser
+test: $(STAMP) test-packages
+
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

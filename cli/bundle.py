@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import handle_errors, run, setup_logging
+from ufd.cli.common import handle_errors, provider_help, run, setup_logging
 
 app = typer.Typer(
     add_completion=False,
@@ -20,11 +20,21 @@ app = typer.Typer(
 
 @app.command(
     help="Check every file's size and sha256, the manifest, and that every graph loads and "
-    "every bank opens. Exit 0 when whole; 2, naming each bad file, when not."
+    "every bank opens. Exit 0 when whole; 2, naming each bad file, when not. With --parity, "
+    "also measure every encoder graph on this host against the bundle's fp32 reference and "
+    "its tolerance, one line per precision, and say which precision --precision auto takes "
+    "here: exit 0 when that one keeps the tolerance, 1 when no graph does."
 )
 @handle_errors
 def verify(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    parity: Annotated[
+        bool, typer.Option("--parity", help="Measure every graph on this host (see above).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --parity: print one JSON object.")
+    ] = False,
+    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Verify (see the command help)."""
@@ -37,7 +47,33 @@ def verify(
     if problems:
         typer.echo(f"{bundle}: {len(problems)} problem(s)", err=True)
         raise typer.Exit(2)
-    typer.echo(f"{bundle}: every file matches its sha256; every graph and bank loads")
+    if not parity:
+        typer.echo(f"{bundle}: every file matches its sha256; every graph and bank loads")
+        return
+    from ufd.runtime.tools.parity_check import check_parity
+
+    verdict = check_parity(bundle, provider)
+    if as_json:
+        typer.echo(json.dumps(verdict.to_dict(), indent=2))
+    else:
+        _print_parity(bundle, verdict)
+    raise typer.Exit(0 if verdict.ok else 1)
+
+
+def _print_parity(bundle: Path, verdict) -> None:
+    from ufd.runtime.parity import int8_class
+
+    if verdict.note:
+        typer.echo(f"note: {verdict.note}")
+    for precision, found in verdict.graphs.items():
+        state = "ok" if found.ok else "FAILS"
+        typer.echo(f"{state:<6} {precision:<14} {found.describe()}")
+
+    where = f"{verdict.provider}, int8: {int8_class()}"
+    if verdict.auto is None:
+        typer.echo(f"{bundle}: no graph keeps the tolerance on this host ({where})")
+    else:
+        typer.echo(f"{bundle}: --precision auto takes {verdict.auto} here ({where})")
 
 
 @app.command(help="What the bundle holds: model, precisions, methods, sizes, parity figures.")

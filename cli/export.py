@@ -41,8 +41,13 @@ def export(
         ),
     ] = "univfd",
     precision: Annotated[
-        str, typer.Option(help="Comma-separated encoder precisions: fp32, fp16, int8.")
-    ] = "fp32,int8",
+        str,
+        typer.Option(
+            help="Comma-separated encoder precisions: fp32, fp16 (GPUs), int8 (fastest on "
+            "CPUs with AVX-512 VNNI/AMX and on Arm), int8-portable (7-bit weights: the same "
+            "answer on every CPU, AVX2-only x86 included)."
+        ),
+    ] = "fp32,int8,int8-portable",
     probe_dir: Annotated[
         Path | None,
         typer.Option(help="Folder of real images to validate on (default: synthetic probes)."),
@@ -95,6 +100,19 @@ def export(
         float | None,
         typer.Option(help="Refuse fp16/int8 graphs whose max |Δlogit| vs torch exceeds this."),
     ] = None,
+    tolerance_cosine: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Smallest feature cosine to fp32 every graph must keep on a device (checked "
+            "where the bundle runs). Default: from the int8-portable graph's error here.",
+        ),
+    ] = None,
+    tolerance_logit: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Largest |Δlogit| to fp32 every graph must keep on a device."),
+    ] = None,
     threshold: Annotated[
         float, typer.Option(help="Default decision threshold on p(fake) stored in the bundle.")
     ] = 0.5,
@@ -125,6 +143,8 @@ def export(
         calibration_dir=calibration_dir,
         threshold=threshold,
         force=force,
+        tolerance_cosine=tolerance_cosine,
+        tolerance_logit=tolerance_logit,
     )
     steps = iter(range(1, 100))
     manifest = export_bundle(
@@ -140,6 +160,13 @@ def export(
                 f", max |Δlogit| {report.max_abs_logit_error:.2e}, "
                 f"decision agreement {report.decision_agreement:.1%}"
             )
+        typer.echo(line)
+    if manifest.probes is not None:
+        tolerance = manifest.probes.tolerance
+        line = f"  devices measure each graph on {manifest.probes.n_probes} probes: cosine >= "
+        line += f"{tolerance.min_feature_cosine}"
+        if tolerance.max_abs_logit is not None:
+            line += f", |Δlogit| <= {tolerance.max_abs_logit}"
         typer.echo(line)
     for note in manifest.notes:
         typer.echo(f"  note: {note}")

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ufd.runtime.bundle import Bundle, Manifest
-from ufd.runtime.errors import BundleError, UsageError
+from ufd.runtime.bundle import Bundle
+from ufd.runtime.encoder_choice import open_encoder
+from ufd.runtime.errors import UsageError
 from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource
 from ufd.runtime.io.inputs import InputItem, expand_inputs
 from ufd.runtime.methods import MethodSet, ScoreOptions, fields_for, open_bundle
+from ufd.runtime.parity import GraphParity
 from ufd.runtime.pipeline import FeatureBatch, Prepared, Preparer, prepare_stream
 from ufd.runtime.providers import Provider, start_provider
 from ufd.runtime.records import Record, records_from_columns
@@ -58,6 +60,9 @@ class Detector:
         self.preparer = Preparer(self.preprocess_config, max_pixels)
         self.preprocessor = self.preparer.preprocessor
         self.decode_workers = provider.decode_workers if decode_workers is None else decode_workers
+        self.parity: GraphParity | None = None
+        """How the encoder measured on this host against the bundle's probes (``None``:
+        not measured: the bundle has no probes)."""
 
     @classmethod
     def open(
@@ -76,8 +81,10 @@ class Detector:
 
         Args:
             bundle: bundle directory (or an opened :class:`Bundle`).
-            precision: ``fp32``, ``fp16`` or ``int8``; ``None`` picks the fastest
-                the bundle has for the provider that started (CPU: int8, CUDA: fp16).
+            precision: ``fp32``, ``fp16``, ``int8`` or ``int8-portable``; ``None``
+                takes the fastest graph the bundle has for the provider that started
+                (CPU: int8, CUDA: fp16) that keeps the bundle's tolerance on this host
+                (:mod:`ufd.runtime.encoder_choice`).
             provider: ``auto``, ``tensorrt``, ``cuda``, ``cpu``, or another
                 onnxruntime execution provider by name (see :mod:`ufd.runtime.providers`).
             threads: onnxruntime intra-op threads of every session (``None``:
@@ -98,18 +105,15 @@ class Detector:
             bundle = open_bundle(bundle)
         manifest = bundle.manifest
         started = start_provider(provider)
-        precision = choose_precision(manifest, started, precision)
-        graph = manifest.encoder(precision)
-        encoder = EncoderSession(
-            bundle.encoder_path(graph, verify), started, threads, started.optimization(precision)
-        )
-        encoder.batch_invariant = graph.batch_invariant
         thresholds = {} if threshold is None else {"linear": threshold}
         methods = MethodSet(bundle, started, threads, verify, thresholds)
-        graphs = {"encoder output": encoder}
+        head, head_sha = None, None
         if manifest.method("linear") is not None:  # load (and verify) the head up front
-            graphs["head input"] = methods.get("linear").head
-        check_feature_dim(manifest.model.feature_dim, graphs)
+            head = methods.get("linear").head
+            check_feature_dim(manifest.model.feature_dim, {"head input": head})
+            head_sha = manifest.files[manifest.methods["linear"].files["graph"]].sha256
+        choice = open_encoder(bundle, started, precision, threads, verify, head, head_sha)
+        encoder, precision = choice.session, choice.precision
         logger.info(
             "loaded %s (%s %s, %s on %s)",
             bundle.root,
@@ -118,9 +122,11 @@ class Detector:
             precision,
             started.name,
         )
-        return cls(
+        detector = cls(
             bundle, encoder, precision, started, methods, max_pixels, decode_workers, provenance
         )
+        detector.parity = choice.parity
+        return detector
 
     @property
     def provider(self) -> str:
@@ -334,19 +340,6 @@ class Detector:
                 exc_info=logger.isEnabledFor(logging.INFO),
             )
             return None, f"inference failed: {type(e).__name__}: {e}"
-
-
-def choose_precision(manifest: Manifest, provider: Provider, precision: str | None) -> str:
-    """The encoder precision a run takes: the one asked for, else the provider's fastest.
-
-    Raises:
-        BundleError: the bundle lacks the precision asked for, or has no encoder.
-    """
-    precision = precision or provider.best_precision(manifest.precisions)
-    if precision is None:
-        raise BundleError("the bundle has no encoder graph; re-export it with ufd-export")
-    manifest.encoder(precision)
-    return precision
 
 
 def _item(image: ImageSource, index: int, names: Sequence[str] | None) -> InputItem:

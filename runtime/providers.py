@@ -69,7 +69,7 @@ class Provider:
     batch_size: int = 8
     decode_workers: int = 0
     batch_wait_ms: float = 0.0
-    precision_order: tuple[str, ...] = ("int8", "fp32", "fp16")
+    precision_order: tuple[str, ...] = ("int8", "int8-portable", "fp32", "fp16")
     fallbacks: tuple[str, ...] = (CPU_EP,)
     options: dict = field(default_factory=dict)
     cache_option: str | None = None
@@ -111,7 +111,7 @@ PROVIDERS: dict[str, Provider] = {
         batch_size=32,
         decode_workers=1,
         batch_wait_ms=2.0,
-        precision_order=("fp16", "fp32", "int8"),
+        precision_order=("fp16", "fp32", "int8", "int8-portable"),
         in_auto=True,
         install_hint=GPU_INSTALL_HINT,
     ),
@@ -123,7 +123,7 @@ PROVIDERS: dict[str, Provider] = {
         batch_size=32,
         decode_workers=1,
         batch_wait_ms=2.0,
-        precision_order=("fp16", "fp32", "int8"),
+        precision_order=("fp16", "fp32", "int8", "int8-portable"),
         fallbacks=(CUDA_EP, CPU_EP),
         options={"trt_fp16_enable": True, "trt_engine_cache_enable": True},
         cache_option="trt_engine_cache_path",

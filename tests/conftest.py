@@ -52,7 +52,7 @@ def head_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, head_file: Path) -> Path:
-    """A bundle of the tiny 768-d ViT with a random head, in fp32, fp16 and int8."""
+    """A bundle of the tiny 768-d ViT with a random head, in every precision."""
     from ufd.export.graph.build import ExportOptions, export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
@@ -62,7 +62,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, head_file: Path) -> Pa
             model=TINY_MODEL,
             pretrained="none",
             head=str(head_file),
-            precisions=("fp32", "fp16", "int8"),
+            precisions=("fp32", "fp16", "int8", "int8-portable"),
         )
     )
     return out

@@ -77,7 +77,7 @@ def test_fused_and_plain_graphs_agree(tmp_path: Path, tiny_visual: torch.nn.Modu
 
 def test_bundle_records_fused_attention(tiny_bundle: Path) -> None:
     encoders = json.loads((tiny_bundle / "manifest.json").read_text())["encoders"]
-    assert set(encoders) == {"fp32", "fp16", "int8"}
+    assert set(encoders) == {"fp32", "fp16", "int8", "int8-portable"}
     for name, entry in encoders.items():
         assert entry["attention"] == "fused", name
         assert "com.microsoft:MultiHeadAttention" in _op_types(tiny_bundle / entry["file"])

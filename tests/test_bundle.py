@@ -34,13 +34,16 @@ def test_manifest_round_trip(tiny_bundle: Path) -> None:
     assert again == manifest
     assert manifest.schema_version == SCHEMA_VERSION
     assert manifest.model.feature_dim == 768
-    assert manifest.precisions == ["fp32", "fp16", "int8"]
+    assert manifest.precisions == ["fp32", "fp16", "int8", "int8-portable"]
     assert set(manifest.files) == {
         "encoder.fp32.onnx",
         "encoder.fp16.onnx",
         "encoder.int8.onnx",
+        "encoder.int8-portable.onnx",
         "head.onnx",
+        "parity/probes.npz",
     }
+    assert manifest.probes.file == "parity/probes.npz" and manifest.probes.n_probes == 8
 
 
 def test_tampered_file_is_refused(bundle_copy: Path) -> None:

@@ -68,7 +68,7 @@ def test_info_describes_the_bundle(copy: Path) -> None:
     assert "ufd-tiny-vit" in result.stdout and "encoder int8:" in result.stdout
     assert "method realonly: threshold" in result.stdout and "(calibrated)" in result.stdout
     about = json.loads(runner.invoke(app, ["info", str(copy), "--json"]).stdout)
-    assert set(about["encoders"]) == {"fp32", "fp16", "int8"}
+    assert set(about["encoders"]) == {"fp32", "fp16", "int8", "int8-portable"}
     assert about["methods"]["nn"]["config"]["backend"] == "usearch"
     assert about["parity"]["fp32"]["max_abs_logit_error"] <= 1e-4
 

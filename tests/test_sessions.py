@@ -110,7 +110,7 @@ def test_tensorrt_engines_are_cached_under_ufds_cache_folder(monkeypatch, tmp_pa
 def test_auto_takes_the_fastest_precision_of_the_provider_that_started(
     fake_ort, tiny_bundle: Path, available, starting, precisions, chosen: str
 ) -> None:
-    from ufd.runtime.detector import choose_precision
+    from ufd.runtime.encoder_choice import choose_precision
     from ufd.runtime.methods import open_bundle
 
     fake_ort(available, starting)

@@ -16,6 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ufd.export.graph.device_probes import (
+    PROBES_FILE,
+    derive_tolerance,
+    measure_at_export,
+    probe_images,
+    provenance_at_export,
+    tolerance_notes,
+    write_probes,
+)
 from ufd.export.graph.onnx_export import (
     DEFAULT_OPSET,
     ENCODER_INPUT,
@@ -40,6 +49,7 @@ from ufd.runtime.bundle import (
     EncoderGraph,
     Manifest,
     MethodEntry,
+    ParityProbes,
     ParityReport,
     PreprocessConfig,
 )
@@ -64,7 +74,7 @@ class ExportOptions:
     model: str = "ViT-L-14"
     pretrained: str = "openai"
     head: str = "univfd"
-    precisions: tuple[str, ...] = ("fp32", "int8")
+    precisions: tuple[str, ...] = ("fp32", "int8", "int8-portable")
     probe_dir: Path | None = None
     n_probes: int = 10
     opset: int = DEFAULT_OPSET
@@ -78,6 +88,8 @@ class ExportOptions:
     fuse_attention: bool = True
     calibration_dir: Path | None = None
     n_calibration: int = 64
+    tolerance_cosine: float | None = None
+    tolerance_logit: float | None = None
 
     def __post_init__(self) -> None:
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -121,6 +133,9 @@ def export_bundle(
     else:
         probes = synthetic_probes(options.n_probes)
     reference = torch_reference(loaded.visual, head.linear, probes, preprocess)
+    device_images = probe_images(probes)
+    device = torch_reference(loaded.visual, head.linear, device_images, preprocess)
+    crops = np.stack([build_preprocessor(preprocess).crop(image) for image in device_images])
 
     with BundleWriter(options.out, options.force) as writer:
         on_step("exporting the fp32 encoder to ONNX")
@@ -149,9 +164,18 @@ def export_bundle(
                 optimize_in_place(path)
                 optimized = dataclasses.replace(encoders[precision], optimization="extended")
                 encoders[precision] = check(precision, path, optimized)
+        on_step(f"measuring every graph on the {len(crops)} device parity probes")
+        write_probes(writer.path(PROBES_FILE), crops, device.features)
+        at_export = {
+            p: measure_at_export(
+                p, writer.path(g.file), head_path, crops, device.features, preprocess
+            )
+            for p, g in encoders.items()
+        }
+        tolerance = derive_tolerance(at_export, options.tolerance_cosine, options.tolerance_logit)
         if "fp32" not in options.precisions:  # validated as the source, not shipped
             fp32_path.unlink()
-            del encoders["fp32"]
+            del encoders["fp32"], at_export["fp32"]
 
         on_step("hashing files and writing the manifest")
         manifest = Manifest(
@@ -163,10 +187,12 @@ def export_bundle(
             files=writer.file_entries(),
             opset=options.opset,
             methods=methods,
+            probes=ParityProbes(PROBES_FILE, len(crops), tolerance),
             provenance={
                 "head": dataclasses.asdict(head.info),
                 "parity": {p: dataclasses.asdict(r) for p, r in check.parity.items()},
-                "notes": _notes(options),
+                "device_parity_at_export": provenance_at_export(at_export, tolerance),
+                "notes": _notes(options) + tolerance_notes(at_export, tolerance),
             },
         )
         writer.commit(manifest)
@@ -214,9 +240,11 @@ def _derive(
             pixels = np.stack([preprocessor(image) for image in images])
         make_int8_static(fp32_path, path, pixels, ENCODER_INPUT)
         quantization = "static"
-    elif precision == "int8":
-        on_step("quantising the encoder to int8 (dynamic, per-channel)")
-        make_int8_dynamic(fp32_path, path)
+    elif precision in ("int8", "int8-portable"):
+        portable = precision == "int8-portable"
+        kind = "7-bit weights, the same on every CPU" if portable else "full range"
+        on_step(f"quantising the encoder to {precision} (dynamic, per-channel, {kind})")
+        make_int8_dynamic(fp32_path, path, reduce_range=portable)
         quantization, batch_invariant = "dynamic", False  # per-tensor activation scales
     elif precision == "fp16":
         on_step("converting the encoder to fp16")

@@ -51,8 +51,14 @@ def output_projections(src: Path) -> list[str]:
     ]
 
 
-def make_int8_dynamic(src: Path, dst: Path) -> None:
-    """Write a dynamically quantised (int8 MatMul weights) copy of graph ``src``."""
+def make_int8_dynamic(src: Path, dst: Path, reduce_range: bool = False) -> None:
+    """Write a dynamically quantised (int8 MatMul weights) copy of graph ``src``.
+
+    ``reduce_range``: 7-bit weights. On x86 CPUs without VNNI, onnxruntime sums
+    u8 x s8 products in pairs in 16 bits (``vpmaddubsw``), which full-range
+    weights overflow (2 x 255 x 127 > 32767); 7-bit ones never do, so the graph
+    computes the same numbers on every CPU (``int8-portable``).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     try:
@@ -65,6 +71,7 @@ def make_int8_dynamic(src: Path, dst: Path) -> None:
             per_channel=True,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=keep,
+            reduce_range=reduce_range,
         )
     except Exception as e:
         raise ExportError(f"int8 quantisation of {src.name} failed: {e}") from e

@@ -11,8 +11,10 @@ from ufd.runtime.bundle.manifest import (
     Manifest,
     MethodEntry,
     ModelInfo,
+    ParityProbes,
     ParityReport,
     PreprocessConfig,
+    Tolerance,
 )
 
 __all__ = [
@@ -26,8 +28,10 @@ __all__ = [
     "Manifest",
     "MethodEntry",
     "ModelInfo",
+    "ParityProbes",
     "ParityReport",
     "PreprocessConfig",
+    "Tolerance",
     "safe_join",
     "sha256_file",
 ]

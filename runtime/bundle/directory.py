@@ -88,6 +88,7 @@ class Bundle:
             safe_join(root, name)
         listed = [g.file for g in manifest.encoders.values()]
         listed += [f for entry in manifest.methods.values() for f in entry.files.values()]
+        listed += [manifest.probes.file] if manifest.probes is not None else []
         for name in listed:
             if name not in manifest.files:
                 raise BundleError(

@@ -15,7 +15,8 @@ Versions: 1 (encoder, head, parity), 2 (+ banks, heads, thresholds, fusion),
 3 (one ``methods`` section, ``encoders`` by precision, lenient
 ``provenance``), 4 (k-NN banks name their ``backend`` and ``storage``), 5
 (``realonly`` may score with a density model), 6 (attribution sources, open
-set, unsure band). Schema 1 and 2 manifests are migrated in memory
+set, unsure band), 7 (device parity probes and tolerance, the ``int8-portable``
+encoder). Schema 1 and 2 manifests are migrated in memory
 (:mod:`ufd.runtime.bundle.legacy`), 3 to 5 read as they are (new fields take
 their defaults), and all score exactly as before; a newer one is refused with
 "upgrade ufd". Each method's ``config`` is checked against the dataclass the
@@ -35,18 +36,23 @@ from typing import Any, Literal
 from ufd.runtime.bundle.schema import build, describe, lenient
 from ufd.runtime.errors import BundleError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SCHEMA_FINGERPRINTS = {
     3: "fbef47549236",
     4: "e4d5c6f8ac5b",
     5: "536231575ba5",
     6: "98cd2d828aa8",
+    7: "400ace4e3f6e",
 }
 """Digest of :func:`schema_text` per version: a test fails when the dataclasses change
 without a new version. Append a line for a new version; never edit an old one."""
 MANIFEST_NAME = "manifest.json"
-PRECISIONS = ("fp32", "fp16", "int8")
-Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS = ("fp32", "fp16", "int8", "int8-portable")
+Precision = Literal["fp32", "fp16", "int8", "int8-portable"]
+"""``int8``: 8-bit MatMul weights, full range (fast and exact where the CPU accumulates
+u8 x s8 products in 32 bits: AVX-512 VNNI, AMX, Arm dot-product); ``int8-portable``:
+7-bit weights (``reduce_range``), whose products never saturate the 16-bit sums of
+AVX2-only x86, so it gives the same answer on every CPU (schema 7)."""
 MethodConfigs = Mapping[str, type | None]
 """Method name -> the dataclass its ``config`` must match (``None``: it takes none)."""
 
@@ -110,6 +116,32 @@ class EncoderGraph:
     attention: Literal["fused", "plain"] | None = None
     """``fused`` (one ``com.microsoft.MultiHeadAttention`` op per block) or ``plain``
     (standard ONNX ops); ``None`` in bundles made before attention fusion."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What every encoder graph of a bundle promises against its fp32 reference, on the probes.
+
+    ``max_abs_logit`` is ``None`` in bundles without a linear head (cosine only).
+    """
+
+    min_feature_cosine: float
+    max_abs_logit: float | None = None
+
+
+@dataclass(frozen=True)
+class ParityProbes:
+    """Probe images with their fp32 reference features, to measure graphs where they run.
+
+    ``file`` (an ``.npz``) holds ``crops``, (N, S, S, 3) uint8 pixels as the bundle's
+    preprocessing crops them, and ``features``, (N, D) float32 from the torch fp32
+    model at export. A device normalises the crops, runs a graph and compares
+    (:mod:`ufd.runtime.parity`); logits go through the bundle's current linear head.
+    """
+
+    file: str
+    n_probes: int
+    tolerance: Tolerance
 
 
 @dataclass(frozen=True)
@@ -188,6 +220,8 @@ class Manifest:
     files: dict[str, FileEntry]
     opset: int
     methods: dict[str, MethodEntry] = field(default_factory=dict)
+    probes: ParityProbes | None = None
+    """Device parity probes (schema 7); ``None`` in bundles made before."""
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ufd.runtime.detector import choose_precision
+from ufd.runtime.encoder_choice import choose_precision, head_of, open_encoder
 from ufd.runtime.errors import UsageError
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.methods import MethodSet, ScoreOptions, open_bundle
@@ -84,7 +84,12 @@ def plan_scan(
     names = methods.resolve(settings.method)
     methods.check(names, ScoreOptions(settings.k, settings.exact), need_threshold=True)
     provider = worker_provider(settings, engine, gpus_per_worker)
-    precision = choose_precision(bundle.manifest, provider, settings.precision)
+    if engine == "local" and settings.precision is None:  # the workers run here: measure here
+        head, head_sha = head_of(bundle)
+        precision = open_encoder(bundle, provider, None, logits=head, head_sha=head_sha).precision
+    else:
+        precision = choose_precision(bundle.manifest, provider, settings.precision)
+
     resolved = dataclasses.replace(settings, method=",".join(names), precision=precision)
     encoder_sha = bundle.manifest.files[bundle.manifest.encoder(precision).file].sha256
     return ScanPlan(resolved, names, scan_settings_record(resolved, names, encoder_sha))

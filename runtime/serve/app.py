@@ -299,6 +299,7 @@ def describe(detector: Detector, config: ServeConfig) -> dict:
         "default_method": config.method,
         "methods": methods,
         "parity": {p: vars(r) for p, r in manifest.parity.items()},
+        "device_parity": None if detector.parity is None else detector.parity.to_dict(),
         "notes": manifest.notes,
         "limits": describe_limits(config),
     }

@@ -1,0 +1,192 @@
+"""Which encoder graph a run takes, checked on this host: the one place it is decided.
+
+``precision=None`` (``--precision auto``) walks the started provider's
+precision order (CPU: ``int8``, ``int8-portable``, ``fp32``, ``fp16``) and takes
+the first graph that keeps the bundle's tolerance *here*
+(:mod:`ufd.runtime.parity`); each graph it passes over is one log line with the
+measured figure. A precision asked for by name always runs, with one warning
+(per process) when it breaks the tolerance here. Bundles without probes are not
+measured: their graphs run as before, with one note on CPUs where int8 is known
+to saturate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from ufd.runtime import parity
+from ufd.runtime.bundle import Bundle, Manifest
+from ufd.runtime.errors import BundleError
+from ufd.runtime.parity import GraphParity, Logits
+from ufd.runtime.providers import Provider
+from ufd.runtime.sessions import EncoderSession, HeadSession, check_feature_dim
+
+logger = logging.getLogger(__name__)
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+@dataclass
+class EncoderChoice:
+    """The graph a run takes, its session, and how it measured here (``None``: not measured)."""
+
+    precision: str
+    session: EncoderSession
+    parity: GraphParity | None = None
+    passed_over: tuple[GraphParity, ...] = ()
+
+
+def choose_precision(manifest: Manifest, provider: Provider, precision: str | None) -> str:
+    """The precision asked for, else the provider's fastest in the bundle (unchecked).
+
+    Raises:
+        BundleError: the bundle lacks the precision asked for, or has no encoder.
+    """
+    precision = precision or provider.best_precision(manifest.precisions)
+    if precision is None:
+        raise BundleError("the bundle has no encoder graph; re-export it with ufd-export")
+    manifest.encoder(precision)
+    return precision
+
+
+def open_encoder(
+    bundle: Bundle,
+    provider: Provider,
+    precision: str | None,
+    threads: int | None = None,
+    verify: bool = True,
+    logits: Logits | None = None,
+    head_sha: str | None = None,
+) -> EncoderChoice:
+    """Open the encoder graph a run takes (see the module docstring).
+
+    Args:
+        bundle: the open bundle.
+        provider: the started provider.
+        precision: a precision by name, or ``None`` for the best that keeps the tolerance.
+        threads: onnxruntime intra-op threads.
+        verify: check the graph's sha256.
+        logits: the bundle's linear head (for |Δlogit|), if it has one.
+        head_sha: the head file's sha256 (part of the measurement's cache key).
+
+    Raises:
+        BundleError: the bundle lacks the precision, or a graph cannot be loaded.
+        ProviderError: the provider does not start for the graph.
+    """
+    manifest = bundle.manifest
+    if precision is not None or manifest.probes is None:
+        precision = choose_precision(manifest, provider, precision)
+        session = open_session(bundle, provider, precision, threads, verify)
+        if manifest.probes is None:
+            _note_unchecked(precision)
+            return EncoderChoice(precision, session)
+        found = _measured(bundle, provider, precision, session, logits, head_sha, verify)
+        if not found.ok:
+            _warn_once(
+                precision,
+                f"{precision} breaks the bundle's tolerance on this CPU "
+                f"({found.describe()}); running it because it was asked for by name; "
+                "--precision auto takes a graph that keeps it",
+            )
+        return EncoderChoice(precision, session, found)
+    candidates = [p for p in provider.precision_order if p in manifest.encoders]
+    if not candidates:
+        raise BundleError("the bundle has no encoder graph; re-export it with ufd-export")
+    passed: list[GraphParity] = []
+    for candidate in candidates:
+        found = parity.cached(bundle, candidate, provider.name, head_sha)
+        session = None
+        if found is None:
+            session = open_session(bundle, provider, candidate, threads, verify)
+            found = _measured(bundle, provider, candidate, session, logits, head_sha, verify)
+        if found.ok:
+            if passed:
+                logger.warning(
+                    "%s breaks the bundle's tolerance on this CPU (%s); running %s, which keeps it",
+                    " and ".join(p.precision for p in passed),
+                    "; ".join(p.describe() for p in passed),
+                    candidate,
+                )
+
+            session = session or open_session(bundle, provider, candidate, threads, verify)
+            return EncoderChoice(candidate, session, found, tuple(passed))
+        passed.append(found)
+    fallback = "fp32" if "fp32" in manifest.encoders else candidates[-1]
+    logger.warning(
+        "no graph of this bundle keeps its tolerance on this CPU (%s); running %s. "
+        "Check the onnxruntime install and run ufd-bundle verify --parity",
+        "; ".join(f"{p.precision}: {p.describe()}" for p in passed),
+        fallback,
+    )
+    chosen = next(p for p in passed if p.precision == fallback)
+    session = open_session(bundle, provider, fallback, threads, verify)
+    return EncoderChoice(fallback, session, chosen, tuple(passed))
+
+
+def open_session(
+    bundle: Bundle,
+    provider: Provider,
+    precision: str,
+    threads: int | None = None,
+    verify: bool = True,
+) -> EncoderSession:
+    """A session over the bundle's ``precision`` graph, checked like a run's (hash, width).
+
+    Raises:
+        BundleError: the graph is missing, damaged or of another width.
+        ProviderError: the provider does not start for the graph.
+    """
+    graph = bundle.manifest.encoder(precision)
+
+    session = EncoderSession(
+        bundle.encoder_path(graph, verify), provider, threads, provider.optimization(precision)
+    )
+    session.batch_invariant = graph.batch_invariant
+    check_feature_dim(bundle.manifest.model.feature_dim, {"encoder output": session})
+    return session
+
+
+def head_of(bundle: Bundle, verify: bool = True) -> tuple[HeadSession | None, str | None]:
+    """The bundle's linear head (whose logits parity compares) and its sha256, if it has one."""
+    entry = bundle.manifest.method("linear")
+    if entry is None:
+        return None, None
+    name = entry.files["graph"]
+    return HeadSession(bundle.graph_path(name, verify)), bundle.manifest.files[name].sha256
+
+
+def _measured(
+    bundle: Bundle,
+    provider: Provider,
+    precision: str,
+    session: EncoderSession,
+    logits: Logits | None,
+    head_sha: str | None,
+    verify: bool,
+) -> GraphParity:
+    found = parity.cached(bundle, precision, provider.name, head_sha)
+    if found is None:
+        found = parity.measure(bundle, precision, session, logits, provider.name, verify)
+        parity.remember(bundle, found, head_sha)
+        logger.info("parity of %s on this host: %s", precision, found.describe())
+    return found
+
+
+def _warn_once(precision: str, message: str) -> None:
+    with _warned_lock:
+        if (precision, message) in _warned:
+            return
+        _warned.add((precision, message))
+    logger.warning(message)
+
+
+def _note_unchecked(precision: str) -> None:
+    if precision == "int8" and parity.int8_class() == "avx2":
+        _warn_once(
+            precision,
+            "this bundle has no parity probes (made before ufd 0.3), so its int8 graph is not "
+            "checked on this CPU, whose int8 sums can saturate (AVX2 without VNNI); measure "
+            "it with ufd-bundle verify --parity, or re-export the bundle",
+        )
