@@ -103,31 +103,44 @@ def arm_cpuinfo(root: Path) -> None:
 
 
 def site(work: Path) -> Path:
-    """The runtime's aarch64 wheels and ufd, unpacked into one folder."""
-    folder = work / "site"
-    if folder.exists():
-        return folder
-    wheels = work / "wheels"
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--only-binary=:all:",
-            *PLATFORM,
-            "--python-version",
-            "3.11",
-            "-d",
-            str(wheels),
-            *deps,
-        ]
-    )
-    run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(REPO)]
-    )
+    """The runtime's aarch64 wheels (downloaded once) and this tree's ufd, in one folder."""
+    folder, wheels = work / "site", work / "wheels"
+    if not folder.exists():
+        deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+        pip = [sys.executable, "-m", "pip"]
+        run(
+            [
+                *pip,
+                "download",
+                "--quiet",
+                "--only-binary=:all:",
+                *PLATFORM,
+                "--python-version",
+                "3.11",
+                "-d",
+                str(wheels),
+                *deps,
+            ]
+        )
+        run(
+            [
+                *pip,
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                *PLATFORM,
+                "--python-version",
+                "3.11",
+                "--target",
+                str(folder),
+                *map(str, wheels.glob("*.whl")),
+            ]
+        )
+    ours = work / "ufd-wheel"  # ufd itself is rebuilt every time: the code under test
+    shutil.rmtree(ours, ignore_errors=True)
+    shutil.rmtree(folder / "ufd", ignore_errors=True)
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(ours), str(REPO)])
     run(
         [
             sys.executable,
@@ -136,13 +149,10 @@ def site(work: Path) -> Path:
             "install",
             "--quiet",
             "--no-deps",
-            "--only-binary=:all:",
-            *PLATFORM,
-            "--python-version",
-            "3.11",
+            "--upgrade",
             "--target",
             str(folder),
-            *map(str, wheels.glob("*.whl")),
+            *map(str, ours.glob("*.whl")),
         ]
     )
     return folder
@@ -171,7 +181,6 @@ def tiny_bundle(work: Path) -> tuple[Path, Path]:
             model="ufd-tiny-vit",
             pretrained="none",
             head=str(head),
-            precisions=("fp32", "int8"),
         )
     )
     world = SyntheticWorld(dim=768, seed=0)

@@ -1,15 +1,16 @@
-"""Where a one-image ``ufd-detect`` spends its time, and its wall time (median of N).
+"""A one-image ``ufd-detect``: wall time and peak RSS, median of N fresh processes.
 
-For each bundle: N fresh runs of ``ufd-detect BUNDLE image.jpg --format jsonl``
-(integrity checked as always: first run hashes, later runs trust the verified
-stamps, see ufd.runtime.bundle.stamps), with ``UFD_VERIFY=full`` for comparison,
-and one profiled run that times the steps: imports, opening the bundle (manifest),
-hashing, creating the encoder session, the linear head, decoding and the
-encoder.
+For each bundle, with one cache folder per configuration:
 
-Usage:
-    python benchmarks/startup.py [--bundles /tmp/ufd-speed/ViT-B-16-quickgelu/bundle,...]
-        [--runs 5]
+* ``first``: the first run on this host (hashes the graph, measures its parity on
+  the probes, saves this CPU's optimised copy of the graph);
+* ``cached``: N later runs (stamps, the cached parity, the optimised copy:
+  memory-mapped, pre-packed weights);
+* ``no graph cache``: N runs with ``UFD_GRAPH_CACHE=off`` (what runs cost before
+  the copies: the graph parsed, optimised and packed at every start).
+
+Peak RSS is ``/usr/bin/time``'s maximum resident set. Usage:
+    python benchmarks/startup.py --bundles B1,B2 [--runs 5]
 Writes benchmarks/results/startup.json and .md.
 """
 
@@ -21,98 +22,81 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-PROFILE = """
-import json, sys, time
-t0 = time.perf_counter()
-import ufd.cli.detect  # what the command imports
-t_import = time.perf_counter()
-from ufd.runtime.methods import open_bundle
-from ufd.runtime.providers import start_provider
-from ufd.runtime.sessions import EncoderSession, HeadSession
-bundle = open_bundle(sys.argv[1]); t_open = time.perf_counter()
-provider = start_provider("auto"); t_provider = time.perf_counter()
-graph = bundle.manifest.encoder(provider.best_precision(bundle.manifest.precisions))
-path = bundle.encoder_path(graph); t_hash = time.perf_counter()
-encoder = EncoderSession(path, provider, None, provider.optimization("int8"))
-t_session = time.perf_counter()
-head = HeadSession(bundle.graph_path(bundle.manifest.methods["linear"].files["graph"]))
-t_head = time.perf_counter()
-from ufd.runtime.io.decode import decode_image
-from ufd.runtime.preprocess import build_preprocessor
-x = build_preprocessor(bundle.manifest.preprocess)(decode_image(sys.argv[2]))
-t_decode = time.perf_counter()
-head(encoder(x[None])); t_encode = time.perf_counter()
-print(json.dumps({"imports": t_import - t0, "open_manifest": t_open - t_import,
-    "provider_probe": t_provider - t_open, "hash_encoder": t_hash - t_provider,
-    "encoder_session": t_session - t_hash, "head": t_head - t_session,
-    "decode": t_decode - t_head, "encode_one": t_encode - t_decode}))
-"""
+
+def one_run(bundle: str, image: Path, env: dict) -> tuple[float, float, str]:
+    """(wall s, peak RSS MB, the record) of one ``ufd-detect`` process."""
+    cmd = [
+        "/usr/bin/time",
+        "-f",
+        "%e %M",
+        sys.executable,
+        "-m",
+        "ufd.cli.detect",
+        bundle,
+        str(image),
+        "--format",
+        "jsonl",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    wall, rss_kb = done.stderr.strip().splitlines()[-1].split()
+    return float(wall), float(rss_kb) / 1024, done.stdout.strip()
 
 
-def wall(cmd: list[str], env: dict) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
-    return time.perf_counter() - start
+def runs(bundle: str, image: Path, env: dict, n: int) -> dict:
+    found = [one_run(bundle, image, env) for _ in range(n)]
+    walls, rss = [w for w, _, _ in found], [r for _, r, _ in found]
+    return {
+        "median_s": float(np.median(walls)),
+        "runs_s": walls,
+        "median_rss_mb": float(np.median(rss)),
+        "records": sorted({r for _, _, r in found}),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--bundles",
-        default="/tmp/ufd-speed/ViT-B-16-quickgelu/bundle,/tmp/ufd-speed/ViT-L-14-quickgelu/bundle",
-    )
+    parser.add_argument("--bundles", required=True, help="comma-separated bundle folders")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     image = Path(tempfile.mkdtemp()) / "one.jpg"
     pixels = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(image, quality=90)
-    cache = tempfile.mkdtemp(prefix="ufd-startup-cache-")
     rows = []
     for bundle in args.bundles.split(","):
-        cmd = [sys.executable, "-m", "ufd.cli.detect", bundle, str(image), "--format", "jsonl"]
+        cache = tempfile.mkdtemp(prefix="ufd-startup-cache-")
         env = os.environ | {"UFD_CACHE_DIR": cache}
-        first = wall(cmd, env)  # hashes everything once, records stamps
-        stamped = [wall(cmd, env) for _ in range(args.runs)]
-        full = [wall(cmd, env | {"UFD_VERIFY": "full"}) for _ in range(args.runs)]
-        out = subprocess.run(
-            [sys.executable, "-c", PROFILE, bundle, str(image)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        steps = json.loads(out.stdout.strip().splitlines()[-1])
+        first_wall, first_rss, _ = one_run(bundle, image, env)
+        cached = runs(bundle, image, env, args.runs)
+        plain = runs(bundle, image, env | {"UFD_GRAPH_CACHE": "off"}, args.runs)
         row = {
             "bundle": bundle,
-            "first_run_s": first,
-            "median_s": float(np.median(stamped)),
-            "runs_s": stamped,
-            "median_full_hash_s": float(np.median(full)),
-            "steps_s": steps,
+            "first_s": first_wall,
+            "first_rss_mb": first_rss,
+            "cached": cached,
+            "no_graph_cache": plain,
+            "same_records": cached["records"] == plain["records"],
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
-    header = (
-        "| bundle | median wall s (stamps) | median wall s (full hash) | first run s | "
-        "imports | hash | session | encode |"
-    )
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| bundle | first run s | median s (graph cache) | median s (no graph cache) | "
+        "peak RSS MB (cache / none) | same records |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        s = r["steps_s"]
+        c, p = r["cached"], r["no_graph_cache"]
         lines.append(
-            f"| {Path(r['bundle']).parent.name} | {r['median_s']:.2f} | "
-            f"{r['median_full_hash_s']:.2f} | {r['first_run_s']:.2f} | {s['imports']:.2f} | "
-            f"{s['hash_encoder']:.2f} | {s['encoder_session']:.2f} | {s['encode_one']:.2f} |"
+            f"| {r['bundle']} | {r['first_s']:.2f} | {c['median_s']:.2f} | {p['median_s']:.2f} "
+            f"| {c['median_rss_mb']:.0f} / {p['median_rss_mb']:.0f} | {r['same_records']} |"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "startup.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (args.out / "startup.json").write_text(json.dumps(rows, indent=2))
     (args.out / "startup.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

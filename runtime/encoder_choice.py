@@ -16,10 +16,13 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from ufd.runtime import parity
+import numpy as np
+
+from ufd.runtime import graph_cache, parity
 from ufd.runtime.bundle import Bundle, Manifest
 from ufd.runtime.errors import BundleError
 from ufd.runtime.parity import GraphParity, Logits
+from ufd.runtime.preprocess import Normalizer
 from ufd.runtime.providers import Provider
 from ufd.runtime.sessions import EncoderSession, HeadSession, check_feature_dim
 
@@ -139,16 +142,29 @@ def open_session(
         ProviderError: the provider does not start for the graph.
     """
     graph = bundle.manifest.encoder(precision)
-
-    session = EncoderSession(
-        bundle.encoder_path(graph, verify), provider, threads, provider.optimization(precision)
-    )
+    path, optimization = bundle.encoder_path(graph, verify), provider.optimization(precision)
+    if graph_cache.enabled(provider, optimization):
+        sha = bundle.manifest.files[graph.file].sha256
+        session = graph_cache.open_cached(path, sha, provider, threads, _check_image(bundle))
+    else:
+        session = EncoderSession(path, provider, threads, optimization)
     session.batch_invariant = graph.batch_invariant
     check_feature_dim(bundle.manifest.model.feature_dim, {"encoder output": session})
     return session
 
 
-def head_of(bundle: Bundle, verify: bool = True) -> tuple[HeadSession | None, str | None]:
+def _check_image(bundle: Bundle) -> np.ndarray:
+    """One preprocessed image (1, 3, S, S): a probe, or a generated one."""
+    config = bundle.manifest.preprocess
+    if bundle.manifest.probes is not None:
+        crop = parity.load_probes(bundle)[0][0]
+    else:
+        crop = parity.generated_crops(config.crop_size, count=1)[0]
+    return Normalizer(config.mean, config.std)(crop)[None]
+
+
+def head_of(
+bundle: Bundle, verify: bool = True) -> tuple[HeadSession | None, str | None]:
     """The bundle's linear head (whose logits parity compares) and its sha256, if it has one."""
     entry = bundle.manifest.method("linear")
     if entry is None:

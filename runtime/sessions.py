@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 _ORT_TYPES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.float16): "tensor(float16)"}
 _LEVELS = {
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -44,6 +45,7 @@ class OrtSession:
         threads: int | None = None,
         optimization: str = "all",
         io_binding: bool | None = None,
+        save_optimized: Path | None = None,
     ) -> None:
         """Create the session.
 
@@ -52,8 +54,12 @@ class OrtSession:
             provider: a started provider (:func:`ufd.runtime.providers.start_provider`);
                 ``None``: the CPU.
             threads: intra-op threads; ``None`` lets onnxruntime decide.
-            optimization: ``all``, ``extended`` or ``basic`` graph optimisation.
+            optimization: ``all``, ``extended``, ``basic`` or ``none`` (a graph
+                optimised before: :mod:`ufd.runtime.graph_cache`).
             io_binding: run through IO binding; ``None``: as the provider says.
+            save_optimized: also write the optimised graph there, its initializers
+                (and their pre-packed forms) in ``<name>.data`` beside it, to be
+                memory-mapped by later sessions.
 
         Raises:
             BundleError: onnxruntime cannot load the graph.
@@ -65,6 +71,10 @@ class OrtSession:
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        if save_optimized is not None:
+            options.optimized_model_filepath = str(save_optimized)
+            for key, value in SAVE_PREPACKED.items():
+                options.add_session_config_entry(key, value.format(name=save_optimized.name))
         try:
             self.session = ort.InferenceSession(
                 str(model_path), sess_options=options, providers=provider.chain()
@@ -117,7 +127,17 @@ class OrtSession:
         return getattr(self._local, "held", None)
 
 
+SAVE_PREPACKED = {
+    "session.optimized_model_external_initializers_file_name": "{name}.data",
+    "session.optimized_model_external_initializers_min_size_in_bytes": "1024",
+    "session.save_external_prepacked_constant_initializers": "1",
+}
+"""Session settings that save an optimised graph with its weights, pre-packed for this CPU,
+in a file beside it that later sessions memory-map instead of parsing and packing again."""
+
+
 def _load_failure(model_path: Path, error: Exception) -> str:
+
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     fix = (
         "this onnxruntime lacks the contrib op the fused graph uses; use the standard "
