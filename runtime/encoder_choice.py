@@ -163,8 +163,7 @@ def _check_image(bundle: Bundle) -> np.ndarray:
     return Normalizer(config.mean, config.std)(crop)[None]
 
 
-def head_of(
-bundle: Bundle, verify: bool = True) -> tuple[HeadSession | None, str | None]:
+def head_of(bundle: Bundle, verify: bool = True) -> tuple[HeadSession | None, str | None]:
     """The bundle's linear head (whose logits parity compares) and its sha256, if it has one."""
     entry = bundle.manifest.method("linear")
     if entry is None:
