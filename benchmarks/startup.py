@@ -7,7 +7,10 @@ For each bundle, with one cache folder per configuration:
 * ``cached``: N later runs (stamps, the cached parity, the optimised copy:
   memory-mapped, pre-packed weights);
 * ``no graph cache``: N runs with ``UFD_GRAPH_CACHE=off`` (what runs cost before
-  the copies: the graph parsed, optimised and packed at every start).
+  the copies: the graph parsed, optimised and packed at every start);
+* ``socket``: N runs of ``ufd-detect --server unix:SOCK image.jpg`` against a
+  ``ufd-serve BUNDLE --socket SOCK`` started for it, beside the encoder's own time
+  for one image (p50 of 20 calls in one process).
 
 Peak RSS is ``/usr/bin/time``'s maximum resident set. Usage:
     python benchmarks/startup.py --bundles B1,B2 [--runs 5]
@@ -22,6 +25,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +63,76 @@ def runs(bundle: str, image: Path, env: dict, n: int) -> dict:
     }
 
 
+ENCODER_P50 = """
+import sys, time, numpy as np
+from ufd.runtime import Detector
+d = Detector.open(sys.argv[1], provider="cpu")
+x = d.prepare(sys.argv[2])[None]
+times = []
+for _ in range(21):
+    t = time.perf_counter(); d.encoder(x); times.append(time.perf_counter() - t)
+print(float(np.median(times[1:])))
+"""
+
+
+def socket_runs(bundle: str, image: Path, env: dict, n: int) -> dict:
+    """One-image ``ufd-detect --server unix:SOCK`` wall times against a running service."""
+    sock = Path(tempfile.mkdtemp()) / "ufd.sock"
+    port = 8700 + os.getpid() % 200
+    serve = [
+        sys.executable,
+        "-m",
+        "ufd.cli.serve",
+        bundle,
+        "--socket",
+        str(sock),
+        "--port",
+        str(port),
+        "--provider",
+        "cpu",
+    ]
+    server = subprocess.Popen(serve, env=env, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        cmd = [
+            "/usr/bin/time",
+            "-f",
+            "%e",
+            sys.executable,
+            "-m",
+            "ufd.cli.detect",
+            "--server",
+            f"unix:{sock}",
+            str(image),
+            "--format",
+            "jsonl",
+        ]
+        walls = []
+        for _ in range(n):
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            walls.append(float(done.stderr.strip().splitlines()[-1]))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    encoder = subprocess.run(
+        [sys.executable, "-c", ENCODER_P50, bundle, str(image)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return {
+        "median_s": float(np.median(walls)),
+        "runs_s": walls,
+        "encoder_p50_s": float(encoder.stdout.strip().splitlines()[-1]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", required=True, help="comma-separated bundle folders")
@@ -81,19 +156,22 @@ def main() -> None:
             "cached": cached,
             "no_graph_cache": plain,
             "same_records": cached["records"] == plain["records"],
+            "socket": socket_runs(bundle, image, env, args.runs),
         }
+
         print(json.dumps(row), flush=True)
         rows.append(row)
     lines = [
         "| bundle | first run s | median s (graph cache) | median s (no graph cache) | "
-        "peak RSS MB (cache / none) | same records |",
-        "|---|---|---|---|---|---|",
+        "peak RSS MB (cache / none) | same records | socket median s | encoder p50 s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         c, p = r["cached"], r["no_graph_cache"]
         lines.append(
             f"| {r['bundle']} | {r['first_s']:.2f} | {c['median_s']:.2f} | {p['median_s']:.2f} "
-            f"| {c['median_rss_mb']:.0f} / {p['median_rss_mb']:.0f} | {r['same_records']} |"
+            f"| {c['median_rss_mb']:.0f} / {p['median_rss_mb']:.0f} | {r['same_records']} "
+            f"| {r['socket']['median_s']:.2f} | {r['socket']['encoder_p50_s']:.3f} |"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "startup.json").write_text(json.dumps(rows, indent=2))

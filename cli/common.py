@@ -59,11 +59,24 @@ def provider_help() -> str:
     return PROVIDER_HELP
 
 
+def help_wanted() -> bool:
+    """Whether this process shows a command's help (``--help``)."""
+    return "--help" in sys.argv[1:]
+
+
 def methods_help(allow_all: bool = True) -> str:
-    """``--method`` help, from the method registry."""
+    """``--method`` help, from the method registry.
+
+    The methods (numpy, onnxruntime) are imported only when help is shown: typer
+    builds every option's help at every start, and a one-image call through a
+    service (``ufd-detect --server``) should not pay for modules it never uses.
+    """
+    if not help_wanted():
+        return "a method, a comma-separated list, or all (see --help)."
     from ufd.runtime.methods import REGISTRY
 
     text = "; ".join(cls.summary for cls in REGISTRY.values())
+
     return text + (
         "; a comma-separated list, or all (every one the bundle has)." if allow_all else "."
     )
@@ -159,6 +172,16 @@ def run(app: typer.Typer) -> None:
         typer.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def run_quickly(call: Callable[[], int], quiet: bool = False) -> None:
+    """Run a command's work without typer (a fast path): the same messages and exit codes."""
+    setup_logging(0, quiet)
+    try:
+        code = handle_errors(call)()
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(code)
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:

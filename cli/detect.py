@@ -1,15 +1,21 @@
-"""``ufd-detect``: score images with a bundle. Runtime only: never imports torch."""
+"""``ufd-detect``: score images with a bundle, here or on a running service. Never imports torch.
+
+The local path loads the bundle (onnxruntime, numpy); ``--server`` (or
+``UFD_SERVER``) sends the images to a running ``ufd-serve`` instead and imports
+neither, so a caller that runs once per image pays only for the request.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated
 
 import typer
-from tqdm import tqdm
 
 from ufd.cli.common import (
     BATCH_HELP,
@@ -24,29 +30,49 @@ from ufd.cli.common import (
     run,
     setup_logging,
 )
-from ufd.runtime.detector import Detector
-from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
-from ufd.runtime.io.inputs import Skipped, expand_inputs, load_feature_file
+from ufd.runtime.io.inputs import Skipped, expand_inputs
 from ufd.runtime.io.writers import FORMATS, done_paths, format_from_suffix, make_writer
-from ufd.runtime.methods import ScoreOptions
+from ufd.runtime.records import Record
+from ufd.runtime.tools.detect_run import RunCounts, write_records
+
+DEFAULT_MAX_PIXELS = 64_000_000  # ufd.runtime.io.decode's, without importing Pillow here
+LOCAL_ONLY = {
+    "precision": None,
+    "provider": "auto",
+    "threads": None,
+    "threshold": None,
+    "batch_size": None,
+    "decode_workers": None,
+    "max_pixels": DEFAULT_MAX_PIXELS,
+    "features": None,
+    "provenance": False,
+    "exact": None,
+}
+"""Options a service ignores (it runs its own bundle and graph), with their defaults."""
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 @app.command(
     help=(
-        "Score images with a ufd bundle: one record per input, in input order: path, the "
+        "Score images with a ufd bundle (or, with --server, on a running ufd-serve: then "
+        "every argument is an image): one record per input, in input order: path, the "
         "fields of each --method (linear: logit, prob = p(fake), label; nn: nn_score, "
         "nn_label, nn_dist_real, nn_dist_fake; ...), error. INPUTS are files, directories "
-        "(recursive, image "
-        "extensions) or glob patterns. Files that cannot be read get an error record; the "
+        "(recursive: every image format this install reads) or glob patterns. Files that "
+        "cannot be read get an error record; the "
         "run goes on (--strict: stops). Records are flushed per batch; --resume continues a "
         "killed run. " + EXIT_CODES_HELP
     )
 )
 @handle_errors
 def detect(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory made by ufd-export.")],
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="Bundle directory made by ufd-export (with --server: the first image)."
+        ),
+    ],
     inputs: Annotated[
         list[str] | None, typer.Argument(help="Image files, directories or globs.")
     ] = None,
@@ -70,7 +96,10 @@ def detect(
     ] = None,
     precision: Annotated[
         str | None,
-        typer.Option(help="fp32, fp16 or int8. Default: fastest in the bundle for the provider."),
+        typer.Option(
+            help="fp32, fp16, int8 or int8-portable. Default (auto): the fastest the bundle "
+            "has for the provider that keeps the bundle's tolerance on this CPU."
+        ),
     ] = None,
     provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
     threads: Annotated[
@@ -120,67 +149,183 @@ def detect(
             "source type, generator metadata) in a 'provenance' field; never changes a score."
         ),
     ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            envvar="UFD_SERVER",
+            help="Score on a running ufd-serve instead: http://HOST:PORT or unix:SOCKET "
+            "(ufd-serve --socket). The service's bundle and settings apply; an unreachable "
+            "service is an error (exit 2), never a silent local run. Also UFD_SERVER "
+            "(empty: local).",
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="With --server: the service's API key (this file's first line)."),
+    ] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
 ) -> None:
     """Run detection (see the command help)."""
     setup_logging(verbose, quiet)
-    fmt = fmt or format_from_suffix(output)
-    if fmt not in FORMATS:
-        raise fail(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
-    detector = Detector.open(
-        bundle,
-        precision=precision,
-        provider=provider,
-        threads=threads,
-        threshold=threshold,
-        max_pixels=max_pixels,
-        decode_workers=decode_workers,
-        provenance=provenance,
-    )
-    methods, options = detector.plan(method, k, exact)
-    if not quiet:
-        _describe_search(detector, methods, options)
-    if features is not None:
-        _score_feature_file(detector, features, methods, options, fmt, output)
-        return
-    if not inputs:
-        raise fail("give images, folders or globs to score (or --features X.npy)")
-    skipped = Skipped()
-    items = list(expand_inputs(inputs, skipped))
-    done: set[str] = set()
-    if resume:
-        if output is None:
-            raise fail("--resume needs --output FILE (the file a previous run wrote)")
-        done = done_paths(output, fmt)
-        todo = [item for item in items if item.path not in done]
-        if not quiet:
-            typer.echo(f"resuming: {len(items) - len(todo)} inputs already in {output}", err=True)
-        items = todo
-    counts = _Counts()
-    with _open_output(output, append=bool(done)) as stream:
-        writer = make_writer(fmt, stream, methods, appending=bool(done), provenance=provenance)
-        bar = tqdm(
-            total=len(items),
-            unit="img",
-            file=sys.stderr,
-            disable=(not progress) if progress is not None else None,
-            leave=False,
+    if server:
+        given = locals()
+        local = [name for name, default in LOCAL_ONLY.items() if given[name] != default]
+        if local:
+            flags = ", ".join("--" + name.replace("_", "-") for name in local)
+            raise fail(f"{flags}: only for a local run; the service runs its own bundle")
+        settings = Run(
+            [str(bundle), *(inputs or [])],
+            method,
+            k,
+            fmt,
+            output,
+            resume,
+            strict,
+            progress,
+            quiet,
+            verbose,
         )
+        raise typer.Exit(_on_server(settings, server, api_key_file))
+    settings = Run(inputs or [], method, k, fmt, output, resume, strict, progress, quiet, verbose)
+    settings.check(need_inputs=features is None)
+    detector, methods, options = _open(locals(), quiet)
+    if features is not None:
+        _score_feature_file(detector, features, methods, options, settings.fmt, output)
+        return
+    from ufd.runtime.tools.detect_run import local_batches
+
+    items, skipped, done = settings.items()
+    batches = local_batches(detector, items, methods, options, batch_size)
+    fields = detector.fields(methods)
+    where = f"{detector.precision} on {detector.provider}"
+    raise typer.Exit(settings.write(batches, lambda records: fields, items, skipped, done, where))
+
+
+@dataclass
+class Run:
+    """What a run writes where: the settings a local run and a service run share."""
+
+    inputs: list[str]
+    method: str = "linear"
+    k: int | None = None
+    fmt: str | None = None
+    output: Path | None = None
+    resume: bool = False
+    strict: bool = False
+    progress: bool | None = None
+    quiet: bool = False
+    verbose: int = 0
+
+    def check(self, need_inputs: bool = True) -> None:
+        """Refuse a format, an output or inputs that cannot work, before any image is read.
+
+        Raises:
+            typer.Exit: with the one-line reason (exit 2).
+        """
+        self.fmt = self.fmt or format_from_suffix(self.output)
+        if self.fmt not in FORMATS:
+            raise fail(f"unknown --format {self.fmt!r}; use one of {', '.join(FORMATS)}")
+        if self.resume and self.output is None:
+            raise fail("--resume needs --output FILE (the file a previous run wrote)")
+        if need_inputs and not self.inputs:
+            raise fail("give images, folders or globs to score (or --features X.npy)")
+
+    def items(self):
+        """(inputs still to score, what folders and globs left out, paths done before)."""
+        skipped = Skipped()
+        items = list(expand_inputs(self.inputs, skipped))
+        done = done_paths(self.output, self.fmt) if self.resume else set()
+        if done:
+            if not self.quiet:
+                typer.echo(f"resuming: {len(done)} inputs already in {self.output}", err=True)
+            items = [item for item in items if item.path not in done]
+        return items, skipped, done
+
+    def write(self, batches, fields_of, items, skipped: Skipped, done, where: str) -> int:
+        """Write every batch, say how it went; the exit status."""
+        counts = _write(
+            batches,
+            fields_of,
+            self.fmt,
+            self.output,
+            bool(done),
+            self.strict,
+            self.progress,
+            len(items),
+        )
+        if not self.quiet:
+            if counts.stopped_at is not None:
+                bad = counts.stopped_at
+                typer.echo(f"stopped (--strict) at {bad.path}: {bad.error}", err=True)
+            for line in skipped.lines() if self.verbose else ():
+                typer.echo(line, err=True)
+            left_out = f"; {skipped.summary()}" if len(skipped) else ""
+            summary = f"{counts.scored} scored, {counts.failed} failed{left_out} ({where})"
+            typer.echo(summary, err=True)
+        return EXIT_SOME_FAILED if counts.failed else EXIT_OK
+
+
+def _on_server(settings: Run, server: str, api_key_file: Path | None) -> int:
+    """Score on a running service: the same records, formats and exit codes as a local run."""
+    from ufd.client import Client
+    from ufd.runtime.tools.detect_run import server_batches, server_fields
+
+    settings.check()
+    if settings.fmt == "table":
+        import ufd.runtime.methods  # noqa: F401 - the table's columns come from the methods
+
+    client = Client(server, api_key=_read_key(api_key_file))
+    items, skipped, done = settings.items()
+    batches = server_batches(client, items, settings.method, settings.k)
+    return settings.write(batches, server_fields, items, skipped, done, server)
+
+
+def _open(given: dict, quiet: bool):
+    """The local detector, and the methods and options of this run (described on stderr)."""
+    from ufd.runtime.detector import Detector
+
+    detector = Detector.open(
+        given["bundle"],
+        precision=given["precision"],
+        provider=given["provider"],
+        threads=given["threads"],
+        threshold=given["threshold"],
+        max_pixels=given["max_pixels"],
+        decode_workers=given["decode_workers"],
+        provenance=given["provenance"],
+    )
+    methods, options = detector.plan(given["method"], given["k"], given["exact"])
+    if not quiet:
+        for name in methods:
+            line = detector.methods.get(name).describe(options)
+            if line is not None:
+                typer.echo(f"{name}: {line}", err=True)
+    return detector, methods, options
+
+
+def _write(
+    batches,
+    fields_of,
+    fmt: str,
+    output: Path | None,
+    appending: bool,
+    strict: bool,
+    progress: bool | None,
+    total: int,
+) -> RunCounts:
+    """Write every batch (flushed as it comes); an interrupt says how far it got."""
+    counts = RunCounts()
+    with _open_output(output, append=appending) as stream:
+
+        def writer_for(records: list[Record]):
+            return make_writer(fmt, stream, appending=appending, fields=fields_of(records))
+
+        bar = _progress_bar(progress, total)
+
         try:
-            with bar:
-                for batch in detector.feature_batches(items, batch_size):
-                    records = detector.records(*batch, methods, options)
-                    if strict and not all(r.ok for r in records):
-                        first_bad = next(i for i, r in enumerate(records) if not r.ok)
-                        records = records[: first_bad + 1]
-                    writer.write(records)
-                    counts.add(records)
-                    bar.update(len(records))
-                    if strict and counts.failed:
-                        bad = records[-1]
-                        typer.echo(f"stopped (--strict) at {bad.path}: {bad.error}", err=True)
-                        break
+            with bar as shown:
+                write_records(batches, writer_for, counts, strict, shown.update)
         except KeyboardInterrupt:
             typer.echo(
                 f"interrupted: {counts.scored + counts.failed} records written"
@@ -188,43 +333,34 @@ def detect(
                 err=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
-    if not quiet:
-        for line in skipped.lines() if verbose else ():
-            typer.echo(line, err=True)
-        left_out = f"; {skipped.summary()}" if len(skipped) else ""
-        typer.echo(
-            f"{counts.scored} scored, {counts.failed} failed{left_out} "
-            f"({detector.precision} on {detector.provider})",
-            err=True,
-        )
-    raise typer.Exit(EXIT_SOME_FAILED if counts.failed else EXIT_OK)
+    return counts
 
 
-class _Counts:
-    def __init__(self) -> None:
-        self.scored = self.failed = 0
+def _progress_bar(progress: bool | None, total: int):
+    """A progress bar on stderr when asked for (default: on a terminal), else a stand-in."""
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return contextlib.nullcontext(_NoBar())
+    from tqdm import tqdm
 
-    def add(self, records: list) -> None:
-        ok = sum(r.ok for r in records)
-        self.scored += ok
-        self.failed += len(records) - ok
-
-
-def _describe_search(detector: Detector, methods: tuple[str, ...], options: ScoreOptions) -> None:
-    for name in methods:
-        line = detector.methods.get(name).describe(options)
-        if line is not None:
-            typer.echo(f"{name}: {line}", err=True)
+    return tqdm(total=total, unit="img", file=sys.stderr, leave=False)
 
 
-def _score_feature_file(
-    detector: Detector,
-    path: Path,
-    methods: tuple[str, ...],
-    options: ScoreOptions,
-    fmt: str,
-    output: Path | None,
-) -> None:
+class _NoBar:
+    def update(self, n: int) -> None:
+        """Nothing to show."""
+
+
+def _read_key(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    from ufd.runtime.serve.config import read_api_key
+
+    return read_api_key(path)
+
+
+def _score_feature_file(detector, path: Path, methods, options, fmt: str, output) -> None:
+    from ufd.runtime.io.feature_files import load_feature_file
+
     dim = detector.bundle.manifest.model.feature_dim
     rows = load_feature_file(path, dim)
     names = [f"{path}#{i}" for i in range(len(rows))]
@@ -249,9 +385,71 @@ def _open_output(output: Path | None, append: bool = False) -> Iterator[IO[str]]
         yield stream
 
 
+FAST_VALUES = {
+    "--server": "server",
+    "--method": "method",
+    "--k": "k",
+    "--format": "fmt",
+    "--output": "output",
+    "-o": "output",
+    "--api-key-file": "api_key_file",
+}
+FAST_FLAGS = {"--quiet": "quiet", "-q": "quiet", "--no-progress": "progress", "--strict": "strict"}
+
+
+def _service_call(argv: list[str]) -> dict | None:
+    """A call to a service in the plain form (``--server URL IMAGES``, a few options), parsed.
+
+    typer (with pydantic) takes ~0.2 s to start; a device that calls ufd once per
+    image through a service should not pay it. Anything else (help, local runs,
+    other options) returns ``None``: typer parses it, as always.
+    """
+    found: dict = {"server": os.environ.get("UFD_SERVER") or None, "inputs": []}
+    args = iter(argv)
+    for arg in args:
+        name, _, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name in FAST_VALUES:
+            value = inline or next(args, None)
+            if value is None:
+                return None
+            found[FAST_VALUES[name]] = value
+        elif arg in FAST_FLAGS:
+            found[FAST_FLAGS[arg]] = arg != "--no-progress"
+        elif arg.startswith("-") and arg != "-":
+            return None
+        else:
+            found["inputs"].append(arg)
+    if not found["server"] or not found["inputs"]:
+        return None
+    if "k" in found:
+        if not found["k"].isdigit() or int(found["k"]) < 1:
+            return None  # typer says what is wrong
+        found["k"] = int(found["k"])
+    return found
+
+
 def main() -> None:
-    """Console-script entry point."""
-    run(app)
+    """Console-script entry point (a plain service call skips typer: see :func:`_service_call`)."""
+    call = _service_call(sys.argv[1:])
+    if call is None:
+        run(app)
+        return
+    from ufd.cli import c_stderr
+    from ufd.cli.common import run_quickly
+
+    c_stderr.route()
+    settings = Run(
+        call["inputs"],
+        call.get("method", "linear"),
+        call.get("k"),
+        call.get("fmt"),
+        Path(call["output"]) if "output" in call else None,
+        strict=call.get("strict", False),
+        progress=False if "progress" in call else None,
+        quiet=call.get("quiet", False),
+    )
+    key = Path(call["api_key_file"]) if "api_key_file" in call else None
+    run_quickly(lambda: _on_server(settings, call["server"], key), settings.quiet)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,14 @@ def serve(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    socket_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--socket",
+            help="Also listen on this Unix domain socket (mode 0600: this user only), for "
+            "one-shot callers on this machine: ufd-detect --server unix:PATH IMAGE.",
+        ),
+    ] = None,
     method: Annotated[
         str, typer.Option(help="Default when a request names none. " + methods_help())
     ] = "linear",
@@ -82,6 +90,7 @@ def serve(
     from ufd.runtime.methods import open_bundle
     from ufd.runtime.serve.app import create_app
     from ufd.runtime.serve.config import ServeConfig, read_api_key
+    from ufd.runtime.serve.listen import bind_tcp, bind_unix
 
     open_bundle(bundle)  # a wrong path or a bad manifest fails here, before listening
     config = ServeConfig(
@@ -107,9 +116,13 @@ def serve(
         cors_origins=list(cors_origin),
         provenance=provenance,
     )
+    sockets = [bind_tcp(host, port)]  # a busy port fails here too, before anything listens
+    if socket_path is not None:
+        sockets.append(bind_unix(socket_path))
     failure: list[str] = []
 
     def fatal(message: str) -> None:
+
         failure.append(message)
         server.should_exit = True
 
@@ -128,8 +141,13 @@ def serve(
         signal.signal(sig, lambda *_: None)  # a drained shutdown then exits 0
     if config.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: listening on {host} without --api-key-file", err=True)
-    typer.echo(f"ufd-serve: {bundle} on http://{host}:{port} (loading; see /readyz)", err=True)
-    server.run()
+    where = f"http://{host}:{port}" + (f" and unix:{socket_path}" if socket_path else "")
+    typer.echo(f"ufd-serve: {bundle} on {where} (loading; see /readyz)", err=True)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        if socket_path is not None:
+            socket_path.unlink(missing_ok=True)
     if failure:
         raise typer.Exit(2)
 

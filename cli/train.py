@@ -65,7 +65,7 @@ def train(
     from ufd.export.train.training_data import FeatureGatherer, Sources, gather
     from ufd.runtime.cache import cache_dir
     from ufd.runtime.detector import Detector
-    from ufd.runtime.io.inputs import load_feature_file
+    from ufd.runtime.io.feature_files import load_feature_file
 
     if method not in TRAINERS:
         raise fail(f"unknown --method {method!r}; use {', '.join(TRAINERS)}")

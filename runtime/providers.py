@@ -19,8 +19,6 @@ import base64
 import logging
 from dataclasses import dataclass, field
 
-import onnxruntime as ort
-
 from ufd.runtime.cache import cache_dir
 from ufd.runtime.errors import ProviderError
 
@@ -147,6 +145,8 @@ def start_provider(requested: str) -> Provider:
         ProviderError: unknown name, or a provider asked for by name that this
             onnxruntime lacks or that fails to start.
     """
+    import onnxruntime as ort  # here, not at import: the CLI's help and a service client need none
+
     available = ort.get_available_providers()
     if requested == "auto":
         for provider in PROVIDERS.values():
@@ -201,6 +201,8 @@ _STARTED: dict[str, bool] = {}
 def _starts(provider: Provider) -> bool:
     """Whether onnxruntime really runs the probe graph on ``provider`` (once per process)."""
     if provider.ort_name not in _STARTED:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:

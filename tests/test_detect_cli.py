@@ -150,12 +150,13 @@ def test_scores_do_not_depend_on_batch_neighbours(
 
 
 def test_a_bug_is_one_line_and_exit_3_never_some_inputs_failed(monkeypatch, tmp_path) -> None:
-    import ufd.cli.detect as detect_cli
+    from ufd.runtime.detector import Detector
 
     def broken(*args, **kwargs):
         raise TypeError("replace() should be called on dataclass instances")
 
-    monkeypatch.setattr(detect_cli.Detector, "open", broken)
+    monkeypatch.setattr(Detector, "open", broken)
+
     image = random_image(tmp_path / "a.png", (64, 64))
     result = runner.invoke(app, [str(tmp_path), str(image)])
     assert result.exit_code == 3, result.output

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 
 from ufd.runtime import providers
@@ -22,7 +23,7 @@ def fake_ort(monkeypatch: pytest.MonkeyPatch):
     """Pretend onnxruntime has ``available`` providers, of which ``starting`` really start."""
 
     def configure(available: list[str], starting: set[str]) -> None:
-        monkeypatch.setattr(providers.ort, "get_available_providers", lambda: available)
+        monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: available)
         monkeypatch.setattr(providers, "_STARTED", {})
         monkeypatch.setattr(providers, "_starts", lambda p: p.ort_name in starting)
 

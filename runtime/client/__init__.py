@@ -1,7 +1,7 @@
 """``ufd.client``: call a running ``ufd-serve`` from Python (standard library only).
 
 >>> from ufd.client import Client
->>> client = Client("http://127.0.0.1:8000", api_key=None)
+>>> client = Client("http://127.0.0.1:8000", api_key=None)  # or Client("unix:/run/ufd.sock")
 >>> for record in client.detect(["photo.jpg", open("b.png", "rb").read()], method="all"):
 ...     print(record.path, record.prob, record.label)
 
@@ -11,10 +11,12 @@ gives, built from the service's JSON.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import urllib.error
-import urllib.request
+import socket
+import threading
+import urllib.parse
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +30,7 @@ class ServiceError(UfdError):
     """The service answered an error (its status and message are kept)."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"ufd-serve answered {status}: {message}")
+        super().__init__(f"ufd-serve answered {status}: {message}" if status else message)
         self.status = status
         self.message = message
 
@@ -37,9 +39,26 @@ class Client:
     """A small client of ``ufd-serve``'s HTTP API."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 120.0) -> None:
+        """A client of the service at ``url``: ``http(s)://host:port`` or ``unix:/path/to.sock``.
+
+        Raises:
+            ServiceError: ``url`` is neither.
+        """
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        self.socket_path: str | None = None
+        self.prefix = ""
+        self._local = threading.local()  # one kept-alive connection per calling thread
+        if self.url.startswith("unix:"):
+            self.socket_path = self.url.removeprefix("unix:")
+        else:
+            parts = urllib.parse.urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ServiceError(
+                    0, f"{url!r} is not a service address: give http://HOST:PORT or unix:PATH"
+                )
+            self.prefix = parts.path.rstrip("/")
 
     def detect(
         self,
@@ -89,18 +108,76 @@ class Client:
             headers["Content-Type"] = content_type
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url + path, body, headers, method=verb)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as e:
+            connection = self._connection()
+            connection.request(verb, self.prefix + path, body, headers)
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            self._close()
+            raise ServiceError(
+                0, f"cannot reach ufd-serve at {self.url}: {_reason(e)} (is it running?)"
+            ) from None
+
+        if response.status >= 400:
             try:
-                message = json.loads(e.read()).get("error", e.reason)
-            except ValueError:
-                message = str(e.reason)
-            raise ServiceError(e.code, message) from None
-        except urllib.error.URLError as e:
-            raise ServiceError(0, f"cannot reach {self.url}: {e.reason}") from None
+                message = json.loads(data).get("error", response.reason)
+            except (ValueError, AttributeError):
+                message = response.reason
+            raise ServiceError(response.status, message)
+        return json.loads(data)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's kept-alive connection (a Unix socket or TCP), made on first use."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            if self.socket_path is not None:
+                connection = _UnixConnection(self.socket_path, self.timeout)
+            else:
+                parts = urllib.parse.urlsplit(self.url)
+                kind = (
+                    http.client.HTTPSConnection
+                    if parts.scheme == "https"
+                    else http.client.HTTPConnection
+                )
+                connection = kind(parts.hostname or "127.0.0.1", parts.port, timeout=self.timeout)
+            self._local.connection = connection
+        return connection
+
+    def _close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+
+    def close(self) -> None:
+        """Close the connection (a later call opens a new one)."""
+        self._close()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix domain socket (``ufd-serve --socket PATH``)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
 
 
 def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str) -> bytes:

@@ -17,12 +17,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ufd.runtime.errors import UfdError
-from ufd.runtime.io.decode import ImageSource
-from ufd.runtime.io.formats import image_extensions
+if TYPE_CHECKING:  # only a type: expanding inputs needs neither Pillow nor numpy
+    from ufd.runtime.io.decode import ImageSource
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -95,6 +93,8 @@ class Skipped:
 
 def is_image_name(name: str) -> bool:
     """True when ``name``'s extension is a format this install decodes (case-insensitive)."""
+    from ufd.runtime.io.formats import image_extensions
+
     return os.path.splitext(name)[1].lower() in image_extensions()
 
 
@@ -171,49 +171,3 @@ def _walk_directory(root: Path, skipped: Skipped) -> Iterator[InputItem]:
         yield InputItem(str(error.filename), f"cannot list directory: {error.strerror}")
     if not found and not unreadable:
         yield InputItem(str(root), "directory holds no image files (by extension)")
-
-
-def load_feature_file(path: Path, dim: int) -> np.ndarray:
-    """Precomputed features, one row per image, checked for shape and values.
-
-    ``path`` is a ``.npy`` array, or a ``ufd-scan --features`` dataset (its folder
-    or one of its ``.parquet`` shards): the ``feature`` of every row scored.
-
-    Raises:
-        UfdError: unreadable, pickled, wrong shape or non-finite values.
-    """
-    path = Path(path)
-    if path.is_dir() or path.suffix.lower() == ".parquet":
-        features = _scan_features(path, dim)
-    else:
-        try:
-            features = np.load(path, allow_pickle=False, mmap_mode="r")
-        except (OSError, ValueError) as e:
-            raise UfdError(f"cannot read features {path}: {e} (need a plain .npy array)") from e
-    if features.ndim != 2 or features.shape[1] != dim:
-        raise UfdError(
-            f"{path} holds an array of shape {features.shape}; expected (N, {dim}): one row "
-            f"per image, the bundle's {dim}-d features"
-        )
-    features = np.asarray(features, dtype=np.float32)
-    if not np.isfinite(features).all():
-        raise UfdError(f"{path} holds NaN or infinite values")
-    return features
-
-
-def _scan_features(path: Path, dim: int) -> np.ndarray:
-    """The ``feature`` column of a ``ufd-scan --features`` dataset (rows with one)."""
-    try:
-        import pyarrow.compute as pc
-        import pyarrow.dataset as ds
-    except ModuleNotFoundError as e:
-        raise UfdError(f"reading {path} needs pyarrow: pip install 'ufd[scale]'") from e
-    try:
-        column = ds.dataset(path, format="parquet").to_table(columns=["feature"]).column(0)
-    except (OSError, ValueError, KeyError) as e:
-        raise UfdError(f"{path} is not a ufd-scan --features dataset ({e})") from e
-    column = pc.drop_null(column).combine_chunks() if column.num_chunks else column
-    if len(column) == 0:
-        return np.zeros((0, dim), np.float32)
-    values = column.flatten().to_numpy(zero_copy_only=False)
-    return values.astype(np.float32).reshape(len(column), -1)

@@ -120,18 +120,20 @@ def make_writer(
     methods: str | tuple[str, ...] = "linear",
     appending: bool = False,
     provenance: bool = False,
+    fields: tuple[str, ...] | None = None,
 ) -> RecordWriter:
     """The writer for ``fmt`` over ``stream``, with the fields of ``methods``.
 
     ``appending`` (``--resume`` onto a non-empty file) skips the CSV header;
-    ``provenance`` adds that field.
+    ``provenance`` adds that field; ``fields`` (records from a service, or a run's
+    own :meth:`~ufd.runtime.detector.Detector.fields`) replaces both.
 
     Raises:
         UsageError: unknown format or method.
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return FORMATS[fmt](stream, fields_for(methods, provenance), appending)
+    return FORMATS[fmt](stream, fields or fields_for(methods, provenance), appending)
 
 
 def format_from_suffix(output: Path | None) -> str:

@@ -16,7 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ufd.runtime.detector import Detector
-from ufd.runtime.io.inputs import expand_inputs, load_feature_file
+from ufd.runtime.io.feature_files import load_feature_file
+from ufd.runtime.io.inputs import expand_inputs
 from ufd.runtime.tools.feature_cache import encoded_batches
 
 Skip = Callable[[str, str], None]
