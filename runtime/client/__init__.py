@@ -150,7 +150,6 @@ class Client:
             connection.close()
             self._local.connection = None
 
-
     def close(self) -> None:
         """Close the connection (a later call opens a new one)."""
         self._close()
