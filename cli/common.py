@@ -45,6 +45,7 @@ EXTRA_HINTS = {
     "uvicorn": "serve",
     "python_multipart": "serve",
     "prometheus_client": "serve",
+    "fastapi_offline": "serve",
     "pyarrow": "scale",
     "ray": "scale",
     "hnswlib": "hnswlib",

@@ -119,11 +119,11 @@ def serve(
     sockets = [bind_tcp(host, port)]  # a busy port fails here too, before anything listens
     if socket_path is not None:
         sockets.append(bind_unix(socket_path))
-    failure: list[str] = []
+    failure: list[int] = []
 
-    def fatal(message: str) -> None:
-
-        failure.append(message)
+    def fatal(message: str, code: int) -> None:
+        """The bundle did not load (2) or a worker stopped (3): end the process with it."""
+        failure.append(code)
         server.should_exit = True
 
     server = uvicorn.Server(
@@ -149,7 +149,7 @@ def serve(
         if socket_path is not None:
             socket_path.unlink(missing_ok=True)
     if failure:
-        raise typer.Exit(2)
+        raise typer.Exit(failure[0])
 
 
 def main() -> None:

@@ -7,6 +7,8 @@ service answers it as JSON.
 
 from __future__ import annotations
 
+import re
+
 
 class UfdError(Exception):
     """Base class of every error ufd raises on purpose."""
@@ -37,3 +39,16 @@ class ModelLoadError(UfdError):
 
 class ExportError(UfdError):
     """Building a bundle or a part of it (graphs, index, head) failed; nothing was written."""
+
+
+_ADDRESS = re.compile(r"<[^<>]{0,200}? at 0x[0-9a-fA-F]+>|\bat 0x[0-9a-fA-F]+\b")
+
+
+def stable_text(error: BaseException | str, limit: int = 200) -> str:
+    """An error's message as records carry it: the same text for the same file, every run.
+
+    Object reprs with memory addresses (``<_io.BytesIO object at 0x7f...>``) become
+    ``(in memory)``; the text is cut at ``limit`` characters.
+    """
+    text = _ADDRESS.sub("(in memory)", str(error)).strip()
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ufd.runtime.bundle import PreprocessConfig
-from ufd.runtime.errors import ImageError
+from ufd.runtime.errors import ImageError, stable_text
 from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource, decode_image
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.preprocess import build_preprocessor
@@ -72,7 +72,7 @@ class Preparer:
         try:
             return self.preprocessor.crop(image)
         except Exception as e:
-            raise ImageError(f"preprocessing failed ({type(e).__name__}: {e})") from e
+            raise ImageError(f"preprocessing failed ({type(e).__name__}: {stable_text(e)})") from e
 
     def __call__(self, source: ImageSource) -> np.ndarray:
         """The encoder input of ``source``.
@@ -123,4 +123,4 @@ def prepare_item(item: InputItem, prepare: Callable[[ImageSource], np.ndarray]) 
         return Prepared(item, error=str(e))
     except Exception as e:
         logger.info("preparing %s failed", item.path, exc_info=True)
-        return Prepared(item, error=f"preprocessing failed ({type(e).__name__}: {e})")
+        return Prepared(item, error=f"preprocessing failed ({type(e).__name__}: {stable_text(e)})")

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from ufd.cli.detect import app as detect_app
 from ufd.runtime import Detector
+from ufd.runtime.errors import ImageError
 from ufd.runtime.provenance import read_provenance
 from ufd.runtime.provenance.metadata import MAX_XMP_BYTES
 
@@ -375,3 +376,28 @@ def test_c2pa_tampered_image_is_reported_not_believed(signed_jpeg: bytes) -> Non
     assert credentials["validation_state"] == "Invalid" and not credentials["intact"]
     assert "assertion.dataHash.mismatch" in credentials["failures"]
     assert found["says"] is None  # the claim is there, but nothing it says counts
+
+
+def test_error_texts_are_the_same_on_every_run() -> None:
+    """Pillow's messages name the file object by its address; records never do."""
+    import subprocess
+    import sys
+
+    from ufd.runtime.io.decode import decode_image
+    from ufd.runtime.provenance import read_provenance
+
+    data = b"GIF89a" + b"\0" * 20  # a header, then nothing Pillow can identify
+    code = (
+        "import sys; from ufd.runtime.provenance import read_provenance as r; "
+        "print(r(sys.stdin.buffer.read()))"
+    )
+    runs = {
+        subprocess.run([sys.executable, "-c", code], input=data, capture_output=True).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 1 and b"0x" not in runs.pop()
+    assert read_provenance(data) == read_provenance(bytearray(data))
+    assert "0x" not in str(read_provenance(data)["errors"])
+    with pytest.raises(ImageError) as first:
+        decode_image(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    assert "0x" not in str(first.value)

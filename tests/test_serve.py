@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import socket
 import threading
@@ -137,8 +138,15 @@ def test_info_docs_and_page(server: Server) -> None:
     spec = get(server.url + "/openapi.json")[1]
     body = spec["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(body)
-    assert get(server.url + "/docs")[0] == 200
+    assert info["device_parity"]["precision"] == "int8" and info["device_parity"]["ok"]
+    for docs in ("/docs", "/redoc"):  # every script and style from this service: offline
+        status, html = get(server.url + docs)
+        assert status == 200 and "/docs-assets/" in html
+        assert not re.search(r"(src|href)=['\"]?https?:", html), docs
+    assert get(server.url + "/docs-assets/swagger-ui-bundle.js")[0] == 200
+    assert get(server.url + "/docs-assets/..%2Fpage.html")[0] == 404
     page = get(server.url + "/")[1]
+
     assert "<script>" in page and "http" not in page.split("<script>")[1].split("</script>")[0]
 
 

@@ -112,3 +112,12 @@ def _wait_text(browser, element, text: str, timeout: float = 30) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(browser, timeout).until(lambda _: text in element.text)
+
+
+def test_the_api_docs_render_offline(browser, full_bundle: Path) -> None:
+    """Chromium runs without network here: Swagger UI must come from the service itself."""
+    with serving(full_bundle) as server:
+        browser.get(server.url + "/docs")
+        title = _wait(browser, ".swagger-ui .info .title")
+        assert title.text.startswith("ufd-serve")
+        assert "/v1/detect" in _wait(browser, ".opblock-summary-path").text + browser.page_source

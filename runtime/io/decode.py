@@ -28,7 +28,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ufd.runtime.errors import ImageError
+from ufd.runtime.errors import ImageError, stable_text
 from ufd.runtime.io.formats import register_plugins
 
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -78,12 +78,12 @@ def decode_image(
     except UnidentifiedImageError as e:
         raise ImageError("not a recognised image format (corrupt or not an image)") from e
     except Image.DecompressionBombError as e:
-        raise ImageError(f"refused as a decompression bomb: {e}") from e
+        raise ImageError(f"refused as a decompression bomb: {stable_text(e)}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         # Pillow reports truncated or damaged data as OSError/SyntaxError/ValueError.
-        raise ImageError(f"damaged image data: {e}") from e
+        raise ImageError(f"damaged image data: {stable_text(e)}") from e
     except Exception as e:
-        raise ImageError(f"cannot decode image ({type(e).__name__}: {e})") from e
+        raise ImageError(f"cannot decode image ({type(e).__name__}: {stable_text(e)})") from e
 
 
 def _open_target(source: ImageSource) -> str | BinaryIO:

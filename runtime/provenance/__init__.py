@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from ufd.runtime.errors import stable_text
 from ufd.runtime.provenance.content_credentials import read_c2pa
 from ufd.runtime.provenance.metadata import GENERATED_TYPES, read_metadata
 from ufd.runtime.provenance.watermark import read_watermark
@@ -34,7 +35,7 @@ def read_provenance(source: Any, max_bytes: int = MAX_FILE_BYTES) -> dict[str, A
     try:
         data = _bytes(source, max_bytes)
     except OSError as e:
-        return {"errors": [f"unreadable: {e}"], "says": None}
+        return {"errors": [f"unreadable: {stable_text(e)}"], "says": None}
     if data is None:
         return None
     found: dict[str, Any] = {}
@@ -48,7 +49,7 @@ def read_provenance(source: Any, max_bytes: int = MAX_FILE_BYTES) -> dict[str, A
                 found["watermark"] = mark
     except Exception as e:  # noqa: BLE001 - a broken file is an entry, never a failure
         image_format = None
-        errors.append(f"metadata unreadable: {type(e).__name__}: {str(e)[:160]}")
+        errors.append(f"metadata unreadable: {type(e).__name__}: {stable_text(e, 160)}")
     errors += found.pop("errors", [])
     credentials = read_c2pa(data, image_format)
     if credentials is not None:

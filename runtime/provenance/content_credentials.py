@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from ufd.runtime.errors import stable_text
+
 _MIME = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -45,7 +47,7 @@ def read_c2pa(data: bytes, image_format: str | None) -> dict[str, Any] | None:
             state = reader.get_validation_state()
             results = reader.get_validation_results() or {}
     except Exception as e:  # noqa: BLE001 - c2pa reports "no manifest" as an error too
-        text = str(e)
+        text = stable_text(e)
         if "JumbfNotFound" in text or "ManifestNotFound" in text or "no JUMBF" in text:
             return None
         return {"error": f"unreadable manifest: {text[:200]}"}

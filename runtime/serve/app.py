@@ -28,11 +28,15 @@ from ufd.runtime.errors import UfdError
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.methods import method_class
 from ufd.runtime.serve.config import ServeConfig
+from ufd.runtime.serve.docs import install_docs
 from ufd.runtime.serve.engine import Engine, EngineStats, Overloaded
 from ufd.runtime.serve.metrics import ServeMetrics
 from ufd.runtime.serve.uploads import RequestError, describe_limits, read_detect_request
 
 logger = logging.getLogger(__name__)
+EXIT_BUNDLE, EXIT_INTERNAL = 2, 3
+"""How ``ufd-serve`` ends when it cannot serve: the bundle failed to load, or a worker stopped."""
+
 DETECT_BODY = {
     "required": True,
     "content": {
@@ -85,7 +89,7 @@ class ServiceState:
 def create_app(
     config: ServeConfig,
     open_detector: Callable[[], Detector] | None = None,
-    on_fatal: Callable[[str], None] = lambda message: None,
+    on_fatal: Callable[[str, int], None] = lambda message, code: None,
 ) -> FastAPI:
     """The service for ``config`` (``open_detector`` replaces bundle loading in tests)."""
     state, metrics = ServiceState(), ServeMetrics()
@@ -107,7 +111,11 @@ def create_app(
         version=__version__,
         description="Universal fake-image detection (UnivFD and friends) as a service.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app, "ufd-serve")
+
     app.state.ufd = state
     _install_errors(app, metrics)
     _routes(app, config, state, metrics)
@@ -157,6 +165,7 @@ def _load(state, config, opener, metrics: ServeMetrics, on_fatal) -> None:
             queue_images=config.queue_images,
             decode_workers=config.decode_workers,
             stats=EngineStats(metrics.on_batch, metrics.on_records),
+            on_failure=lambda reason: _worker_died(state, metrics, on_fatal, reason),
         )
         state.detector = detector
         metrics.ready.set(1)
@@ -171,7 +180,15 @@ def _load(state, config, opener, metrics: ServeMetrics, on_fatal) -> None:
     except Exception as e:
         state.failure = f"{e}" if isinstance(e, UfdError) else f"{type(e).__name__}: {e}"
         logger.error("cannot serve %s: %s", config.bundle, state.failure, exc_info=True)
-        on_fatal(state.failure)
+        on_fatal(state.failure, EXIT_BUNDLE)
+
+
+def _worker_died(state: ServiceState, metrics: ServeMetrics, on_fatal, reason: str) -> None:
+    """Not ready any more; the process ends non-zero (exit 3) so that a supervisor restarts it."""
+    state.failure = reason
+    state.ready.clear()
+    metrics.ready.set(0)
+    on_fatal(reason, EXIT_INTERNAL)
 
 
 def _install_errors(app: FastAPI, metrics: ServeMetrics) -> None:
@@ -231,11 +248,13 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
     async def healthz() -> dict:
         return {"status": "alive"}
 
-    @app.get("/readyz", summary="The bundle is loaded and warmed (503 before)")
+    @app.get("/readyz", summary="The bundle is loaded and warmed, the worker runs (503 if not)")
     async def readyz() -> JSONResponse:
-        if state.ready.is_set():
+        engine = state.engine
+        if state.ready.is_set() and engine is not None and engine.alive:
             return JSONResponse({"status": "ready"})
-        reason = state.failure or "loading the bundle"
+        reason = state.failure or (engine and engine.failure) or "loading the bundle"
+
         return JSONResponse({"error": f"not ready: {reason}"}, 503, headers={"Retry-After": "5"})
 
     @app.get("/metrics", summary="Prometheus metrics (ufd_*)")
