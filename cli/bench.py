@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import handle_errors, run, setup_logging
+from ufd.cli.common import TrustKeys, handle_errors, run, setup_logging, trust
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -52,10 +52,12 @@ def bench(
         ),
     ] = 3,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("bench-results"),
+    trust_key: TrustKeys = [],  # noqa: B006
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Benchmark (see the command help)."""
     setup_logging(verbose)
+    trust(trust_key)
     from ufd.runtime.methods import open_bundle
     from ufd.runtime.providers import start_provider
     from ufd.runtime.tools.bench_plan import BenchPlan, markdown, plot

@@ -1,4 +1,4 @@
-"""``ufd-bundle``: check, describe and slim a bundle (runtime only)."""
+"""``ufd-bundle``: check, describe, slim and sign a bundle (runtime only)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import handle_errors, provider_help, run, setup_logging
+from ufd.cli.common import TrustKeys, handle_errors, provider_help, run, setup_logging, trust
 
 app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
     no_args_is_help=True,
-    help="Check a copied bundle (verify), see what it holds (info), drop graphs (slim).",
+    help="Check a copied bundle (verify), see what it holds (info), drop graphs (slim), "
+    "sign it (keygen, sign).",
 )
 
 
@@ -35,10 +36,13 @@ def verify(
         bool, typer.Option("--json", help="With --parity: print one JSON object.")
     ] = False,
     provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
+    trust_key: TrustKeys = [],  # noqa: B006
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Verify (see the command help)."""
     setup_logging(verbose)
+    trust(trust_key)
+    from ufd.runtime.tools.bundle_tools import signature_state
     from ufd.runtime.tools.bundle_tools import verify as check
 
     problems = check(bundle)
@@ -49,6 +53,7 @@ def verify(
         raise typer.Exit(2)
     if not parity:
         typer.echo(f"{bundle}: every file matches its sha256; every graph and bank loads")
+        typer.echo(f"{bundle}: {signature_state(bundle)}")
         return
     from ufd.runtime.tools.parity_check import check_parity
 
@@ -81,9 +86,11 @@ def _print_parity(bundle: Path, verdict) -> None:
 def info(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    trust_key: TrustKeys = [],  # noqa: B006
 ) -> None:
     """Describe (see the command help)."""
     setup_logging(0)
+    trust(trust_key)
     from ufd.runtime.tools.bundle_tools import describe
 
     about = describe(bundle)
@@ -107,6 +114,8 @@ def info(
         typer.echo(f"  method {name}: threshold {shown}{calibrated}, {method['mb']:.1f} MB")
     for note in about["notes"]:
         typer.echo(f"  note: {note}")
+    signed = about["signed_by"] or ("not checked (no --trust-key)" if about["signed"] else None)
+    typer.echo(f"  signature: {signed or 'none'}")
 
 
 @app.command(
@@ -127,6 +136,46 @@ def slim(
         f"removed {', '.join(removed) or 'nothing'}; {bundle} keeps "
         f"{', '.join(manifest.precisions)}"
     )
+
+
+@app.command(
+    help="Make a key pair to sign bundles with: PREFIX.pem (private, mode 0600; keep it "
+    "secret) and PREFIX.pub.pem (public: give it to devices, --trust-key)."
+)
+@handle_errors
+def keygen(prefix: Annotated[Path, typer.Argument(help="Where to write, e.g. keys/publisher.")]):
+    """Keygen (see the command help)."""
+    setup_logging(0)
+    from ufd.runtime.tools.bundle_tools import make_keys
+
+    private, public = make_keys(prefix)
+    typer.echo(f"wrote {private} (private: keep it secret) and {public} (public)")
+
+
+@app.command(
+    help="Sign a bundle with OpenSSF model signing (an elliptic-curve private key; with "
+    "--certificate, an X.509 certificate too): signature.sig beside the manifest, which "
+    "pins every file. Devices then use it with --trust-key PUB.pem (or UFD_TRUSTED_KEYS) "
+    "and refuse it if anything changes. Changing the bundle later (ufd-index, "
+    "ufd-calibrate, slim...) needs a new signature."
+)
+@handle_errors
+def sign(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    key: Annotated[Path, typer.Option(help="Private key (PEM), e.g. from ufd-bundle keygen.")],
+    certificate: Annotated[
+        Path | None, typer.Option(help="Signing certificate (PEM) to sign with the key.")
+    ] = None,
+    chain: Annotated[list[Path], typer.Option(help="Certificate chain (PEM), repeatable.")] = [],  # noqa: B006
+) -> None:
+    """Sign (see the command help)."""
+    setup_logging(0)
+    from ufd.runtime.bundle.signing import sign as write_signature
+    from ufd.runtime.methods import open_bundle
+
+    open_bundle(bundle)  # a bundle, whole enough to read
+    path = write_signature(bundle, key, certificate, chain)
+    typer.echo(f"signed {bundle}: {path.name} (covers manifest.json, which pins every file)")
 
 
 def main() -> None:

@@ -10,12 +10,14 @@ import typer
 
 from ufd.cli.common import (
     BATCH_HELP,
+    TrustKeys,
     fail,
     handle_errors,
     named_paths,
     provider_help,
     run,
     setup_logging,
+    trust,
 )
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -78,10 +80,12 @@ def calibrate(
     provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime threads.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
+    trust_key: TrustKeys = [],  # noqa: B006
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Calibrate (see the command help)."""
     setup_logging(verbose)
+    trust(trust_key)
     from ufd.runtime.detector import Detector
     from ufd.runtime.methods import ScoreOptions, method_class
     from ufd.runtime.tools.calibrate import calibrate as calibrate_method

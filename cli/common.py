@@ -14,7 +14,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from typer.exceptions import TyperException
@@ -50,9 +50,29 @@ EXTRA_HINTS = {
     "ray": "scale",
     "hnswlib": "hnswlib",
     "c2pa": "provenance",
+    "model_signing": "signing",
 }
 """Missing module -> the extra that installs it."""
 logger = logging.getLogger("ufd")
+
+
+TrustKeys = Annotated[
+    list[Path],
+    typer.Option(
+        "--trust-key",
+        help="Use only bundles signed with this public key (ufd-bundle sign); repeatable. "
+        "Also UFD_TRUSTED_KEYS (keys separated by ':') and UFD_TRUSTED_CERTS (certificate "
+        "chains). An unsigned bundle, another signer or a change after signing: exit 2.",
+    ),
+]
+
+
+def trust(keys: list[Path]) -> None:
+    """Apply ``--trust-key``: every bundle this process (and its workers) opens is checked."""
+    from ufd.runtime.bundle.signing import trust as trust_keys
+
+    if keys:
+        trust_keys(keys)
 
 
 def provider_help() -> str:

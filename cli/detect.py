@@ -23,12 +23,14 @@ from ufd.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    TrustKeys,
     fail,
     handle_errors,
     methods_help,
     provider_help,
     run,
     setup_logging,
+    trust,
 )
 from ufd.runtime.io.inputs import Skipped, expand_inputs
 from ufd.runtime.io.writers import FORMATS, done_paths, format_from_suffix, make_writer
@@ -47,6 +49,7 @@ LOCAL_ONLY = {
     "features": None,
     "provenance": False,
     "exact": None,
+    "trust_key": [],
 }
 """Options a service ignores (it runs its own bundle and graph), with their defaults."""
 
@@ -163,11 +166,13 @@ def detect(
         Path | None,
         typer.Option(help="With --server: the service's API key (this file's first line)."),
     ] = None,
+    trust_key: TrustKeys = [],  # noqa: B006
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
 ) -> None:
     """Run detection (see the command help)."""
     setup_logging(verbose, quiet)
+    trust(trust_key)
     if server:
         given = locals()
         local = [name for name, default in LOCAL_ONLY.items() if given[name] != default]

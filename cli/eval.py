@@ -10,12 +10,14 @@ import typer
 
 from ufd.cli.common import (
     BATCH_HELP,
+    TrustKeys,
     fail,
     handle_errors,
     methods_help,
     provider_help,
     run,
     setup_logging,
+    trust,
 )
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -66,10 +68,12 @@ def evaluate(
         typer.Option(help="Feature cache folder (default: $UFD_CACHE_DIR/features)."),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache features.")] = False,
+    trust_key: TrustKeys = [],  # noqa: B006
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Evaluate (see the command help)."""
     setup_logging(verbose)
+    trust(trust_key)
     from ufd.runtime.cache import cache_dir
     from ufd.runtime.detector import Detector
     from ufd.runtime.tools.evaluate import EvalOptions, discover_sets, evaluate, limit_per_class

@@ -10,12 +10,14 @@ import typer
 
 from ufd.cli.common import (
     BATCH_HELP,
+    TrustKeys,
     fail,
     handle_errors,
     named_paths,
     provider_help,
     run,
     setup_logging,
+    trust,
 )
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -90,10 +92,12 @@ def index(
     provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="Threads.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
+    trust_key: TrustKeys = [],  # noqa: B006
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Build the bank (see the command help)."""
     setup_logging(verbose)
+    trust(trust_key)
     from ufd.runtime.detector import Detector
     from ufd.runtime.tools.features import gather_features
     from ufd.runtime.tools.index_build import IndexOptions, build_index

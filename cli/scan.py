@@ -11,12 +11,14 @@ import typer
 
 from ufd.cli.common import (
     EXIT_CODES_HELP,
+    TrustKeys,
     fail,
     handle_errors,
     methods_help,
     provider_help,
     run,
     setup_logging,
+    trust,
 )
 from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
 
@@ -75,10 +77,12 @@ def scan(
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: TTY).")
     ] = None,
+    trust_key: TrustKeys = [],  # noqa: B006
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Scan (see the command help)."""
     setup_logging(verbose)
+    trust(trust_key)
     from tqdm import tqdm
 
     from ufd.runtime.scan.engines import RayOptions

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import handle_errors, methods_help, provider_help, run, setup_logging
+from ufd.cli.common import (
+    TrustKeys,
+    handle_errors,
+    methods_help,
+    provider_help,
+    run,
+    setup_logging,
+    trust,
+)
 from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -81,10 +89,12 @@ def serve(
     cors_origin: Annotated[
         list[str], typer.Option(help="Allow browser calls from this origin (repeatable).")
     ] = [],  # noqa: B006
+    trust_key: TrustKeys = [],  # noqa: B006
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Serve (see the command help)."""
     setup_logging(verbose)
+    trust(trust_key)
     import uvicorn
 
     from ufd.runtime.methods import open_bundle

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import fail, handle_errors, named_paths, provider_help, run, setup_logging
+from ufd.cli.common import (
+    TrustKeys,
+    fail,
+    handle_errors,
+    named_paths,
+    provider_help,
+    run,
+    setup_logging,
+    trust,
+)
 from ufd.export.train.trainers import trainers_help
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -57,10 +66,12 @@ def train(
     provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
     encode_batch: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache features.")] = False,
+    trust_key: TrustKeys = [],  # noqa: B006
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
 ) -> None:
     """Train (see the command help)."""
     setup_logging(verbose)
+    trust(trust_key)
     from ufd.export.train.trainers import TRAINERS, TrainSettings
     from ufd.export.train.training_data import FeatureGatherer, Sources, gather
     from ufd.runtime.cache import cache_dir

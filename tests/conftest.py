@@ -213,3 +213,15 @@ def browser(tmp_path: Path):
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(autouse=True)
+def _no_trust_policy_leaks():
+    """``--trust-key`` sets the process's trust policy (for its workers too); tests run
+    commands in-process, so each test starts and ends without one."""
+    names = ("UFD_TRUSTED_KEYS", "UFD_TRUSTED_CERTS")
+    for name in names:
+        os.environ.pop(name, None)
+    yield
+    for name in names:
+        os.environ.pop(name, None)

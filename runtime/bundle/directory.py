@@ -7,13 +7,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ufd.runtime.bundle import stamps
+from ufd.runtime.bundle import signing, stamps
 from ufd.runtime.bundle.manifest import (
     MANIFEST_NAME,
     EncoderGraph,
     FileEntry,
     Manifest,
     MethodConfigs,
+    parse_json,
+    read_bytes,
 )
 from ufd.runtime.errors import BundleError
 
@@ -67,6 +69,9 @@ class Bundle:
 
     root: Path
     manifest: Manifest
+    signed_by: str | None = None
+    """The trusted key or certificate the signature verified with (``None``: no trust
+    policy was set, see :mod:`ufd.runtime.bundle.signing`)."""
 
     @classmethod
     def open(cls, root: str | Path, method_configs: MethodConfigs) -> Bundle:
@@ -83,7 +88,10 @@ class Bundle:
         root = Path(root)
         if not root.is_dir():
             raise BundleError(f"bundle {root} is not a directory; make one with ufd-export")
-        manifest = Manifest.read(root / MANIFEST_NAME, method_configs)
+        path = root / MANIFEST_NAME
+        data = read_bytes(path)
+        signer = signing.check(root, data)  # before anything in the bundle is used
+        manifest = Manifest.from_dict(parse_json(data, path), method_configs)
         for name in manifest.files:
             safe_join(root, name)
         listed = [g.file for g in manifest.encoders.values()]
@@ -94,7 +102,7 @@ class Bundle:
                 raise BundleError(
                     f"manifest names {name!r} without a hash entry; re-export the bundle"
                 )
-        return cls(root=root, manifest=manifest)
+        return cls(root=root, manifest=manifest, signed_by=signer)
 
     def verified_path(self, relative: str, verify: bool = True, full: bool = False) -> Path:
         """The absolute path of bundle file ``relative``, after checking size and sha256.
@@ -116,8 +124,9 @@ class Bundle:
                 f"bundle file {relative!r} is missing from {self.root}; copy the whole "
                 "bundle directory or re-export it"
             )
-        if verify:
+        if verify or self.signed_by is not None:  # a signed bundle is always checked
             _check_file(path, relative, entry, full)
+
         return path
 
     def graph_path(self, relative: str, verify: bool = True) -> Path:

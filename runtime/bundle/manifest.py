@@ -331,16 +331,29 @@ class Manifest:
 
 def read_json(path: Path) -> Any:
     """The JSON document of a manifest file, with fix-it errors."""
+    return parse_json(read_bytes(path), path)
+
+
+def read_bytes(path: Path) -> bytes:
+    """A manifest file's bytes, with fix-it errors."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes()
     except FileNotFoundError as e:
         raise BundleError(f"{path} not found: not a ufd bundle (make one with ufd-export)") from e
     except OSError as e:
         raise BundleError(f"cannot read {path}: {e.strerror}") from e
+
+
+def parse_json(data: bytes, path: Path) -> Any:
+    """The JSON document in a manifest's bytes, with fix-it errors."""
     try:
-        return json.loads(text)
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{path} is not UTF-8 text; re-export the bundle") from e
     except json.JSONDecodeError as e:
         raise BundleError(f"{path} is not valid JSON ({e}); re-export the bundle") from e
+    except RecursionError as e:
+        raise BundleError(f"{path} nests too deeply to be a manifest; re-export the bundle") from e
 
 
 def _build_methods(raw: Any, configs: MethodConfigs) -> dict[str, MethodEntry]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +19,9 @@ from pathlib import Path
 
 from ufd.runtime.bundle.directory import Bundle, sha256_file
 from ufd.runtime.bundle.manifest import MANIFEST_NAME, FileEntry, Manifest
+from ufd.runtime.bundle.signing import SIGNATURE_NAME
+
+logger = logging.getLogger(__name__)
 
 ManifestChange = Callable[[Manifest], Manifest]
 
@@ -82,7 +86,13 @@ def file_entry(path: Path) -> FileEntry:
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    """Replace ``root/manifest.json`` atomically."""
+    """Replace ``root/manifest.json`` atomically (a signature over the old one is stale then)."""
     tmp = root / f".{MANIFEST_NAME}.tmp-{os.getpid()}"
     tmp.write_text(manifest.to_json(), encoding="utf-8")
     os.replace(tmp, root / MANIFEST_NAME)
+    if (root / SIGNATURE_NAME).is_file():
+        logger.warning(
+            "%s changed after it was signed: sign it again (ufd-bundle sign), or devices that "
+            "trust its signer refuse it",
+            root,
+        )

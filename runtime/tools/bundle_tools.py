@@ -10,12 +10,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ufd.runtime.bundle import MANIFEST_NAME, PRECISIONS, Bundle, Manifest
 from ufd.runtime.bundle.manifest import read_json
+from ufd.runtime.bundle.signing import SIGNATURE_NAME
 from ufd.runtime.bundle.update import write_manifest
 from ufd.runtime.errors import BundleError, UfdError, UsageError
 from ufd.runtime.methods import open_bundle
@@ -44,7 +46,7 @@ def verify(root: Path) -> list[Problem]:
     if problems:
         return problems  # loading damaged files would only repeat these
     problems += _load_everything(bundle)
-    listed = set(bundle.manifest.files) | {MANIFEST_NAME}
+    listed = set(bundle.manifest.files) | {MANIFEST_NAME, SIGNATURE_NAME}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if rel not in listed and not PurePosixPath(rel).name.startswith("."):
@@ -76,6 +78,47 @@ def _load_everything(bundle: Bundle) -> list[Problem]:
         except UfdError as e:
             problems.append(Problem(", ".join(entry.files.values()) or name, str(e)))
     return problems
+
+
+def signature_state(root: Path) -> str:
+    """One line on the bundle's signature (verified only when a trust policy is set)."""
+    bundle = open_bundle(root)  # checks the signature when keys are trusted
+    if bundle.signed_by is not None:
+        return f"signature verified with the trusted {bundle.signed_by}"
+    if (Path(root) / SIGNATURE_NAME).is_file():
+        return f"signed ({SIGNATURE_NAME}); not checked: pass --trust-key PUB.pem to check it"
+    return "not signed (ufd-bundle sign adds a signature)"
+
+
+def make_keys(prefix: Path) -> tuple[Path, Path]:
+    """A new P-256 key pair: ``PREFIX.pem`` (private, 0600) and ``PREFIX.pub.pem``.
+
+    Raises:
+        UsageError: a file is in the way.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private, public = Path(f"{prefix}.pem"), Path(f"{prefix}.pub.pem")
+    taken = [str(p) for p in (private, public) if p.exists()]
+    if taken:
+        raise UsageError(f"{', '.join(taken)} exists already: choose another prefix")
+    key = ec.generate_private_key(ec.SECP256R1())
+    private.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    descriptor = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as fh:
+        fh.write(pem)
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
 
 
 def describe(root: Path) -> dict[str, Any]:
@@ -112,6 +155,8 @@ def describe(root: Path) -> dict[str, Any]:
         "methods": methods,
         "parity": {p: vars(r) for p, r in manifest.parity.items()},
         "notes": manifest.notes,
+        "signed": (Path(root) / SIGNATURE_NAME).is_file(),
+        "signed_by": bundle.signed_by,
         "total_mb": sum(sizes.values()) / 1e6,
     }
 
