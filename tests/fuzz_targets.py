@@ -10,6 +10,7 @@ other exception is a finding.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 from collections.abc import Callable
@@ -77,7 +78,8 @@ def exif(data: bytes) -> None:
 
     payload = b"Exif\x00\x00" + data[:65000]
     segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
-    found = read_provenance(_TINY_JPEG[:2] + segment + _TINY_JPEG[2:])
+    jpeg = _tiny_jpeg()
+    found = read_provenance(jpeg[:2] + segment + jpeg[2:])
     if found is not None:
         json.dumps(found)
 
@@ -161,12 +163,10 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
 }
 
 
+@functools.cache
 def _tiny_jpeg() -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.new("RGB", (16, 16), (90, 120, 200)).save(buffer, "JPEG")
     return buffer.getvalue()
-
-
-_TINY_JPEG = _tiny_jpeg()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from ufd.runtime.detector import Detector
 from ufd.runtime.errors import UfdError
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.methods import method_class
+from ufd.runtime.serve import openapi as openapi_contract
 from ufd.runtime.serve.config import ServeConfig
 from ufd.runtime.serve.docs import install_docs
 from ufd.runtime.serve.engine import Engine, EngineStats, Overloaded
@@ -36,44 +38,6 @@ from ufd.runtime.serve.uploads import RequestError, describe_limits, read_detect
 logger = logging.getLogger(__name__)
 EXIT_BUNDLE, EXIT_INTERNAL = 2, 3
 """How ``ufd-serve`` ends when it cannot serve: the bundle failed to load, or a worker stopped."""
-
-DETECT_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    "method": {"type": "string", "example": "linear,nn"},
-                    "k": {"type": "integer", "minimum": 1},
-                },
-                "required": ["file"],
-            }
-        },
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "images": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "name": {"type": "string"},
-                                "data": {"type": "string", "format": "byte"},
-                            },
-                            "required": ["data"],
-                        },
-                    },
-                    "method": {"type": "string"},
-                    "k": {"type": "integer", "minimum": 1},
-                },
-                "required": ["images"],
-            }
-        },
-    },
-}
 
 
 class ServiceState:
@@ -119,6 +83,7 @@ def create_app(
     app.state.ufd = state
     _install_errors(app, metrics)
     _routes(app, config, state, metrics)
+    _describe_api(app, config, state)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -183,6 +148,42 @@ def _load(state, config, opener, metrics: ServeMetrics, on_fatal) -> None:
         on_fatal(state.failure, EXIT_BUNDLE)
 
 
+def _describe_api(app: FastAPI, config: ServeConfig, state: ServiceState) -> None:
+    """``/openapi.json`` for the bundle being served (its methods and k), once it is loaded."""
+    from fastapi.openapi.utils import get_openapi
+
+    from ufd.runtime.registry import method_names
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        detector = state.detector
+        methods = detector.methods.available() if detector is not None else method_names()
+        k_max = _largest_k(detector) if detector is not None else None
+        body = openapi_contract.detect_body(
+            methods, k_max, config.max_images, config.max_image_bytes
+        )
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema = openapi_contract.complete(schema, body)
+        if detector is not None:  # final once the bundle is loaded
+            app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
+def _largest_k(detector: Detector) -> int | None:
+    """The largest k every k-NN method of the bundle can give (its smallest bank)."""
+    sizes = [
+        len(method.bank.bank)
+        for name in detector.methods.available()
+        if (method := detector.methods.get(name)).uses_k
+    ]
+    return min(sizes) if sizes else None
+
+
 def _worker_died(state: ServiceState, metrics: ServeMetrics, on_fatal, reason: str) -> None:
     """Not ready any more; the process ends non-zero (exit 3) so that a supervisor restarts it."""
     state.failure = reason
@@ -198,7 +199,8 @@ def _install_errors(app: FastAPI, metrics: ServeMetrics) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, exc.status_code)
+        headers = getattr(exc, "headers", None)  # 405 carries Allow
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=headers)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -269,7 +271,7 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
         detector, _ = ready_detector()
         return describe(detector, config)
 
-    @app.post("/v1/detect", summary="Score images", openapi_extra={"requestBody": DETECT_BODY})
+    @app.post("/v1/detect", summary="Score images")
     async def detect(request: Request) -> JSONResponse:
         """One record per image, in request order, with the fields of ufd-detect's JSONL."""
         require_key(request)
@@ -278,7 +280,15 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
         parsed = await read_detect_request(
             headers.get("content-type"), headers.get("content-length"), request.stream(), config
         )
-        method = parsed.method or request.query_params.get("method") or config.method
+        method = parsed.method
+        if method is None:
+            method = request.query_params.get("method") or config.method
+        elif not re.match(openapi_contract.method_pattern(detector.methods.available()), method):
+            raise RequestError(
+                400,
+                f"method {method[:100]!r}: give all, or methods of this bundle separated by "
+                f"commas ({', '.join(detector.methods.available())})",
+            )
         try:
             methods, options = detector.plan(method, parsed.k)
         except UfdError as e:

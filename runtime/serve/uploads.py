@@ -20,6 +20,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from ufd.runtime.serve.config import MB, ServeConfig
 
 FIELD_LIMIT = 1024  # bytes of a non-image form field (method, k)
+MAX_NAME = 1024  # characters of an image's name (its record's path)
 
 
 class RequestError(Exception):
@@ -159,7 +160,12 @@ class _Parts:
                     413, f"more than {self.limits.max_images} images in one request"
                 )
                 return
-            images.append(Upload(filename or f"image-{len(images)}", bytes(self.data)))
+            name = filename or f"image-{len(images)}"
+            if len(name) > MAX_NAME:
+                self.error = RequestError(400, f"a file name over {MAX_NAME} characters")
+                return
+            images.append(Upload(name, bytes(self.data)))
+
         elif name in ("method", "k"):
             value = self.data.decode("utf-8", "replace").strip()
             if name == "method":
@@ -221,9 +227,13 @@ def _json_image(index: int, entry: Any, limit: int) -> Upload:
     where = f"images[{index}]"
     if not isinstance(entry, dict) or not isinstance(entry.get("data"), str):
         raise RequestError(400, f'{where} must be an object with a base64 "data" string')
+    unknown = set(entry) - {"name", "data"}
+    if unknown:
+        raise RequestError(400, f"unknown field(s) {sorted(unknown)} in {where}")
+
     name = entry.get("name", f"image-{index}")
-    if not isinstance(name, str):
-        raise RequestError(400, f"{where}.name must be a string")
+    if not isinstance(name, str) or len(name) > MAX_NAME:
+        raise RequestError(400, f"{where}.name must be a string of at most {MAX_NAME} characters")
     if len(entry["data"]) > (limit + 2) // 3 * 4 + 4:
         raise _too_large(f"{where} (decoded)", len(entry["data"]) * 3 // 4, limit)
     try:
@@ -238,6 +248,9 @@ def _parse_k(value: Any) -> int | None:
         return None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
+    if isinstance(value, float) and value.is_integer():  # JSON Schema's integers include 3.0
+        value = int(value)
+
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise RequestError(400, f'"k" must be a positive integer, not {value!r}')
     return value
