@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -48,7 +49,10 @@ def post(url: str, body: bytes, content_type: str | None, headers: dict | None =
 class Server:
     """A running ``ufd-serve`` subprocess."""
 
-    def __init__(self, bundle: Path, *args: str, ready: bool = True) -> None:
+    def __init__(
+        self, bundle: Path, *args: str, ready: bool = True, faults: str | None = None
+    ) -> None:
+        """Start ``ufd-serve``; ``faults``: ``UFD_TEST_FAULTS`` for it (ufd.runtime.faults)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
@@ -62,7 +66,11 @@ class Server:
             "cpu",
             *args,
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = os.environ | ({"UFD_TEST_FAULTS": faults} if faults else {})
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+
         if ready:
             self.wait_ready()
 

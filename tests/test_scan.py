@@ -7,6 +7,7 @@ The local engine runs here; the Ray engine runs on a local Ray instance
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -155,7 +156,9 @@ def _killed_then_resumed(bundle: Path, folder: Path, out: Path, *engine: str) ->
         "1",
         *engine,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the scan waits once two shards are written (faults): the kill comes half way, every time
+    env = os.environ | {"UFD_TEST_FAULTS": "pause-after-shards=2"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 120
     while len(list(out.glob("part-*.parquet"))) < 2:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -163,8 +166,9 @@ def _killed_then_resumed(bundle: Path, folder: Path, out: Path, *engine: str) ->
         time.sleep(0.02)
     at_kill = len(list(out.glob("part-*.parquet")))
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL and at_kill < 20  # killed half way
+    assert proc.wait() == -signal.SIGKILL and 2 <= at_kill < 20  # killed half way
     result = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+
     assert result.returncode == 0, result.stderr
     assert "done before)" in result.stderr
     return rows(out)

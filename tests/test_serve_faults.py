@@ -6,7 +6,6 @@ process tests start real ``ufd-serve`` processes with ``UFD_TEST_FAULTS``.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -15,10 +14,10 @@ from helpers import random_image
 from serving import Server, multipart, post
 
 from ufd.runtime import Detector
+from ufd.runtime.faults import WorkerStopped
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.methods import ScoreOptions
 from ufd.runtime.serve.engine import Engine, EngineStats, Overloaded
-from ufd.runtime.serve.faults import WorkerStopped
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +129,7 @@ def test_a_stopped_worker_answers_everything_and_refuses_new_work(
 
 
 def test_a_service_whose_worker_stops_is_not_ready_and_exits_3(full_bundle: Path, images) -> None:
-    os.environ["UFD_TEST_FAULTS"] = "stop-worker-after=1"
-    try:
-        server = Server(full_bundle, "--max-batch", "1")
-    finally:
-        del os.environ["UFD_TEST_FAULTS"]
+    server = Server(full_bundle, "--max-batch", "1", faults="stop-worker-after=1")
     try:
         body = multipart([("file", p.name, p.read_bytes()) for p in images[:2]])
         status, answer, _ = post(

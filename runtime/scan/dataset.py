@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from ufd.runtime.errors import UsageError
+from ufd.runtime.faults import faults
 
 META = "_scan.json"
 RUN = "_run"
@@ -61,6 +62,10 @@ def write_shard(table: pa.Table, out: str, run: str) -> dict[str, Any]:
         return {"shard": None, "rows": 0, "failed": 0}
     filesystem.move(tmp, f"{root}/{name}")
     failed = sum(e is not None for e in table.column("error").to_pylist())
+    if faults().pause_after_shards is not None:  # a test waits to kill the scan here
+        found = filesystem.get_file_info(pafs.FileSelector(root))
+        faults().after_shard(sum(f.base_name.startswith("part-") for f in found))
+
     return {"shard": name, "rows": table.num_rows, "failed": failed}
 
 

@@ -284,11 +284,16 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
         if method is None:
             method = request.query_params.get("method") or config.method
         elif not re.match(openapi_contract.method_pattern(detector.methods.available()), method):
+            try:  # an unknown or missing method: the planner's own words
+                detector.plan(method[:200], parsed.k)
+            except UfdError as e:
+                raise RequestError(400, str(e)) from e
             raise RequestError(
                 400,
                 f"method {method[:100]!r}: give all, or methods of this bundle separated by "
-                f"commas ({', '.join(detector.methods.available())})",
+                f"commas, no spaces ({', '.join(detector.methods.available())})",
             )
+
         try:
             methods, options = detector.plan(method, parsed.k)
         except UfdError as e:

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ufd.runtime.detector import Detector
+from ufd.runtime.faults import Faults
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.methods import ScoreOptions
 from ufd.runtime.pipeline import Prepared, prepare_item
 from ufd.runtime.records import Record
-from ufd.runtime.serve.faults import Faults
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ufd.runtime.faults import faults
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.records import Record
 
@@ -143,6 +144,8 @@ def write_records(
         counts.scored += ok
         counts.failed += len(records) - ok
         on_batch(len(records))
+        faults().after_batch()
+
         if counts.stopped_at is not None:
             break
     return counts

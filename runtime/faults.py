@@ -1,0 +1,72 @@
+"""Faults a test can switch on in a real ufd process (``UFD_TEST_FAULTS``); off everywhere else.
+
+Tests that kill, interrupt or overload a process must not race it. With
+``UFD_TEST_FAULTS="pause-after-batches=5"`` a run stops after five batches
+(ufd-detect's written records, the service's encoder batches) and waits there to
+be killed or interrupted; ``pause-after-shards=2`` does the same once a scan's
+dataset holds two shards; ``slow-batch-ms=300`` makes each service batch 300 ms
+longer; ``stop-worker-after=2`` stops the service's encoder worker with an
+exception after two batches. Unset, as in every real deployment, nothing here
+does anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+
+class WorkerStopped(BaseException):
+    """The injected stop (a BaseException: nothing in the worker may catch it as an error)."""
+
+
+def _settings() -> dict[str, float]:
+    found = {}
+    for part in os.environ.get("UFD_TEST_FAULTS", "").split(","):
+        name, _, value = part.partition("=")
+        if name.strip() and value.strip():
+            found[name.strip()] = float(value)
+    return found
+
+
+def _wait_forever() -> None:
+    while True:  # until the test kills or interrupts the process
+        time.sleep(3600)
+
+
+class Faults:
+    """The faults of this process."""
+
+    def __init__(self) -> None:
+        settings = _settings()
+        self.slow = settings.get("slow-batch-ms", 0.0) / 1e3
+        self.stop_after = settings.get("stop-worker-after")
+        self.pause_after = settings.get("pause-after-batches")
+        self.pause_after_shards = settings.get("pause-after-shards")
+        self.batches = 0
+
+    def before_batch(self) -> None:
+        """A service batch: stop the worker, or sleep, as configured."""
+        if self.stop_after is not None and self.batches >= self.stop_after:
+            raise WorkerStopped("stopped by UFD_TEST_FAULTS")
+        self.batches += 1
+        if self.slow:
+            time.sleep(self.slow)
+
+    def after_batch(self) -> None:
+        """A batch of records was written: pause here once there were enough."""
+        self.batches += 1
+        if self.pause_after is not None and self.batches >= self.pause_after:
+            _wait_forever()
+
+    def after_shard(self, shards: int) -> None:
+        """A scan's dataset holds ``shards`` shards: pause here once there are enough."""
+        if self.pause_after_shards is not None and shards >= self.pause_after_shards:
+            _wait_forever()
+
+
+@functools.cache
+def faults() -> Faults:
+    """This process's faults (read from the environment once)."""
+    return Faults()
