@@ -246,3 +246,74 @@ def test_ray_actors_must_leave_a_cpu_for_decoding(full_bundle: Path, corpus: Pat
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "leave no CPU for the decoding tasks" in result.stderr
+
+
+def _scan_with_a_killed_worker(
+    bundle: Path, folder: Path, tmp_path: Path, is_worker, *engine: str
+) -> tuple[list[dict], str]:
+    """Scan; once two shards exist (every writer waits there), SIGKILL one worker, go on."""
+    import psutil
+
+    out, release = tmp_path / "scan", tmp_path / "release"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ufd.cli.scan",
+        str(bundle),
+        str(folder),
+        "--out",
+        str(out),
+        "--shard-rows",
+        "2",
+        "--batch-size",
+        "1",
+        *engine,
+    ]
+    env = os.environ | {"UFD_TEST_FAULTS": "pause-after-shards=2", "UFD_TEST_RELEASE": str(release)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("part-*.parquet"))) < 2:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no shard was ever written"
+        time.sleep(0.05)
+    while not (workers := [p for p in psutil.process_iter(["cmdline"]) if is_worker(p, proc.pid)]):
+        assert time.monotonic() < deadline, "no worker process found"
+        time.sleep(0.05)
+    workers[0].kill()
+    release.touch()
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    return rows(out), err
+
+
+def test_a_killed_local_worker_still_gives_one_row_per_input(
+    full_bundle: Path, forty: Path, tmp_path: Path
+) -> None:
+    def is_worker(process, scan_pid: int) -> bool:
+        try:
+            return process.ppid() == scan_pid and "spawn_main" in " ".join(process.cmdline())
+        except (OSError, ValueError):
+            return False
+
+    got, err = _scan_with_a_killed_worker(
+        full_bundle, forty, tmp_path, is_worker, "--workers", "2", "--threads", "1"
+    )
+    names = sorted(Path(r["path"]).name for r in got)
+    assert names == [f"img{i:02d}.png" for i in range(40)] and all(r["error"] is None for r in got)
+    assert "a scan worker died" in err and "40 scored, 0 failed" in err
+
+
+@pytest.mark.slow
+def test_a_killed_ray_actor_still_gives_one_row_per_input(
+    full_bundle: Path, forty: Path, tmp_path: Path
+) -> None:
+    def is_actor(process, scan_pid: int) -> bool:
+        try:
+            line = " ".join(process.cmdline())
+        except (OSError, ValueError):
+            return False
+        return line.startswith("ray::") and "Scorer" in line
+
+    got, _ = _scan_with_a_killed_worker(full_bundle, forty, tmp_path, is_actor, "--engine", "ray")
+    names = sorted(Path(r["path"]).name for r in got)
+    assert names == [f"img{i:02d}.png" for i in range(40)] and all(r["error"] is None for r in got)

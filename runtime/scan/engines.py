@@ -18,6 +18,8 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -73,6 +75,10 @@ def _score_chunk(chunk: list[InputItem], settings: ScanSettings, out: str, run: 
     return write_shard(pa.concat_tables(tables), out, run)
 
 
+WORKER_RESTARTS = 3
+"""How many times a local scan replaces a pool whose worker died (killed, out of memory)."""
+
+
 def run_local(
     items: list[InputItem],
     settings: ScanSettings,
@@ -82,22 +88,45 @@ def run_local(
     workers: int,
     on_shard: OnShard,
 ) -> None:
-    """Scan with ``workers`` processes (1: in this process), one shard per chunk."""
-    work = list(chunks(items, shard_rows))
+    """Scan with ``workers`` processes (1: in this process), one shard per chunk.
+
+    A worker that dies (SIGKILL, the OOM killer) breaks its pool: a new pool
+    redoes every chunk that has no shard yet. A chunk always writes the same shard
+    (named by its paths), so a chunk done twice still gives one row per input.
+    """
+    work = dict(enumerate(chunks(items, shard_rows)))
     if workers <= 1:
         _init_worker(settings)
-        for chunk in work:
+        for chunk in work.values():
             on_shard(_score_chunk(chunk, settings, out, run))
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, _init_worker, (settings,)) as pool:
-        jobs = [(chunk, settings, out, run) for chunk in work]
-        for result in pool.imap_unordered(_star_score, jobs):
-            on_shard(result)
+    for attempt in range(WORKER_RESTARTS + 1):
+        try:
+            _pool_pass(work, settings, out, run, workers, on_shard, context)
+            return
+        except BrokenProcessPool as e:
+            if attempt == WORKER_RESTARTS:
+                raise UsageError(
+                    f"scan workers died {attempt + 1} times (out of memory? killed?); "
+                    "run again with --resume, or with fewer --workers"
+                ) from e
+            logger.warning(
+                "a scan worker died; starting new workers for the %d chunks left", len(work)
+            )
 
 
-def _star_score(args: tuple) -> dict:
-    return _score_chunk(*args)
+def _pool_pass(
+    work: dict[int, list[InputItem]], settings, out, run, workers, on_shard, context
+) -> None:
+    """Score ``work`` on a pool; finished chunks leave ``work`` as their shards land."""
+    with ProcessPoolExecutor(workers, context, _init_worker, (settings,)) as pool:
+        jobs = {
+            pool.submit(_score_chunk, chunk, settings, out, run): i for i, chunk in work.items()
+        }
+        for job in as_completed(jobs):
+            on_shard(job.result())  # BrokenProcessPool when a worker died
+            work.pop(jobs[job])
 
 
 # --- ray -----------------------------------------------------------------------------

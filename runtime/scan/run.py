@@ -125,7 +125,13 @@ def run_scan(
     totals = ScanTotals(inputs=len(items), done_before=len(done))
     on_start(totals)
 
+    shards: set[str] = set()
+
     def landed(result: dict) -> None:
+        if result["shard"] in shards:  # a chunk redone after a worker died: counted once
+            return
+        if result["shard"] is not None:
+            shards.add(result["shard"])
         totals.rows += result["rows"]
         totals.failed += result["failed"]
         totals.shards += 1
