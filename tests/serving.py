@@ -50,10 +50,16 @@ class Server:
     """A running ``ufd-serve`` subprocess."""
 
     def __init__(
-        self, bundle: Path, *args: str, ready: bool = True, faults: str | None = None
+        self,
+        bundle: Path,
+        *args: str,
+        ready: bool = True,
+        faults: str | None = None,
+        port: int | None = None,
     ) -> None:
         """Start ``ufd-serve``; ``faults``: ``UFD_TEST_FAULTS`` for it (ufd.runtime.faults)."""
-        self.port = free_port()
+        self.port = port or free_port()
+
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
             sys.executable,
