@@ -21,6 +21,7 @@ from typer.exceptions import TyperException
 
 from ufd.runtime.errors import UfdError
 from ufd.runtime.providers import PROVIDER_HELP
+from ufd.runtime.transforms import REUPLOAD_NAMES
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,6 +34,12 @@ EXIT_CODES_HELP = (
     "(a bug: please report it), 130 interrupted."
 )
 BATCH_HELP = "Images per encoder call. Default: the provider's (8 on the CPU, 32 on a GPU)."
+VIEWS_HELP = (
+    f"Also score N re-upload views of each image, in this order: {', '.join(REUPLOAD_NAMES)}. "
+    "Each method adds the views' lowest and highest score and whether every view's label "
+    "agrees (views_prob_min, views_prob_max, views_agree; traces_views_agree, ...); an "
+    "image whose views disagree is labelled unsure (its score stays its own). 0: none."
+)
 EXTRA_HINTS = {
     "torch": "export",
     "torchvision": "export",

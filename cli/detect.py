@@ -23,6 +23,7 @@ from ufd.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    VIEWS_HELP,
     TrustKeys,
     fail,
     handle_errors,
@@ -97,6 +98,7 @@ def detect(
             help="NN search: exact (brute force) or HNSW. Default: by bank size (shown).",
         ),
     ] = None,
+    views: Annotated[int, typer.Option(min=0, help=VIEWS_HELP)] = 0,
     precision: Annotated[
         str | None,
         typer.Option(
@@ -190,9 +192,14 @@ def detect(
             progress,
             quiet,
             verbose,
+            views,
         )
         raise typer.Exit(_on_server(settings, server, api_key_file))
-    settings = Run(inputs or [], method, k, fmt, output, resume, strict, progress, quiet, verbose)
+    settings = Run(
+        inputs or [], method, k, fmt, output, resume, strict, progress, quiet, verbose, views
+    )
+    if features is not None and views:
+        raise fail("--views makes views of images: it cannot score --features")
     settings.check(need_inputs=features is None)
     detector, methods, options = _open(locals(), quiet)
     if features is not None:
@@ -202,7 +209,7 @@ def detect(
 
     items, skipped, done = settings.items()
     batches = local_batches(detector, items, methods, options, batch_size)
-    fields = detector.fields(methods)
+    fields = detector.fields(methods, views)
     where = f"{detector.precision} on {detector.provider}"
     raise typer.Exit(settings.write(batches, lambda records: fields, items, skipped, done, where))
 
@@ -221,6 +228,7 @@ class Run:
     progress: bool | None = None
     quiet: bool = False
     verbose: int = 0
+    views: int = 0
 
     def check(self, need_inputs: bool = True) -> None:
         """Refuse a format, an output or inputs that cannot work, before any image is read.
@@ -282,7 +290,7 @@ def _on_server(settings: Run, server: str, api_key_file: Path | None) -> int:
 
     client = Client(server, api_key=_read_key(api_key_file))
     items, skipped, done = settings.items()
-    batches = server_batches(client, items, settings.method, settings.k)
+    batches = server_batches(client, items, settings.method, settings.k, views=settings.views)
     return settings.write(batches, server_fields, items, skipped, done, server)
 
 
@@ -300,7 +308,7 @@ def _open(given: dict, quiet: bool):
         decode_workers=given["decode_workers"],
         provenance=given["provenance"],
     )
-    methods, options = detector.plan(given["method"], given["k"], given["exact"])
+    methods, options = detector.plan(given["method"], given["k"], given["exact"], given["views"])
     if not quiet:
         for name in methods:
             line = detector.methods.get(name).describe(options)
@@ -394,6 +402,7 @@ FAST_VALUES = {
     "--server": "server",
     "--method": "method",
     "--k": "k",
+    "--views": "views",
     "--format": "fmt",
     "--output": "output",
     "-o": "output",
@@ -430,6 +439,10 @@ def _service_call(argv: list[str]) -> dict | None:
         if not found["k"].isdigit() or int(found["k"]) < 1:
             return None  # typer says what is wrong
         found["k"] = int(found["k"])
+    if "views" in found:
+        if not found["views"].isdigit():
+            return None
+        found["views"] = int(found["views"])
     return found
 
 
@@ -452,6 +465,7 @@ def main() -> None:
         strict=call.get("strict", False),
         progress=False if "progress" in call else None,
         quiet=call.get("quiet", False),
+        views=call.get("views", 0),
     )
     key = Path(call["api_key_file"]) if "api_key_file" in call else None
     run_quickly(lambda: _on_server(settings, call["server"], key), settings.quiet)

@@ -19,6 +19,7 @@ from ufd.cli.common import (
     setup_logging,
     trust,
 )
+from ufd.runtime.transforms import REUPLOAD_NAMES
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -55,6 +56,15 @@ def evaluate(
         str | None, typer.Option(help="JPEG qualities to re-compress with, e.g. 95,75,50.")
     ] = None,
     blur: Annotated[str | None, typer.Option(help="Gaussian blur sigmas, e.g. 1,2.")] = None,
+    stability: Annotated[
+        bool,
+        typer.Option(
+            "--stability",
+            help="Also score every image's re-upload views (" + ", ".join(REUPLOAD_NAMES) + ") "
+            "and report per method and set how often the label flips, the mean and p95 of "
+            "|Δscore|, and which view flips most.",
+        ),
+    ] = False,
     max_per_class: Annotated[
         int | None, typer.Option(min=1, help="Sample at most N per class (seeded).")
     ] = None,
@@ -100,9 +110,11 @@ def evaluate(
         batch_size=batch_size,
         cache_root=None if no_cache else (cache or cache_dir("features")),
     )
-    per_condition, scores = evaluate(
-        detector, sets, options, lambda path, why: skipped.append([path, why])
-    )
+
+    def skip(path: str, why: str) -> None:
+        skipped.append([path, why])
+
+    per_condition, scores = evaluate(detector, sets, options, skip)
     model = detector.bundle.manifest.model
     results = {
         "bundle": str(bundle),
@@ -119,6 +131,11 @@ def evaluate(
         "conditions": per_condition,
         "skipped": skipped,
     }
+    if stability:
+        from ufd.runtime.tools.stability import stability as measure_stability
+
+        typer.echo(f"stability: scoring {len(REUPLOAD_NAMES)} re-upload views per image", err=True)
+        results["stability"] = measure_stability(detector, sets, options, scores["clean"], skip)
     out.mkdir(parents=True, exist_ok=True)
     write_json(results, out / "results.json")
     write_table(results, out / "table.md")

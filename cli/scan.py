@@ -11,6 +11,7 @@ import typer
 
 from ufd.cli.common import (
     EXIT_CODES_HELP,
+    VIEWS_HELP,
     TrustKeys,
     fail,
     handle_errors,
@@ -64,6 +65,7 @@ def scan(
         int | None, typer.Option(min=1, help="onnxruntime threads per worker (default: its CPUs).")
     ] = None,
     features: Annotated[bool, typer.Option(help="Also store each image's feature vector.")] = False,
+    views: Annotated[int, typer.Option(min=0, help=VIEWS_HELP)] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the scan in --out.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Empty --out first.")] = False,
     shard_rows: Annotated[int, typer.Option(min=1, help="Rows per Parquet shard.")] = 1024,
@@ -108,6 +110,7 @@ def scan(
         max_pixels=max_pixels,
         max_bytes=int(max_image_mb * 2**20),
         batch_size=batch_size,
+        views=views,
     )
     plan = plan_scan(settings, engine, gpus_per_worker)
     bar = tqdm(

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ufd.cli.common import (
+    VIEWS_HELP,
     TrustKeys,
     handle_errors,
     methods_help,
@@ -50,6 +51,9 @@ def serve(
     method: Annotated[
         str, typer.Option(help="Default when a request names none. " + methods_help())
     ] = "linear",
+    views: Annotated[
+        int, typer.Option(min=0, help="Default when a request names none. " + VIEWS_HELP)
+    ] = 0,
     precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8.")] = None,
     provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
     threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime threads.")] = None,
@@ -108,6 +112,7 @@ def serve(
         host=host,
         port=port,
         method=method,
+        views=views,
         precision=precision,
         provider=provider,
         threads=threads,

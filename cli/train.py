@@ -25,9 +25,11 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 @app.command(
     help=(
         "Train the UnivFD linear head on frozen CLIP features and write it into the bundle. "
-        "Recipe: resize 256, blur p=0.5 sigma~U[0,3], JPEG p=0.5 q~U[30,100], random crop "
-        "224, flip (--views augmented copies per image, cached); AdamW lr 1e-4, batch 256, "
-        "BCE; early stopping on validation accuracy, lr/10 on plateau until lr < 1e-6."
+        "Recipe (--augment paper): resize 256, blur p=0.5 sigma~U[0,3], JPEG p=0.5 "
+        "q~U[30,100], random crop 224, flip (--views augmented copies per image, cached); "
+        "--augment reupload adds a platform's re-upload around it (crop 80-100 %, downscale "
+        "0.5-1, WebP); AdamW lr 1e-4, batch 256, BCE; early stopping on validation "
+        "accuracy, lr/10 on plateau until lr < 1e-6."
     )
 )
 @handle_errors
@@ -58,8 +60,16 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1, help="Training batch size.")] = 256,
     lr: Annotated[float, typer.Option(help="Initial learning rate.")] = 1e-4,
     augment: Annotated[
-        bool, typer.Option("--augment/--no-augment", help="Paper's augmentation.")
-    ] = True,
+        str,
+        typer.Option(
+            help="Training augmentation: paper (UnivFD's blur+JPEG recipe), reupload (the "
+            "paper's plus crop, downscale and WebP, as platforms re-upload: recommended for "
+            "deployment, see the README) or none."
+        ),
+    ] = "paper",
+    no_augment: Annotated[
+        bool, typer.Option("--no-augment", help="The same as --augment none.")
+    ] = False,
     views: Annotated[int, typer.Option(min=1, help="Augmented copies per image.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed (split, augmentation, init, order).")] = 0,
     precision: Annotated[str, typer.Option(help="Encoder precision for features.")] = "fp32",
@@ -72,6 +82,7 @@ def train(
     """Train (see the command help)."""
     setup_logging(verbose)
     trust(trust_key)
+    from ufd.export.train.augment import AUGMENTATIONS
     from ufd.export.train.trainers import TRAINERS, TrainSettings
     from ufd.export.train.training_data import FeatureGatherer, Sources, gather
     from ufd.runtime.cache import cache_dir
@@ -80,6 +91,9 @@ def train(
 
     if method not in TRAINERS:
         raise fail(f"unknown --method {method!r}; use {', '.join(TRAINERS)}")
+    augment = "none" if no_augment else augment
+    if augment not in AUGMENTATIONS:
+        raise fail(f"unknown --augment {augment!r}; use {', '.join(AUGMENTATIONS)}")
     if not (real or real_features) or not (fake or fake_features):
         raise fail("training needs both classes: --real/--real-features and --fake/--fake-features")
     detector = Detector.open(bundle, precision=precision, provider=provider)

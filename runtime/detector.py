@@ -31,6 +31,7 @@ from ufd.runtime.pipeline import FeatureBatch, Prepared, Preparer, prepare_strea
 from ufd.runtime.providers import Provider, start_provider
 from ufd.runtime.records import Record, records_from_columns
 from ufd.runtime.sessions import EncoderSession, check_feature_dim
+from ufd.runtime.transforms import reupload_views
 
 logger = logging.getLogger(__name__)
 
@@ -158,17 +159,27 @@ class Detector:
         """
         return self.methods.get("linear").logits(features)
 
-    def plan(self, method: str, k: int | None = None, exact: bool | None = None):
+    def plan(
+        self, method: str, k: int | None = None, exact: bool | None = None, views: int = 0
+    ) -> tuple[tuple[str, ...], ScoreOptions]:
         """Validated ``(methods, options)`` for a scoring call, methods loaded.
 
         Raises:
-            UsageError: unknown method or bad ``k``.
+            UsageError: unknown method, bad ``k`` or ``views``.
             BundleError: the bundle lacks a method or its threshold.
         """
         names = self.methods.resolve(method)
-        options = ScoreOptions(k, exact)
+        reupload_views(views)
+        options = ScoreOptions(k, exact, views)
         self.methods.check(names, options)
         return names, options
+
+    def prepare_for(self, options: ScoreOptions) -> Callable[[ImageSource], np.ndarray]:
+        """The prepare step of a call: :meth:`prepare`, or with views the image and its views.
+
+        With ``options.views`` = V, an image becomes (1 + V, 3, S, S): itself, then its views.
+        """
+        return self.preparer.with_views(reupload_views(options.views))
 
     def score(
         self,
@@ -177,13 +188,15 @@ class Detector:
         method: str = "linear",
         k: int | None = None,
         exact: bool | None = None,
+        views: int = 0,
     ) -> Iterator[Record]:
         """One record per input file, in input order; directories and globs expand.
 
         For command-line style inputs only: never pass untrusted strings here
         (they may name any file or folder); use :meth:`score_images`.
         """
-        for batch in self.score_batches(expand_inputs(inputs), batch_size, method, k, exact):
+        batches = self.score_batches(expand_inputs(inputs), batch_size, method, k, exact, views)
+        for batch in batches:
             yield from batch
 
     def score_images(
@@ -194,6 +207,7 @@ class Detector:
         k: int | None = None,
         exact: bool | None = None,
         batch_size: int | None = None,
+        views: int = 0,
     ) -> list[Record]:
         """One record per image, in order; nothing is expanded or searched for.
 
@@ -205,13 +219,16 @@ class Detector:
             k: neighbours for k-NN methods; ``None``: each method's default.
             exact: force exact (True) or HNSW (False) search.
             batch_size: images per encoder call.
+            views: also score this many re-upload views of each image
+                (:func:`~ufd.runtime.transforms.reupload_views`): each method adds
+                its views' lowest and highest score and whether they agree, and
+                labels ``unsure`` an image whose views disagree.
         """
         if names is not None and len(names) != len(images):
             raise UsageError(f"{len(names)} names for {len(images)} images")
         items = [_item(image, i, names) for i, image in enumerate(images)]
-        return [
-            r for batch in self.score_batches(items, batch_size, method, k, exact) for r in batch
-        ]
+        batches = self.score_batches(items, batch_size, method, k, exact, views)
+        return [r for batch in batches for r in batch]
 
     def score_batches(
         self,
@@ -220,15 +237,17 @@ class Detector:
         method: str = "linear",
         k: int | None = None,
         exact: bool | None = None,
+        views: int = 0,
     ) -> Iterator[list[Record]]:
         """Score items, yielding the records of each batch in input order.
 
         Raises:
-            UsageError: bad ``method``, ``k`` or ``batch_size``.
+            UsageError: bad ``method``, ``k``, ``views`` or ``batch_size``.
             BundleError: the bundle lacks what a method needs.
         """
-        names, options = self.plan(method, k, exact)
-        for batch, features, failure in self.feature_batches(items, batch_size):
+        names, options = self.plan(method, k, exact, views)
+        prepare = self.prepare_for(options)
+        for batch, features, failure in self.feature_batches(items, batch_size, prepare):
             yield self.records(batch, features, failure, names, options)
 
     def score_features(
@@ -249,7 +268,13 @@ class Detector:
         methods: tuple[str, ...],
         options: ScoreOptions,
     ) -> list[Record]:
-        """Records for precomputed features, with methods and options from :meth:`plan`."""
+        """Records for precomputed features, with methods and options from :meth:`plan`.
+
+        Raises:
+            UsageError: ``views`` asked for (views are made from images).
+        """
+        if options.views:
+            raise UsageError("views are made from images: --views cannot score features")
         columns = self.methods.columns(methods, np.asarray(features, np.float32), options)
         return records_from_columns(names, [None] * len(names), columns)
 
@@ -261,10 +286,17 @@ class Detector:
         methods: tuple[str, ...],
         options: ScoreOptions,
     ) -> list[Record]:
-        """The records of one encoded batch (:meth:`plan` gives ``methods`` and ``options``)."""
+        """The records of one encoded batch (:meth:`plan` gives ``methods`` and ``options``).
+
+        ``features`` holds one row per image that has pixels: (M, D), or with
+        ``--views`` (M, 1 + V, D), the image's feature first.
+        """
         columns = {}
         if features is not None and failure is None:
-            columns = self.methods.columns(methods, features, options)
+            own, views = (
+                (features[:, 0], features[:, 1:]) if features.ndim == 3 else (features, None)
+            )
+            columns = self.methods.columns(methods, own, options, views)
         errors = [p.error or failure if p.pixels is None or failure else None for p in batch]
         records = records_from_columns([p.item.path for p in batch], errors, columns)
         if not self.provenance:
@@ -278,9 +310,12 @@ class Detector:
             for r, p in zip(records, batch, strict=True)
         ]
 
-    def fields(self, methods: tuple[str, ...]) -> tuple[str, ...]:
-        """The record fields of ``methods`` (with ``provenance`` when it is read)."""
-        return fields_for(methods, self.provenance)
+    def fields(self, methods: tuple[str, ...], views: int = 0) -> tuple[str, ...]:
+        """The record fields of ``methods``.
+
+        With ``provenance`` when it is read, and the views' fields with ``views``.
+        """
+        return fields_for(methods, self.provenance, views > 0)
 
     def feature_batches(
         self,
@@ -292,7 +327,8 @@ class Detector:
 
         Args:
             items: inputs, in order.
-            batch_size: images per encoder call (``None``: the provider's default).
+            batch_size: encoder rows per call (``None``: the provider's default); an
+                image with V views takes 1 + V rows, and a batch holds at least one image.
             prepare: image -> encoder input; default :meth:`prepare` (evaluation
                 and training pass perturbing or augmenting versions).
 
@@ -310,7 +346,7 @@ class Detector:
         lookahead = max(2 * batch_size, 4)
         for prepared in prepare_stream(items, prepare, self.decode_workers, lookahead):
             pending.append(prepared)
-            n_ready += prepared.pixels is not None
+            n_ready += _rows(prepared.pixels)
             if n_ready >= batch_size:
                 yield self.encode(pending)
                 pending, n_ready = [], 0
@@ -328,10 +364,24 @@ class Detector:
     def encode_pixels(self, pixels: list[np.ndarray]) -> tuple[np.ndarray | None, str | None]:
         """Features of preprocessed images, or why the encoder failed (never raised).
 
-        The one encode step of ufd-detect, the service and the scanner.
+        The one encode step of ufd-detect, the service and the scanner. Each entry
+        is one image, (3, S, S), or an image and its views, (1 + V, 3, S, S): all
+        go through the encoder together, and the features come back one entry per
+        image: (N, D), or (N, 1 + V, D) when every entry has the same V (else a
+        list of (1 + V, D) arrays).
         """
         try:
-            return self.features(np.stack(pixels)), None
+            if all(p.ndim == 3 for p in pixels):
+                return self.features(np.stack(pixels)), None
+            counts = [1 if p.ndim == 3 else len(p) for p in pixels]
+            flat = self.features(np.concatenate([p.reshape(-1, *p.shape[-3:]) for p in pixels]))
+            if len(set(counts)) == 1:
+                return flat.reshape(len(pixels), counts[0], -1), None
+            ends = np.cumsum(counts)
+            return [
+                flat[end - c : end] if p.ndim == 4 else flat[end - 1]
+                for p, c, end in zip(pixels, counts, ends, strict=True)
+            ], None
         except Exception as e:
             logger.error(
                 "inference failed on a batch of %d: %s",
@@ -340,6 +390,13 @@ class Detector:
                 exc_info=logger.isEnabledFor(logging.INFO),
             )
             return None, f"inference failed: {type(e).__name__}: {e}"
+
+
+def _rows(pixels: np.ndarray | None) -> int:
+    """Encoder rows of one prepared image: 0 (none), 1, or 1 + V with views."""
+    if pixels is None:
+        return 0
+    return 1 if pixels.ndim == 3 else len(pixels)
 
 
 def _item(image: ImageSource, index: int, names: Sequence[str] | None) -> InputItem:

@@ -24,6 +24,7 @@ from ufd.runtime.errors import ImageError, stable_text
 from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource, decode_image
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.preprocess import build_preprocessor
+from ufd.runtime.transforms import View
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ class Preparer:
     """A bundle's preprocessing of one image: decode, crop (and pad), normalise.
 
     ``crop`` gives the (S, S, 3) uint8 pixels, ``normalise`` the (3, S, S)
-    float32 encoder input made from them; calling it does both.
+    float32 encoder input made from them; calling it does both. With views
+    (:mod:`ufd.runtime.transforms`), :meth:`crops` and :meth:`with_views` give the
+    image and each view of it stacked: (1 + V, S, S, 3) and (1 + V, 3, S, S).
     """
 
     def __init__(self, config: PreprocessConfig, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -68,11 +71,23 @@ class Preparer:
         Raises:
             ImageError: the image cannot be decoded or cropped.
         """
+        return self._crop(self.decode(source))
+
+    def crops(self, source: ImageSource, views: tuple[View, ...]) -> np.ndarray:
+        """The image's uint8 pixels, then each view's: (1 + V, S, S, 3), decoded once.
+
+        Raises:
+            ImageError: the image cannot be decoded, transformed or cropped.
+        """
         image = self.decode(source)
+        return np.stack([self._crop(image), *(self._crop(image, view) for view in views)])
+
+    def _crop(self, image, view: View | None = None) -> np.ndarray:
         try:
-            return self.preprocessor.crop(image)
+            return self.preprocessor.crop(image if view is None else view(image))
         except Exception as e:
-            raise ImageError(f"preprocessing failed ({type(e).__name__}: {stable_text(e)})") from e
+            step = "preprocessing" if view is None else f"the view {view.name}"
+            raise ImageError(f"{step} failed ({type(e).__name__}: {stable_text(e)})") from e
 
     def __call__(self, source: ImageSource) -> np.ndarray:
         """The encoder input of ``source``.
@@ -81,6 +96,12 @@ class Preparer:
             ImageError: the image cannot be decoded or preprocessed.
         """
         return self.normalise(self.crop(source))
+
+    def with_views(self, views: tuple[View, ...]) -> Callable[[ImageSource], np.ndarray]:
+        """``source`` -> the encoder inputs of the image and its views, (1 + V, 3, S, S)."""
+        if not views:
+            return self
+        return lambda source: self.normalise(self.crops(source, views))
 
 
 def prepare_stream(

@@ -51,8 +51,9 @@ class Normalizer:
         self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """Normalise ``pixels`` (H, W, 3) uint8 to (3, H, W) float32."""
-        chw = pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+        """Normalise ``pixels`` (H, W, 3) uint8 to (3, H, W) float32 (or a stack of them)."""
+        axes = (*range(pixels.ndim - 3), pixels.ndim - 1, pixels.ndim - 3, pixels.ndim - 2)
+        chw = pixels.transpose(axes).astype(np.float32) / np.float32(255.0)
         return (chw - self.mean) / self.std
 
 

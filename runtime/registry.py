@@ -63,30 +63,62 @@ def parse_methods(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return names
 
 
+def view_fields(cls: Any) -> tuple[str, str, str]:
+    """A method's ``--views`` fields: lowest and highest view score, whether all views agree.
+
+    Named after its score field: ``prob`` -> ``views_prob_min``, ``views_prob_max``,
+    ``views_agree``; ``traces_prob`` -> ``traces_views_prob_min`` ...; ``nn_score`` ->
+    ``nn_views_score_min`` ...
+    """
+    head, _, stem = cls.score_field().rpartition("_")
+    prefix = f"{head}_" if head else ""
+    return f"{prefix}views_{stem}_min", f"{prefix}views_{stem}_max", f"{prefix}views_agree"
+
+
 def fields_for(
-    methods: str | tuple[str, ...] | list[str], provenance: bool = False
+    methods: str | tuple[str, ...] | list[str], provenance: bool = False, views: bool = False
 ) -> tuple[str, ...]:
-    """Record fields: ``path``, the methods' in canonical order, ``provenance``, ``error``."""
+    """Record fields: ``path``, the methods' in canonical order, ``provenance``, ``error``.
+
+    With ``views`` (``--views N``, N > 0) each method's :func:`view_fields` follow its own.
+    """
     chosen = set(parse_methods(methods))
-    own = [f for name, cls in REGISTRY.items() if name in chosen for f in cls.fields]
+    own = [
+        f
+        for name, cls in REGISTRY.items()
+        if name in chosen
+        for f in (*cls.fields, *(view_fields(cls) if views else ()))
+    ]
     return ("path", *own, *((PROVENANCE,) if provenance else ()), "error")
 
 
 def all_fields() -> frozenset[str]:
     """Every record field any registered method reports (and ``provenance``)."""
-    return frozenset([PROVENANCE, *(f for cls in REGISTRY.values() for f in cls.fields)])
+    return frozenset(
+        [PROVENANCE, *(f for cls in REGISTRY.values() for f in (*cls.fields, *view_fields(cls)))]
+    )
 
 
 def table_columns() -> dict[str, tuple[str, int]]:
-    """Record field -> (header, width) for the table writer, in canonical order."""
-    return {
-        f: (header, width) for cls in REGISTRY.values() for f, header, width in cls.table_columns
-    }
+    """Record field -> (header, width) for the table writer, in canonical order.
+
+    Each method's columns, then (shown only with ``--views``) whether its views agree.
+    """
+    columns = {}
+    for cls in REGISTRY.values():
+        columns.update({f: (header, width) for f, header, width in cls.table_columns})
+        agree = view_fields(cls)[2]
+        header = agree.removesuffix("_agree").replace("realonly", "ronly")
+        columns[agree] = (header, max(6, len(header)))
+
+    return columns
 
 
 def declared_type(field: str) -> str | None:
-    """The declared column type of a record field (``string``, ``shares``...), if any."""
+    """The declared column type of a record field (``string``, ``shares``, ``bool``...), if any."""
     for cls in REGISTRY.values():
         if field in cls.field_types:
             return cls.field_types[field]
+        if field == view_fields(cls)[2]:
+            return "bool"
     return None

@@ -150,6 +150,25 @@ def test_augmentation_is_deterministic_per_seed_path_view(sample_dir: Path) -> N
     assert not np.array_equal(a, aug(image, aug.rng("p", 1)))
 
 
+def test_reupload_augmentation_adds_a_platforms_steps_deterministically(sample_dir: Path) -> None:
+    from ufd.export.train.augment import AUGMENTATIONS, ReuploadAugmentation, make_augmentation
+    from ufd.runtime.errors import UsageError
+    from ufd.runtime.io.decode import decode_image
+
+    image = decode_image(sorted(sample_dir.glob("*.png"))[0])
+    paper, reupload = PaperAugmentation(seed=3), ReuploadAugmentation(seed=3)
+    assert reupload.variant(0) != paper.variant(0)  # cached apart
+    views = [reupload(image, reupload.rng("p", v)) for v in range(8)]
+    assert all(v.shape == (3, 224, 224) for v in views)
+    assert np.array_equal(views[0], reupload(image, reupload.rng("p", 0)))
+    paper_views = [paper(image, paper.rng("p", v)) for v in range(8)]
+    assert any(not np.array_equal(a, b) for a, b in zip(views, paper_views, strict=True))
+    assert set(AUGMENTATIONS) == {"paper", "reupload", "none"}
+    assert make_augmentation("none", 0) is None
+    with pytest.raises(UsageError, match="unknown --augment"):
+        make_augmentation("mixup", 0)
+
+
 # --- training --------------------------------------------------------------------------
 
 
@@ -225,6 +244,8 @@ def test_train_calibrate_eval_commands(
             "20",
             "--views",
             "2",
+            "--augment",
+            "reupload",
             "--precision",
             "fp32",
         ],
@@ -233,6 +254,7 @@ def test_train_calibrate_eval_commands(
     manifest = Manifest.read(bundle / "manifest.json", config_types())
     training = manifest.method_provenance("linear")["training"]
     assert training["views"] == 2 and training["n_val"] == 8
+    assert training["augment"] == "reupload"
 
     reals = [str(dataset / split / "setA" / "0_real") for split in ("train", "test")]
     args = [str(bundle), "--real", reals[0], "--real", reals[1], "--target-fpr", "0.1"]

@@ -176,9 +176,13 @@ def test_train_pools_several_named_fake_files(
     for name in GENERATORS[:2]:
         args += ["--fake-features", f"{name}={world_files[f'bank_{name}']}"]
     args += ["--fake-features", str(world_files["bank_ldm"])]
+    bad = [a for a in args if a != "--no-augment"] + ["--augment", "blur-only"]
+    result = runner.invoke(train_app, bad)
+    assert result.exit_code == 2 and "unknown --augment 'blur-only'" in result.output
     result = runner.invoke(train_app, args)
     assert result.exit_code == 0, result.output
     summary = open_bundle(bundle).manifest.method_provenance("linear")["training"]
+    assert summary["augment"] == "none" and summary["views"] == 0  # --no-augment
     assert summary["n_train_real"] + summary["n_train_fake"] + summary["n_val"] == 400 + 450
     assert summary["n_train_fake"] > 400  # three files pooled (10 % held out)
 

@@ -43,7 +43,7 @@ class TrainingSummary:
     best_epoch: int
     best_val_acc: float
     final_lr: float
-    augment: bool
+    augment: str
     views: int
     seed: int
 

@@ -32,7 +32,8 @@ class TrainSettings:
     batch_size: int = 256
     lr: float = 1e-4
     n_traces: int = 512
-    augment: bool = True
+    augment: str = "paper"
+    """``paper``, ``reupload`` or ``none`` (:mod:`ufd.export.train.augment`)."""
     views: int = 1
     seed: int = 0
 
@@ -66,7 +67,7 @@ def train_linear(
         best_val_acc=result.best_val_acc,
         final_lr=result.final_lr,
         augment=settings.augment,
-        views=settings.views if settings.augment else 0,
+        views=settings.views if settings.augment != "none" else 0,
         seed=settings.seed,
     )
     manifest = install_head(

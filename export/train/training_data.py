@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ufd.export.train.augment import PaperAugmentation
+from ufd.export.train.augment import PaperAugmentation, make_augmentation
 from ufd.runtime.detector import Detector
 from ufd.runtime.io.decode import decode_image
 from ufd.runtime.io.inputs import InputItem, expand_inputs
@@ -107,12 +107,12 @@ def gather(
     real: Sources,
     fake: Sources,
     val_fraction: float,
-    augment: bool,
+    augment: str,
     views: int,
     seed: int,
 ) -> FeatureSets:
     """Training and validation features of both classes."""
-    augmentation = PaperAugmentation(seed) if augment else None
+    augmentation = make_augmentation(augment, seed)
     parts = {"train_x": [], "train_y": [], "val_x": [], "val_y": []}
     for label, sources in ((0, real), (1, fake)):
         paths = [i.path for i in expand_inputs(sources.folders) if i.error is None]

@@ -66,8 +66,11 @@ class Client:
         names: Sequence[str] | None = None,
         method: str | None = None,
         k: int | None = None,
+        views: int | None = None,
     ) -> list[Record]:
         """Score images (paths are read here and sent as bytes): one record each, in order.
+
+        ``views``: re-upload views scored with each image (``None``: the service's default).
 
         Raises:
             ServiceError: the service refused the request (4xx/5xx).
@@ -83,6 +86,8 @@ class Client:
             parts.append(("method", None, method.encode()))
         if k is not None:
             parts.append(("k", None, str(k).encode()))
+        if views is not None:
+            parts.append(("views", None, str(views).encode()))
         boundary = uuid.uuid4().hex
         body = _multipart(parts, boundary)
         answer = self._call("POST", "/v1/detect", body, f"multipart/form-data; boundary={boundary}")

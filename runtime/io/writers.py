@@ -107,6 +107,8 @@ def _pad(text: str, width: int) -> str:
 def _cell(value: object, digits: int) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):  # as JSON writes it
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     if isinstance(value, dict):

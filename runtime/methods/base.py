@@ -34,10 +34,15 @@ Columns = dict[str, list]
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    """Per-call settings: ``k`` neighbours (``None``: the method's default), exact search."""
+    """Per-call settings of a scoring call.
+
+    ``k`` neighbours (``None``: the method's default), exact search, and how many
+    re-upload views of each image to score too (``--views``).
+    """
 
     k: int | None = None
     exact: bool | None = None
+    views: int = 0
 
 
 @dataclass
@@ -53,7 +58,9 @@ class Measured:
 class Scored:
     """A method's whole output for a feature batch: measured, decided, as record fields.
 
-    ``unsure`` marks rows in the method's unsure band (never fake ones).
+    ``unsure`` marks rows labelled ``unsure``: in the method's unsure band (never
+    fake ones), or, with ``--views``, whose views disagree with them.
+
     """
 
     measured: Measured
@@ -201,6 +208,11 @@ class Method:
     def label_field(cls) -> str:
         """The record field holding the method's ``real`` / ``unsure`` / ``fake`` label."""
         return next(f for f in cls.fields if f.endswith("label"))
+
+    @classmethod
+    def score_field(cls) -> str:
+        """The record field holding :attr:`Measured.score` (``prob``, ``nn_score``...)."""
+        return next(f for f in cls.fields if f.endswith(("prob", "score")))
 
     def columns(self, measured: Measured, is_fake: np.ndarray) -> Columns:
         """The record fields of a batch."""

@@ -12,6 +12,7 @@ import numpy as np
 
 from ufd.runtime.bundle import Bundle
 from ufd.runtime.methods.base import Columns, Measured, Method, MethodContext, Scored, ScoreOptions
+from ufd.runtime.methods.views import split_rows, with_views
 from ufd.runtime.providers import Provider
 from ufd.runtime.registry import REGISTRY, method_class, parse_methods
 
@@ -102,17 +103,43 @@ class MethodSet:
         return memo[name]
 
     def run(
-        self, names: tuple[str, ...], features: np.ndarray, options: ScoreOptions
+        self,
+        names: tuple[str, ...],
+        features: np.ndarray,
+        options: ScoreOptions,
+        views: np.ndarray | None = None,
     ) -> dict[str, Scored]:
-        """Each method's whole output for a feature batch (every method measured once)."""
-        measured = self.measure(names, features, options)
-        return {name: self.get(name).finish(measured[name]) for name in names}
+        """Each method's whole output for a feature batch (every method measured once).
+
+        Args:
+            names: methods, from :meth:`resolve`.
+            features: (N, D) features of the images.
+            options: per-call settings.
+            views: (N, V, D) features of each image's views (``--views``), or ``None``;
+                measured in the same call as the images', and added as
+                :mod:`~ufd.runtime.methods.views` fields.
+        """
+        if views is None or views.shape[1] == 0:
+            measured = self.measure(names, features, options)
+            return {name: self.get(name).finish(measured[name]) for name in names}
+        n, count = len(features), views.shape[1]
+        flat = np.concatenate([features, views.reshape(n * count, -1)])
+        out = {}
+        for name, both in self.measure(names, flat, options).items():
+            own, of_views = split_rows(both, n)
+            method = self.get(name)
+            out[name] = with_views(method, method.finish(own), of_views, count)
+        return out
 
     def columns(
-        self, names: tuple[str, ...], features: np.ndarray, options: ScoreOptions
+        self,
+        names: tuple[str, ...],
+        features: np.ndarray,
+        options: ScoreOptions,
+        views: np.ndarray | None = None,
     ) -> Columns:
-        """Every named method's record fields for a feature batch."""
+        """Every named method's record fields for a feature batch (see :meth:`run`)."""
         columns: Columns = {}
-        for scored in self.run(names, features, options).values():
+        for scored in self.run(names, features, options, views).values():
             columns |= scored.columns
         return columns

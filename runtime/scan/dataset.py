@@ -177,4 +177,6 @@ def scan_settings_record(settings: Any, methods: tuple[str, ...], encoder_sha: s
     """What ``_scan.json`` holds: what decides a row's values."""
     keep = ("k", "exact", "features", "max_pixels", "precision")
     record = {k: v for k, v in asdict(settings).items() if k in keep}
+    if getattr(settings, "views", 0):  # absent without views: older datasets still resume
+        record["views"] = settings.views
     return record | {"methods": list(methods), "encoder_sha256": encoder_sha}

@@ -24,6 +24,7 @@ from ufd.runtime.scan.dataset import prepare_output, remove_duplicates, scan_set
 from ufd.runtime.scan.engines import RayOptions, run_local, run_ray
 from ufd.runtime.scan.sources import expand_sources
 from ufd.runtime.scan.stages import ScanSettings
+from ufd.runtime.transforms import reupload_views
 
 ENGINES = ("local", "ray")
 
@@ -82,6 +83,7 @@ def plan_scan(
     bundle = open_bundle(settings.bundle)
     methods = MethodSet(bundle, PROVIDERS["cpu"])
     names = methods.resolve(settings.method)
+    reupload_views(settings.views)
     methods.check(names, ScoreOptions(settings.k, settings.exact), need_threshold=True)
     provider = worker_provider(settings, engine, gpus_per_worker)
     if engine == "local" and settings.precision is None:  # the workers run here: measure here

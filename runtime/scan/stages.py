@@ -24,6 +24,7 @@ from ufd.runtime.methods import open_bundle
 from ufd.runtime.pipeline import Prepared, Preparer, prepare_item
 from ufd.runtime.registry import declared_type, fields_for
 from ufd.runtime.scan.sources import is_uri, read_bytes
+from ufd.runtime.transforms import reupload_views
 
 FEATURE = "feature"
 
@@ -43,6 +44,8 @@ class ScanSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = 256 << 20
     batch_size: int | None = None
+    views: int = 0
+    """Re-upload views scored with each image (``--views``)."""
 
 
 def crop_batch(batch: dict[str, Any], settings: ScanSettings) -> dict[str, Any]:
@@ -50,12 +53,16 @@ def crop_batch(batch: dict[str, Any], settings: ScanSettings) -> dict[str, Any]:
 
     Each input goes through the same prepare step as ufd-detect's
     (:func:`~ufd.runtime.pipeline.prepare_item`), cropped but not yet normalised.
+    With ``views``, ``pixels`` is (N, 1 + V, S, S, 3): the image, then its views.
     """
     preparer = _preparer(settings.bundle, settings.max_pixels)
     size = preparer.config.crop_size
     items = [_item(str(p), e, settings) for p, e in zip(batch["path"], batch["error"], strict=True)]
-    prepared = [prepare_item(item, preparer.crop) for item in items]
-    pixels = np.zeros((len(items), size, size, 3), np.uint8)
+    views = reupload_views(settings.views)
+    crop = functools.partial(preparer.crops, views=views) if views else preparer.crop
+    prepared = [prepare_item(item, crop) for item in items]
+    shape = (len(items), 1 + len(views)) if views else (len(items),)
+    pixels = np.zeros((*shape, size, size, 3), np.uint8)
     for i, p in enumerate(prepared):
         if p.pixels is not None:
             pixels[i] = p.pixels
@@ -97,10 +104,14 @@ class Scorer:
             threads=settings.threads,
             max_pixels=settings.max_pixels,
         )
-        self.methods, self.options = self.detector.plan(settings.method, settings.k, settings.exact)
+        self.methods, self.options = self.detector.plan(
+            settings.method, settings.k, settings.exact, settings.views
+        )
+        self.fields = fields_for(self.methods, views=settings.views > 0)
         self.schema = output_schema(
             self.methods,
             self.detector.bundle.manifest.model.feature_dim if settings.features else None,
+            settings.views,
         )
         self.normalise = self.detector.preparer.normalise
 
@@ -115,8 +126,8 @@ class Scorer:
         ]
         _, features, failure = self.detector.encode(prepared)
         records = self.detector.records(prepared, features, failure, self.methods, self.options)
-        rows = [r.to_dict(fields_for(self.methods)) for r in records]
-        columns = {name: [row[name] for row in rows] for name in fields_for(self.methods)}
+        rows = [r.to_dict(self.fields) for r in records]
+        columns = {name: [row[name] for row in rows] for name in self.fields}
         if FEATURE in self.schema.names:
             columns[FEATURE] = _feature_column(prepared, features, failure)
         return pa.table(columns, schema=self.schema)
@@ -128,7 +139,7 @@ def _feature_column(prepared: list[Prepared], features, failure) -> list:
         if p.pixels is None or failure is not None or features is None:
             out.append(None)
         else:
-            out.append(features[row])
+            out.append(features[row] if features.ndim == 2 else features[row, 0])
             row += 1
     return out
 
@@ -138,6 +149,7 @@ ARROW_TYPES = {
     "float": pa.float64(),
     "int": pa.int64(),
     "shares": pa.map_(pa.string(), pa.float64()),
+    "bool": pa.bool_(),
 }
 
 
@@ -149,9 +161,12 @@ def field_type(name: str) -> pa.DataType:
     return pa.string() if name in ("path", "error") or name.endswith("label") else pa.float64()
 
 
-def output_schema(methods: tuple[str, ...], feature_dim: int | None) -> pa.Schema:
-    """The dataset's columns: ``ufd-detect``'s fields (plus ``feature`` with ``--features``)."""
-    fields = [pa.field(name, field_type(name)) for name in fields_for(methods)]
+def output_schema(methods: tuple[str, ...], feature_dim: int | None, views: int = 0) -> pa.Schema:
+    """The dataset's columns: ``ufd-detect``'s fields (plus ``feature`` with ``--features``).
+
+    With ``views`` the methods' view fields too; ``feature`` is the image's own.
+    """
+    fields = [pa.field(name, field_type(name)) for name in fields_for(methods, views=views > 0)]
     if feature_dim is not None:
         fields.append(pa.field(FEATURE, pa.list_(pa.float32(), feature_dim)))
     return pa.schema(fields)

@@ -34,6 +34,7 @@ from ufd.runtime.serve.docs import install_docs
 from ufd.runtime.serve.engine import Engine, EngineStats, Overloaded
 from ufd.runtime.serve.metrics import ServeMetrics
 from ufd.runtime.serve.uploads import RequestError, describe_limits, read_detect_request
+from ufd.runtime.transforms import REUPLOAD_NAMES
 
 logger = logging.getLogger(__name__)
 EXIT_BUNDLE, EXIT_INTERNAL = 2, 3
@@ -113,7 +114,7 @@ def _load(state, config, opener, metrics: ServeMetrics, on_fatal) -> None:
         started = time.perf_counter()
         detector = opener()
         available = detector.methods.available()
-        detector.plan(config.method)  # the default method must work
+        detector.plan(config.method, views=config.views)  # the defaults must work
         if available:
             detector.plan(",".join(available))
         size = detector.bundle.manifest.model.image_size
@@ -285,7 +286,7 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
             method = request.query_params.get("method") or config.method
         elif not re.match(openapi_contract.method_pattern(detector.methods.available()), method):
             try:  # an unknown or missing method: the planner's own words
-                detector.plan(method[:200], parsed.k)
+                detector.plan(method[:200], parsed.k, views=parsed.views or 0)
             except UfdError as e:
                 raise RequestError(400, str(e)) from e
             raise RequestError(
@@ -295,7 +296,8 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
             )
 
         try:
-            methods, options = detector.plan(method, parsed.k)
+            views = config.views if parsed.views is None else parsed.views
+            methods, options = detector.plan(method, parsed.k, views=views)
         except UfdError as e:
             raise RequestError(400, str(e)) from e
         items = [InputItem(u.name, data=u.data) for u in parsed.images]
@@ -307,7 +309,7 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
             raise RequestError(503, f"overloaded: {e}; retry shortly", {"Retry-After": "1"}) from e
         except TimeoutError as e:
             raise RequestError(504, f"not answered within {config.request_timeout:g} s") from e
-        fields = detector.fields(methods)
+        fields = detector.fields(methods, options.views)
         return JSONResponse({"records": [r.to_dict(fields) for r in records]})
 
 
@@ -331,6 +333,7 @@ def describe(detector: Detector, config: ServeConfig) -> dict:
         "precision": detector.precision,
         "provider": detector.provider,
         "default_method": config.method,
+        "views": {"default": config.views, "available": list(REUPLOAD_NAMES)},
         "methods": methods,
         "parity": {p: vars(r) for p, r in manifest.parity.items()},
         "device_parity": None if detector.parity is None else detector.parity.to_dict(),

@@ -25,6 +25,8 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     method: str = "linear"
+    views: int = 0
+    """Re-upload views scored with each image when a request names none (``--views``)."""
     precision: str | None = None
     provider: str = "auto"
     threads: int | None = None

@@ -179,7 +179,7 @@ class Engine:
             if job.cancelled:
                 self._settle(job, index, None, "cancelled")
                 return
-            prepared = prepare_item(job.items[index], self.detector.prepare)
+            prepared = prepare_item(job.items[index], self.detector.prepare_for(job.options))
             job.prepared[index] = prepared
             if prepared.pixels is None:
                 self._settle(job, index, None, None)

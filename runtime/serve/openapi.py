@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ufd.runtime.serve.uploads import MAX_NAME
+from ufd.runtime.serve.uploads import MAX_NAME, MAX_VIEWS
 
 ERROR = {
     "type": "object",
@@ -44,7 +44,9 @@ RESPONSES: dict[str, dict[int, dict]] = {
     "/v1/detect": UNAUTHORIZED
     | NOT_READY
     | {
-        400: error("malformed: bad JSON, multipart or base64, no image, unknown method, bad k"),
+        400: error(
+            "malformed: bad JSON, multipart or base64, no image, unknown method, bad k or views"
+        ),
         413: error("too large: an image, the body, or too many images"),
         415: error("not multipart/form-data or application/json"),
         504: error("not answered within --request-timeout"),
@@ -69,6 +71,8 @@ def detect_body(
         k["maximum"] = k_max
     json_k = k | {"type": ["integer", "null"]}  # JSON may say null: the default k, method
     json_method = method | {"type": ["string", "null"]}
+    views: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_VIEWS}
+    json_views = views | {"type": ["integer", "null"]}  # null: the service's --views
     files = {  # one or more parts; multipart cannot tell one part from a list of one
         "minItems": 1,
         "maxItems": max_images,
@@ -97,7 +101,7 @@ def detect_body(
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "properties": {"file": files, "method": method, "k": k},
+                    "properties": {"file": files, "method": method, "k": k, "views": views},
                     "required": ["file"],
                     "additionalProperties": False,
                 }
@@ -105,7 +109,12 @@ def detect_body(
             "application/json": {
                 "schema": {
                     "type": "object",
-                    "properties": {"images": images, "method": json_method, "k": json_k},
+                    "properties": {
+                        "images": images,
+                        "method": json_method,
+                        "k": json_k,
+                        "views": json_views,
+                    },
                     "required": ["images"],
                     "additionalProperties": False,
                 }

@@ -18,8 +18,10 @@ from typing import Any
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from ufd.runtime.serve.config import MB, ServeConfig
+from ufd.runtime.transforms import REUPLOAD_NAMES
 
-FIELD_LIMIT = 1024  # bytes of a non-image form field (method, k)
+FIELD_LIMIT = 1024  # bytes of a non-image form field (method, k, views)
+MAX_VIEWS = len(REUPLOAD_NAMES)
 MAX_NAME = 1024  # characters of an image's name (its record's path)
 
 
@@ -48,6 +50,7 @@ class DetectRequest:
     images: list[Upload] = field(default_factory=list)
     method: str | None = None
     k: int | None = None
+    views: int | None = None
 
 
 async def read_detect_request(
@@ -166,12 +169,14 @@ class _Parts:
                 return
             images.append(Upload(name, bytes(self.data)))
 
-        elif name in ("method", "k"):
+        elif name in ("method", "k", "views"):
             value = self.data.decode("utf-8", "replace").strip()
             if name == "method":
                 self.request.method = value
-            else:
+            elif name == "k":
                 self.request.k = _parse_k(value)
+            else:
+                self.request.views = parse_views(value)
         else:
             self.error = RequestError(
                 400, f"unexpected form field {name!r}: send images as 'file' parts"
@@ -209,7 +214,7 @@ def _from_json(raw: bytes, limits: ServeConfig) -> DetectRequest:
         raise RequestError(400, f"body is not valid JSON: {e}") from e
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise RequestError(400, 'JSON body must be an object with an "images" list')
-    unknown = set(doc) - {"images", "method", "k"}
+    unknown = set(doc) - {"images", "method", "k", "views"}
     if unknown:
         raise RequestError(400, f"unknown JSON field(s) {sorted(unknown)}")
     if len(doc["images"]) > limits.max_images:
@@ -217,7 +222,9 @@ def _from_json(raw: bytes, limits: ServeConfig) -> DetectRequest:
     method = doc.get("method")
     if method is not None and not isinstance(method, str):
         raise RequestError(400, '"method" must be a string such as "linear,nn" or "all"')
-    request = DetectRequest(method=method, k=_parse_k(doc.get("k")))
+    request = DetectRequest(
+        method=method, k=_parse_k(doc.get("k")), views=parse_views(doc.get("views"))
+    )
     for i, entry in enumerate(doc["images"]):
         request.images.append(_json_image(i, entry, limits.max_image_bytes))
     return request
@@ -253,6 +260,23 @@ def _parse_k(value: Any) -> int | None:
 
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise RequestError(400, f'"k" must be a positive integer, not {value!r}')
+    return value
+
+
+def parse_views(value: Any) -> int | None:
+    """A request's ``views`` (``None``: the service's default).
+
+    Raises:
+        RequestError: 400, not an integer from 0 to the number of re-upload views.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_VIEWS:
+        raise RequestError(400, f'"views" must be an integer from 0 to {MAX_VIEWS}, not {value!r}')
     return value
 
 

@@ -43,7 +43,8 @@ def local_batches(
     batch_size: int | None = None,
 ) -> Iterator[list[Record]]:
     """Each encoder batch's records, from a :class:`~ufd.runtime.detector.Detector`."""
-    for batch in detector.feature_batches(items, batch_size):
+    prepare = detector.prepare_for(options)
+    for batch in detector.feature_batches(items, batch_size, prepare):
         yield detector.records(*batch, methods, options)
 
 
@@ -54,6 +55,7 @@ def server_batches(
     k: int | None = None,
     chunk: int = SERVER_CHUNK,
     sleep: Callable[[float], None] = time.sleep,
+    views: int = 0,
 ) -> Iterator[list[Record]]:
     """Records from a service (:class:`ufd.client.Client`), ``chunk`` images per request.
 
@@ -73,7 +75,7 @@ def server_batches(
             if isinstance(data, bytes) and data
         ]
 
-        answered = iter(_ask(client, sendable, method, k, sleep) if sendable else [])
+        answered = iter(_ask(client, sendable, method, k, views, sleep) if sendable else [])
         yield [
             next(answered) if isinstance(data, bytes) and data else _error(item, data)
             for item, data in zip(part, read, strict=True)
@@ -100,13 +102,15 @@ def _error(item: InputItem, reason: bytes | str) -> Record:
     return Record(item.path, error=reason if isinstance(reason, str) else "empty file (0 bytes)")
 
 
-def _ask(client: Any, images: list[tuple[str, bytes]], method: str, k: int | None, sleep) -> list:
+def _ask(
+    client: Any, images: list[tuple[str, bytes]], method: str, k: int | None, views: int, sleep
+) -> list:
     from ufd.client import ServiceError
 
     names, data = [name for name, _ in images], [blob for _, blob in images]
     for attempt in range(BUSY_RETRIES):
         try:
-            return client.detect(data, names=names, method=method, k=k)
+            return client.detect(data, names=names, method=method, k=k, views=views or None)
         except ServiceError as e:
             if e.status != 503 or attempt == BUSY_RETRIES - 1:
                 raise

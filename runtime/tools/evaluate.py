@@ -23,7 +23,6 @@ import numpy as np
 
 from ufd.runtime.detector import Detector
 from ufd.runtime.errors import UfdError
-from ufd.runtime.io.decode import ImageSource, decode_image
 from ufd.runtime.io.inputs import InputItem, is_image_name
 from ufd.runtime.methods import ScoreOptions
 from ufd.runtime.tools.feature_cache import (
@@ -33,7 +32,7 @@ from ufd.runtime.tools.feature_cache import (
     encoded_batches,
 )
 from ufd.runtime.tools.metrics import set_metrics
-from ufd.runtime.tools.perturb import condition_name, perturb
+from ufd.runtime.transforms import View, condition
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +130,8 @@ class SetScores:
     """Per method with an unsure band: which images it called ``unsure``."""
     sources: list[str] = field(default_factory=list)
     """``nn_source`` per image, when ``nn`` ran."""
+    paths: list[str] = field(default_factory=list)
+    """The images scored, in the order of every array here (unreadable ones left out)."""
 
 
 def evaluate(
@@ -144,20 +145,14 @@ def evaluate(
     Returns:
         (results for ``results.json``, scores per condition and set for the report).
     """
-    manifest = detector.bundle.manifest
-    encoder_sha = manifest.files[manifest.encoder(detector.precision).file].sha256
     results: dict = {}
     all_scores: dict[str, dict[str, SetScores]] = {}
     for sigma, quality in options.conditions:
-        name = condition_name(sigma, quality)
-        cache = None
-        if options.cache_root is not None:
-            key = cache_key(encoder_sha, detector.preprocess_config, name)
-            cache = FeatureCache(options.cache_root, key)
-        prepare = _preparer(detector, sigma, quality)
+        view = condition(sigma, quality)
+        name = view.name
         per_set, scores_here = {}, {}
         for test_set in sets:
-            scored = _score_set(detector, test_set, options, cache, prepare, on_skip)
+            scored = score_set(detector, test_set, options, view, on_skip)
             scores_here[test_set.name] = scored
             per_set[test_set.name] = {
                 method: set_metrics(
@@ -175,26 +170,37 @@ def evaluate(
     return results, all_scores
 
 
-def _preparer(detector: Detector, sigma: float, quality: int | None):
-    if sigma == 0 and quality is None:
+def view_preparer(detector: Detector, view: View):
+    """Image -> encoder input of its ``view`` (the detector's own prepare step when clean)."""
+    if not view.steps:
         return detector.prepare
-
-    def prepare(source: ImageSource) -> np.ndarray:
-        image = decode_image(source, detector.max_pixels, detector.preprocess_config.exif_transpose)
-        return detector.preprocessor(perturb(image, sigma, quality))
-
-    return prepare
+    preparer = detector.preparer
+    return lambda source: preparer.normalise(preparer.crops(source, (view,))[1])
 
 
-def _score_set(detector, test_set, options, cache, prepare, on_skip) -> SetScores:
+def score_set(
+    detector: Detector,
+    test_set: TestSet,
+    options: EvalOptions,
+    view: View,
+    on_skip: Callable[[str, str], None],
+) -> SetScores:
+    """Every method's scores and decisions on ``view`` of each image of a set (features cached)."""
+    cache = None
+    if options.cache_root is not None:
+        manifest = detector.bundle.manifest
+        encoder_sha = manifest.files[manifest.encoder(detector.precision).file].sha256
+        key = cache_key(encoder_sha, detector.preprocess_config, view.name)
+        cache = FeatureCache(options.cache_root, key)
     items = [InputItem(p) for p in (*test_set.real, *test_set.fake)]
     fake_paths = set(test_set.fake)
+    prepare = view_preparer(detector, view)
 
     def encode(missing: list[InputItem]):
         return encoded_batches(detector, missing, options.batch_size, prepare)
 
     paths, features = cached_features(items, cache, encode, on_skip)
-    scored = SetScores(labels=np.array([p in fake_paths for p in paths], dtype=bool))
+    scored = SetScores(labels=np.array([p in fake_paths for p in paths], dtype=bool), paths=paths)
     if not len(features):
         for method in options.methods:
             scored.scores[method], scored.predictions[method] = np.zeros(0), np.zeros(0, bool)

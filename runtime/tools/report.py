@@ -51,8 +51,51 @@ def attribution_rows(matrix: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def stability_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """``--stability``: per set and method (then the mean), how often a re-upload flips."""
+    block = results["stability"]
+    header = [
+        "set",
+        "method",
+        "flip rate",
+        "images flipped",
+        "mean abs Δ",
+        "p95 abs Δ",
+        "worst view",
+    ]
+    rows = []
+    for name, per_method in [*block["sets"].items(), ("mean", block["mean"])]:
+        for method, r in per_method.items():
+            worst = r["worst_view"]
+            flips = f" ({pct(r['per_view'][worst]['flip_rate'])})" if worst else ""
+            rows.append(
+                [
+                    name,
+                    method,
+                    pct(r["flip_rate"]),
+                    pct(r["images_flipped"]),
+                    _number(r["mean_abs_delta"]),
+                    _number(r["p95_abs_delta"]),
+                    f"{worst or '-'}{flips}",
+                ]
+            )
+    return header, rows
+
+
+def view_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """``--stability``: each view's flip rate per method (mean over the sets), in percent."""
+    block = results["stability"]
+    methods = list(block["mean"])
+    header = ["view", *(f"{m} flip rate" for m in methods)]
+    rows = [
+        [view, *(pct(block["mean"][m]["per_view"][view]["flip_rate"]) for m in methods)]
+        for view in block["views"]
+    ]
+    return header, rows
+
+
 def write_table(results: dict, path: Path) -> None:
-    """``table.md``: the paper's layout per condition (and attribution, when measured)."""
+    """``table.md``: the paper's layout per condition (attribution, stability when measured)."""
     lines = []
     for condition, block in results["conditions"].items():
         header, rows = paper_rows(results, condition)
@@ -66,6 +109,14 @@ def write_table(results: dict, path: Path) -> None:
                 *_markdown(*attribution_rows(matrix)),
                 "",
             ]
+    if "stability" in results:
+        lines += [
+            "## stability under re-upload (flip rates in %)\n",
+            *_markdown(*stability_rows(results)),
+            "",
+            *_markdown(*view_rows(results)),
+            "",
+        ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -73,6 +124,10 @@ def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
         "| " + " | ".join(cells) + " |" for cells in rows
     ]
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def pct(value: float | None) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from ufd.runtime.methods import method_class
 from ufd.runtime.tools.evaluate import SetScores
 from ufd.runtime.tools.metrics import roc_curve
-from ufd.runtime.tools.report import attribution_rows, paper_rows, pct
+from ufd.runtime.tools.report import attribution_rows, paper_rows, pct, stability_rows, view_rows
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,12 @@ def write_html(results: dict, scores: dict[str, dict[str, SetScores]], path: Pat
                 f"fakes the vote caught, {pct(matrix['accuracy_of_caught'])} % named right</p>"
             )
             parts.append(_table(*attribution_rows(matrix)))
+    if "stability" in results:
+        parts.append("<h2>stability under re-upload (flip rates in %)</h2>")
+        parts.append(_table(*stability_rows(results)))
+        parts.append(_table(*view_rows(results)))
+        if plt is not None:
+            parts.append(_stability_figure(plt, results["stability"]))
     parts.append("<h2>figures</h2>")
     if plt is None:
         parts.append("<p>figures need matplotlib: pip install 'ufd[eval]'</p>")
@@ -129,11 +135,31 @@ def _figure(plt, scored: SetScores) -> str:
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
+    return _png(plt, fig, "curves")
+
+
+def _stability_figure(plt, block: dict) -> str:
+    """Flip rate per view, one bar per method (mean over the sets)."""
+    views, methods = block["views"], list(block["mean"])
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    width = 0.8 / max(len(methods), 1)
+    for i, method in enumerate(methods):
+        rates = [block["mean"][method]["per_view"][v]["flip_rate"] or 0.0 for v in views]
+        positions = np.arange(len(views)) + i * width
+        ax.bar(positions, [100 * r for r in rates], width, label=method)
+    ax.set_xticks(np.arange(len(views)) + width * (len(methods) - 1) / 2, views, rotation=30)
+    ax.set(title="label flips under re-upload", ylabel="flip rate (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(plt, fig, "flip rate per view")
+
+
+def _png(plt, fig, alt: str) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"<img alt='curves' src='data:image/png;base64,{data}'>"
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
 
 def _pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
