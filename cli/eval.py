@@ -111,8 +111,12 @@ def evaluate(
         cache_root=None if no_cache else (cache or cache_dir("features")),
     )
 
+    seen: set[tuple[str, str]] = set()
+
     def skip(path: str, why: str) -> None:
-        skipped.append([path, why])
+        if (path, why) not in seen:  # once, however many conditions and views meet it
+            seen.add((path, why))
+            skipped.append([path, why])
 
     per_condition, scores = evaluate(detector, sets, options, skip)
     model = detector.bundle.manifest.model

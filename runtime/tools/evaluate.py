@@ -286,11 +286,18 @@ def _prediction_accuracy(scored: SetScores, method: str) -> dict:
     }
 
 
+def _nanmean(values: list[float]) -> float:
+    """The mean of the known values; NaN (quietly) when none is known (a set with one class)."""
+    known = np.asarray(values, dtype=np.float64)
+    known = known[~np.isnan(known)]
+    return float(known.mean()) if len(known) else float("nan")
+
+
 def _mean_rows(per_set: dict, methods: tuple[str, ...]) -> dict:
     means = {}
     for method in methods:
         rows = [metrics[method] for metrics in per_set.values()]
-        means[method] = {key: float(np.nanmean([r[key] for r in rows])) for key in METRIC_KEYS}
+        means[method] = {key: _nanmean([r[key] for r in rows]) for key in METRIC_KEYS}
         means[method]["n_real"] = int(sum(r["n_real"] for r in rows))
         means[method]["n_fake"] = int(sum(r["n_fake"] for r in rows))
         for key in UNSURE_KEYS:

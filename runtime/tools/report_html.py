@@ -133,7 +133,8 @@ def _figure(plt, scored: SetScores) -> str:
     axes[1].set(title="ROC", xlabel="false positive rate", ylabel="true positive rate")
     axes[2].set(title="scores (p(fake) / nn_score)", xlabel="score", ylabel="images")
     for ax in axes:
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a set of one class has no curves
+            ax.legend(fontsize=7)
     fig.tight_layout()
     return _png(plt, fig, "curves")
 
