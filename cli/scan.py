@@ -145,9 +145,12 @@ def scan(
             f"removed {totals.duplicates_removed} duplicate rows left by a killed run's workers",
             err=True,
         )
+    for line in totals.skipped.lines() if verbose else ():
+        typer.echo(line, err=True)
+    left_out = f"; {totals.skipped.summary()}" if len(totals.skipped) else ""
     typer.echo(
-        f"{totals.scored} scored, {totals.failed} failed, {totals.shards} shards in {out} "
-        f"({totals.rows / max(totals.seconds, 1e-9):.1f} images/s)",
+        f"{totals.scored} scored, {totals.failed} failed{left_out}, {totals.shards} shards in "
+        f"{out} ({totals.rows / max(totals.seconds, 1e-9):.1f} images/s)",
         err=True,
     )
     raise typer.Exit(1 if totals.failed else 0)

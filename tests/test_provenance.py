@@ -106,6 +106,7 @@ def test_automatic1111_parameters() -> None:
         "source": "png:parameters",
         "name": "AUTOMATIC1111-compatible",
         "detail": "sd_xl_base_1.0",
+        "sources": ["png:parameters"],
     }
     assert found["says"] == "generated"
 
@@ -124,7 +125,11 @@ def test_exif_software_of_known_generators(fmt: str, software: str) -> None:
     exif = Image.Exif()
     exif[0x0131] = software
     found = read_provenance(encoded(fmt, exif=exif))
-    assert found["generator"] == {"source": "exif:Software", "name": software}
+    assert found["generator"] == {
+        "source": "exif:Software",
+        "name": software,
+        "sources": ["exif:Software"],
+    }
 
 
 def test_files_that_say_nothing_give_null() -> None:

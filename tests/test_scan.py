@@ -317,3 +317,17 @@ def test_a_killed_ray_actor_still_gives_one_row_per_input(
     got, _ = _scan_with_a_killed_worker(full_bundle, forty, tmp_path, is_actor, "--engine", "ray")
     names = sorted(Path(r["path"]).name for r in got)
     assert names == [f"img{i:02d}.png" for i in range(40)] and all(r["error"] is None for r in got)
+
+
+def test_scan_counts_what_folders_held_that_is_not_an_image(tiny_bundle: Path, tmp_path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    random_image(folder / "a.png", (64, 64), seed=1)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "model.xyz").write_bytes(b"\0" * 16)
+    out = tmp_path / "scan"
+    result = scan(tiny_bundle, folder, "--out", out, "-v")
+    assert result.exit_code == 0, result.output
+    assert "1 scored, 0 failed; 2 skipped: 2 not an image format" in result.stderr
+    assert f"skipped {folder / 'notes.txt'}" in result.stderr  # -v lists them
+    assert [r["path"] for r in rows(out)] == [str(folder / "a.png")]

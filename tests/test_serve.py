@@ -75,6 +75,18 @@ def test_json_base64_images(server: Server, photos: list[Path]) -> None:
     assert {r["nn_score"] * 3 % 1 for r in body["records"]} <= {0.0}  # k=3 vote shares
 
 
+def test_uploads_are_sniffed_not_judged_by_name(server: Server, photos: list[Path]) -> None:
+    data = photos[0].read_bytes()
+    parts = [("file", "photo.txt", data), ("file", "notes.png", b"plain text, not a PNG")]
+    status, body, _ = post(
+        server.url + "/v1/detect", multipart(parts), "multipart/form-data; boundary=ufdtest"
+    )
+    assert status == 200
+    good, bad = body["records"]
+    assert good["path"] == "photo.txt" and good["error"] is None and good["prob"] is not None
+    assert bad["path"] == "notes.png" and "not a recognised image format" in bad["error"]
+
+
 def test_every_bad_input_gets_its_error_record(server: Server, full_bundle: Path, tmp_path) -> None:
     root, expect = bad_input_corpus(tmp_path)
     files = sorted(p for p in root.rglob("*") if p.is_file() and "loop" not in p.parts)

@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from ufd.runtime.errors import stable_text
+from ufd.runtime.io.formats import register_plugins
 from ufd.runtime.provenance.content_credentials import read_c2pa
 from ufd.runtime.provenance.metadata import GENERATED_TYPES, read_metadata
 from ufd.runtime.provenance.watermark import read_watermark
@@ -40,6 +41,7 @@ def read_provenance(source: Any, max_bytes: int = MAX_FILE_BYTES) -> dict[str, A
         return None
     found: dict[str, Any] = {}
     errors: list[str] = []
+    register_plugins()  # HEIC/HEIF, JPEG XL: the same formats the scores read
     try:
         with Image.open(io.BytesIO(data)) as image:
             image_format = image.format

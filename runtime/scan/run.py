@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ufd.runtime.encoder_choice import choose_precision, head_of, open_encoder
 from ufd.runtime.errors import UsageError
-from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.io.inputs import InputItem, Skipped
 from ufd.runtime.methods import MethodSet, ScoreOptions, open_bundle
 from ufd.runtime.providers import PROVIDERS, Provider, start_provider
 from ufd.runtime.scan.dataset import prepare_output, remove_duplicates, scan_settings_record
@@ -49,6 +49,8 @@ class ScanTotals:
     shards: int = 0
     duplicates_removed: int = 0
     seconds: float = 0.0
+    skipped: Skipped = field(default_factory=Skipped)
+    """What folders and globs held but were not taken (not images, repeats)."""
 
     @property
     def scored(self) -> int:
@@ -123,8 +125,9 @@ def run_scan(
             scanned with other settings.
     """
     run, done = prepare_output(out, plan.record, resume, overwrite)
-    items = _unique(expand_sources(inputs, listed), done)
-    totals = ScanTotals(inputs=len(items), done_before=len(done))
+    skipped = Skipped()
+    items = _unique(expand_sources(inputs, listed, skipped), done)
+    totals = ScanTotals(inputs=len(items), done_before=len(done), skipped=skipped)
     on_start(totals)
 
     shards: set[str] = set()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ufd.runtime.errors import UsageError
-from ufd.runtime.io.inputs import InputItem, expand_inputs, is_image_name
+from ufd.runtime.io.inputs import NOT_AN_IMAGE, InputItem, Skipped, expand_inputs, is_image_name
 
 _GLOB = frozenset("*?[")
 
@@ -24,22 +24,28 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
-def expand_sources(inputs: Iterable[str], listed: Iterable[str] = ()) -> Iterator[InputItem]:
-    """Inputs in order: local ones as ``ufd-detect`` expands them, URIs through pyarrow."""
+def expand_sources(
+    inputs: Iterable[str], listed: Iterable[str] = (), skipped: Skipped | None = None
+) -> Iterator[InputItem]:
+    """Inputs in order: local ones as ``ufd-detect`` expands them, URIs through pyarrow.
+
+    What folders, prefixes and globs held but were not taken goes to ``skipped``,
+    by the same rules as ``ufd-detect``'s.
+    """
     local: list[str] = []
     for raw in inputs:
         if is_uri(raw):
-            yield from expand_inputs(local)
+            yield from expand_inputs(local, skipped)
             local = []
-            yield from _expand_uri(raw)
+            yield from _expand_uri(raw, skipped)
         else:
             local.append(raw)
-    yield from expand_inputs(local)
+    yield from expand_inputs(local, skipped)
     for entry in listed:
         yield InputItem(entry)
 
 
-def _expand_uri(uri: str) -> Iterator[InputItem]:
+def _expand_uri(uri: str, skipped: Skipped | None = None) -> Iterator[InputItem]:
     from pyarrow import fs as pafs
 
     pattern = None
@@ -68,6 +74,9 @@ def _expand_uri(uri: str) -> Iterator[InputItem]:
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     else:
+        for name in names:
+            if not is_image_name(name) and skipped is not None:
+                skipped.add(NOT_AN_IMAGE, name)
         names = [n for n in names if is_image_name(n)]
     if not names:
         yield InputItem(uri, "matched no image files")
