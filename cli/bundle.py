@@ -99,7 +99,8 @@ def info(
         return
     model = about["model"]
     typer.echo(
-        f"{bundle}: {model['name']} ({model['pretrained']}), {model['feature_dim']}-d, "
+        f"{bundle}: {model.get('detector', 'univfd')} on {model['name']} "
+        f"({model['pretrained']}), {model['feature_dim']}-d, "
         f"schema {about['schema_version_on_disk']}, {about['total_mb']:.1f} MB"
     )
     for precision, enc in about["encoders"].items():

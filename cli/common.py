@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -29,6 +30,7 @@ R = TypeVar("R")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERNAL = 3  # a bug, never to be read as "some inputs failed" (1)
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as shell tools end when their reader closes the pipe
 EXIT_CODES_HELP = (
     "Exit status: 0 done, 1 some inputs failed, 2 usage or bundle error, 3 internal error "
     "(a bug: please report it), 130 interrupted."
@@ -235,6 +237,9 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # `ufd-... | head`: the reader left; nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_PIPE_CLOSED)
         except (typer.Exit, typer.Abort, TyperException):
             raise  # typer's own ways of ending a command
         except Exception as e:  # noqa: BLE001 - a bug: one line (traceback: -v), exit 3

@@ -7,39 +7,62 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import handle_errors, run, setup_logging
+from ufd.cli.common import fail, handle_errors, run, setup_logging
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 @app.command(
     help=(
-        "Export a CLIP visual encoder and a UnivFD linear head to an ONNX bundle. "
-        "The export checks itself against the torch pipeline on probe images and "
-        "writes nothing if fp32 logits differ by more than 1e-4. "
+        "Export a fake-image detector to an ONNX bundle: its encoder (features) and head "
+        "(logit) as graphs, and its official test preprocessing. --list shows the detectors "
+        "(univfd, rine, c2p-clip, commfor, probe) and the weight files each takes. The export "
+        "checks itself against the torch pipeline on probe images and writes nothing if fp32 "
+        "logits differ by more than 1e-4. "
         "Example: ufd-export --out univfd-vitl14 (ViT-L-14, OpenAI weights, official head)."
     )
 )
 @handle_errors
 def export(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle directory to create.")],
-    model: Annotated[
-        str, typer.Option(help="open_clip model name, e.g. ViT-L-14, ViT-B-16, ufd-tiny-vit.")
-    ] = "ViT-L-14",
-    pretrained: Annotated[
-        str,
-        typer.Option(
-            help="open_clip pretrained tag (openai, laion2b_s32b_b82k, ...), a local "
-            "checkpoint file (open_clip state dict), or 'none' for random weights."
-        ),
-    ] = "openai",
-    head: Annotated[
-        str,
-        typer.Option(
-            help="'univfd' (official head, downloaded once and cached), a .pth state dict "
-            "{'weight': [1, D], 'bias': [1]}, or 'none' (features only)."
-        ),
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Bundle directory to create.")
+    ] = None,
+    detector: Annotated[
+        str, typer.Option(help="Which detector (see --list): univfd, rine, c2p-clip, ...")
     ] = "univfd",
+    list_detectors: Annotated[
+        bool, typer.Option("--list", help="List the detectors and the files each takes; exit.")
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Backbone: an open_clip model name (ViT-L-14, ViT-B-16, ufd-tiny-vit) or, for "
+            "probe, timm:NAME. Default: the detector's own (needed only for probe)."
+        ),
+    ] = None,
+    pretrained: Annotated[
+        str | None,
+        typer.Option(
+            help="Backbone weights: an open_clip tag (openai, ...), a local checkpoint, or "
+            "'none' for random weights; c2p-clip and commfor: their release file. Default: "
+            "the detector's (see --list)."
+        ),
+    ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            help="Head weights: univfd: 'univfd' (official, downloaded once), a .pth "
+            "{'weight': [1, D], 'bias': [1]} or 'none'; rine: its ckpt/model_*_trainable.pth. "
+            "Default: the detector's."
+        ),
+    ] = None,
+    features: Annotated[
+        str,
+        typer.Option(
+            help="probe: cls (the last class token) or blocks (every block's class token, "
+            "as RINE takes them)."
+        ),
+    ] = "cls",
     precision: Annotated[
         str,
         typer.Option(
@@ -57,7 +80,7 @@ def export(
         bool,
         typer.Option(
             "--resize/--no-resize",
-            help="Resize the shorter side to 256 before the crop (older UnivFD pipeline). "
+            help="univfd: resize the shorter side to 256 before the crop (older pipeline). "
             "Off by default, as in the official test code.",
         ),
     ] = False,
@@ -122,11 +145,19 @@ def export(
 ) -> None:
     """Run the export (see the command help)."""
     setup_logging(verbose)
+    if list_detectors:
+        from ufd.export.detectors import describe_detectors
+
+        typer.echo("\n".join(describe_detectors()))
+        return
+    if out is None:
+        raise fail("give --out DIR, the bundle directory to create (or --list)")
     from ufd.export.graph.build import ExportOptions, export_bundle
-    from ufd.runtime.bundle.manifest import PreprocessConfig
 
     options = ExportOptions(
         out=out,
+        detector=detector,
+        features=features,
         model=model,
         pretrained=pretrained,
         head=head,
@@ -135,7 +166,7 @@ def export(
         n_probes=probes,
         opset=opset,
         quick_gelu=quick_gelu,
-        preprocess=PreprocessConfig(mode="resize_center_crop" if resize else "center_crop"),
+        resize=resize,
         max_logit_error=max_logit_error,
         quantization=quantization,
         optimize=optimize,

@@ -96,12 +96,45 @@ def _fusable(module: nn.Module) -> bool:
     )
 
 
+class FusedTimmAttention(nn.Module):
+    """Drop-in for timm's ViT ``Attention`` (no q/k norm, no gate): the same op as above."""
+
+    def __init__(self, source: nn.Module) -> None:
+        """Take the projections of ``source`` (shared, not copied)."""
+        super().__init__()
+        self.num_heads = source.num_heads
+        self.qkv = source.qkv
+        self.proj = source.proj
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+    ) -> torch.Tensor:
+        """Self-attention of ``x`` (B, N, D)."""
+        if attn_mask is not None or is_causal:
+            raise NotImplementedError("FusedTimmAttention handles mask-free self-attention only")
+        q, k, v = torch.split(self.qkv(x), self.proj.in_features, dim=-1)
+        return self.proj(_MultiHeadAttentionOp.apply(q, k, v, self.num_heads))
+
+
+def _timm_fusable(module: nn.Module | None) -> bool:
+    """Timm's plain ViT attention: qkv in one Linear, no per-head norms, no gate, no norm."""
+    return (
+        type(module).__name__ == "Attention"
+        and isinstance(getattr(module, "qkv", None), nn.Linear)
+        and isinstance(getattr(module, "proj", None), nn.Linear)
+        and all(isinstance(getattr(module, n, None), nn.Identity) for n in ("q_norm", "k_norm"))
+        and isinstance(getattr(module, "norm", nn.Identity()), nn.Identity)
+        and getattr(module, "gate", None) is None
+        and module.qkv.out_features == 3 * module.proj.in_features
+    )
+
+
 def fuse_self_attention(model: nn.Module) -> tuple[nn.Module, int]:
-    """A copy of ``model`` whose fusable attention modules are :class:`FusedSelfAttention`.
+    """A copy of ``model`` whose fusable attention modules are fused (one onnxruntime op).
 
     Only modules whose call is known to be mask-free self-attention are
     swapped: ``attn`` of open_clip's ``ResidualAttentionBlock`` (the attention
-    pooler and text tower are left alone).
+    pooler and text tower are left alone) and of timm's ViT ``Block``.
 
     Returns:
         The copy and how many modules were swapped.
@@ -109,10 +142,14 @@ def fuse_self_attention(model: nn.Module) -> tuple[nn.Module, int]:
     fused = copy.deepcopy(model)
     count = 0
     for parent in fused.modules():
-        if type(parent).__name__ != "ResidualAttentionBlock" or hasattr(parent, "ln_1_kv"):
-            continue
-        if _fusable(getattr(parent, "attn", None)):
-            parent.attn = FusedSelfAttention(parent.attn)
+        kind = type(parent).__name__
+        attention = getattr(parent, "attn", None)
+        if kind == "ResidualAttentionBlock" and not hasattr(parent, "ln_1_kv"):
+            if _fusable(attention):
+                parent.attn = FusedSelfAttention(attention)
+                count += 1
+        elif kind == "Block" and _timm_fusable(attention):
+            parent.attn = FusedTimmAttention(attention)
             count += 1
     logger.debug("fused %d self-attention blocks", count)
     return fused, count

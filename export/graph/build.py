@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ufd.export.detectors import DetectorRequest, get_detector
 from ufd.export.graph.device_probes import (
     PROBES_FILE,
     derive_tolerance,
@@ -30,7 +31,7 @@ from ufd.export.graph.onnx_export import (
     ENCODER_INPUT,
     ENCODER_OUTPUT,
     export_encoder,
-    export_linear_head,
+    export_feature_head,
 )
 from ufd.export.graph.precision import (
     make_fp16,
@@ -41,8 +42,6 @@ from ufd.export.graph.precision import (
 from ufd.export.graph.probes import folder_probes, synthetic_probes
 from ufd.export.graph.validate import Reference, enforce, measure_parity, torch_reference
 from ufd.export.graph.writer import BundleWriter, check_destination
-from ufd.export.heads import load_head
-from ufd.export.models import load_visual
 from ufd.runtime import __version__
 from ufd.runtime.bundle import (
     PRECISIONS,
@@ -71,15 +70,21 @@ class ExportOptions:
     """What ``ufd-export`` builds; defaults are the official UnivFD setting."""
 
     out: Path
-    model: str = "ViT-L-14"
-    pretrained: str = "openai"
-    head: str = "univfd"
+    model: str | None = None
+    """The backbone (``None``: the detector's own; needed only for ``probe``)."""
+    pretrained: str | None = None
+    head: str | None = None
+    detector: str = "univfd"
+    """A name of :mod:`ufd.export.detectors` (``ufd-export --list``)."""
+    features: str = "cls"
+    """``probe``: ``cls`` or ``blocks``."""
+    resize: bool | None = None
+    """univfd: resize the shorter side to 256 first (the older pipeline)."""
     precisions: tuple[str, ...] = ("fp32", "int8", "int8-portable")
     probe_dir: Path | None = None
     n_probes: int = 10
     opset: int = DEFAULT_OPSET
     quick_gelu: bool | None = None
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     max_logit_error: float | None = None
     threshold: float = 0.5
     force: bool = False
@@ -122,38 +127,48 @@ def export_bundle(
     """
     started = time.perf_counter()
     check_destination(Path(options.out).absolute(), options.force)
-    on_step(f"loading {options.model} ({options.pretrained})")
-    loaded = load_visual(options.model, options.pretrained, options.quick_gelu)
-    head = load_head(options.head, loaded.info.feature_dim)
-    preprocess = dataclasses.replace(options.preprocess, crop_size=loaded.info.image_size)
+    detector = get_detector(options.detector)
+    request = DetectorRequest(
+        options.model,
+        options.pretrained,
+        options.head,
+        options.quick_gelu,
+        options.resize,
+        options.features,
+    )
+    on_step(f"loading {detector.name}: {options.model or detector.default_model or 'backbone'}")
+    built = detector.build(request)
+    preprocess, info = built.preprocess, built.info
 
     on_step("preparing probe images and the torch reference")
     if options.probe_dir is not None:
         probes = folder_probes(options.probe_dir, options.n_probes)
     else:
         probes = synthetic_probes(options.n_probes)
-    reference = torch_reference(loaded.visual, head.linear, probes, preprocess)
+    reference = torch_reference(built.encoder, built.head, probes, preprocess)
     device_images = probe_images(probes)
-    device = torch_reference(loaded.visual, head.linear, device_images, preprocess)
+    device = torch_reference(built.encoder, built.head, device_images, preprocess)
     crops = np.stack([build_preprocessor(preprocess).crop(image) for image in device_images])
 
     with BundleWriter(options.out, options.force) as writer:
         on_step("exporting the fp32 encoder to ONNX")
         fp32_path = writer.path(encoder_file("fp32"))
         fused = export_encoder(
-            loaded.visual, fp32_path, loaded.info.image_size, options.opset, options.fuse_attention
+            built.encoder, fp32_path, preprocess.crop_size, options.opset, options.fuse_attention
         )
-        del loaded.visual  # free the torch weights before deriving other graphs
+        del built.encoder  # free the torch weights before deriving other graphs
         methods, head_path = {}, None
-        if head.linear is not None:
+        if built.head is not None:
             head_path = writer.path(HEAD_FILE)
-            export_linear_head(head.linear, head_path, options.opset)
+            export_feature_head(built.head, info.feature_dim, head_path, options.opset)
             methods["linear"] = MethodEntry(files={"graph": HEAD_FILE}, threshold=options.threshold)
         check = _Validation(options, reference, head_path, on_step)
         encoders = {}
         for precision in _ordered(options.precisions):
             path = writer.path(encoder_file(precision))
-            entry = _derive(precision, fp32_path, path, options, reference.pixels, on_step)
+            entry = _derive(
+                precision, fp32_path, path, options, reference.pixels, preprocess, on_step
+            )
             encoders[precision] = check(
                 precision, path, dataclasses.replace(entry, attention="fused" if fused else "plain")
             )
@@ -181,7 +196,7 @@ def export_bundle(
         manifest = Manifest(
             ufd_version=__version__,
             created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-            model=loaded.info,
+            model=info,
             preprocess=preprocess,
             encoders=encoders,
             files=writer.file_entries(),
@@ -189,10 +204,10 @@ def export_bundle(
             methods=methods,
             probes=ParityProbes(PROBES_FILE, len(crops), tolerance),
             provenance={
-                "head": dataclasses.asdict(head.info),
+                "head": dataclasses.asdict(built.head_info),
                 "parity": {p: dataclasses.asdict(r) for p, r in check.parity.items()},
                 "device_parity_at_export": provenance_at_export(at_export, tolerance),
-                "notes": _notes(options) + tolerance_notes(at_export, tolerance),
+                "notes": _notes(options) + built.notes + tolerance_notes(at_export, tolerance),
             },
         )
         writer.commit(manifest)
@@ -227,6 +242,7 @@ def _derive(
     path: Path,
     options: ExportOptions,
     probe_pixels: np.ndarray,
+    preprocess: PreprocessConfig,
     on_step: Callable[[str], None],
 ) -> EncoderGraph:
     """Make the ``precision`` graph at ``path`` (fp32 exists already) and describe it."""
@@ -235,7 +251,7 @@ def _derive(
         on_step("quantising the encoder to int8 (static QDQ, calibrated)")
         pixels = probe_pixels
         if options.calibration_dir is not None:
-            preprocessor = build_preprocessor(options.preprocess)
+            preprocessor = build_preprocessor(preprocess)
             images = folder_probes(options.calibration_dir, options.n_calibration)
             pixels = np.stack([preprocessor(image) for image in images])
         make_int8_static(fp32_path, path, pixels, ENCODER_INPUT)
@@ -261,7 +277,7 @@ def _ordered(precisions: tuple[str, ...]) -> list[str]:
 
 def _notes(options: ExportOptions) -> list[str]:
     notes = []
-    if options.pretrained.lower() in ("none", "random"):
+    if (options.pretrained or "").lower() in ("none", "random"):
         notes.append("RANDOM-INIT WEIGHTS: scores are meaningless; for tests and timings only.")
     if options.probe_dir is None:
         notes.append("parity measured on synthetic probe images (use --probe-dir for real ones)")

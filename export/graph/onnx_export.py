@@ -69,12 +69,21 @@ def export_encoder(
         visual, fused = fuse_self_attention(visual)
         if not fused:
             logger.info("no fusable self-attention found; exporting attention as plain ops")
-        elif keep_class_token_only(visual):
+        elif any([keep_class_token_only(tower) for tower in _vision_towers(visual)]):
             logger.info("the last block computes the class token only")
     example = torch.zeros(2, 3, image_size, image_size)
     custom = {MS_DOMAIN: 1} if fused else None
     _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset, custom)
     return fused > 0
+
+
+def _vision_towers(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """open_clip vision towers in ``module`` (itself, or one inside a detector's encoder)."""
+    return [
+        m
+        for m in module.modules()
+        if hasattr(getattr(m, "transformer", None), "resblocks") and hasattr(m, "conv1")
+    ]
 
 
 def export_linear_head(linear: torch.nn.Linear, path: Path, opset: int = DEFAULT_OPSET) -> None:

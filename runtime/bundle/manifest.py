@@ -36,13 +36,14 @@ from typing import Any, Literal
 from ufd.runtime.bundle.schema import build, describe, lenient
 from ufd.runtime.errors import BundleError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SCHEMA_FINGERPRINTS = {
     3: "fbef47549236",
     4: "e4d5c6f8ac5b",
     5: "536231575ba5",
     6: "98cd2d828aa8",
     7: "400ace4e3f6e",
+    8: "c457ac99190a",
 }
 """Digest of :func:`schema_text` per version: a test fails when the dataclasses change
 without a new version. Append a line for a new version; never edit an old one."""
@@ -90,7 +91,7 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Which CLIP visual encoder the bundle holds."""
+    """Which detector and backbone the bundle holds."""
 
     name: str
     pretrained: str
@@ -98,6 +99,8 @@ class ModelInfo:
     image_size: int
     quick_gelu: bool
     checkpoint_sha256: str | None = None
+    detector: str = "univfd"
+    """The ``ufd-export --detector`` that built it (schema 8; older bundles: univfd)."""
 
 
 @dataclass(frozen=True)
