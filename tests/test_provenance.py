@@ -406,3 +406,45 @@ def test_error_texts_are_the_same_on_every_run() -> None:
     with pytest.raises(ImageError) as first:
         decode_image(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     assert "0x" not in str(first.value)
+
+
+# --- A1111's stealth parameters (alpha low bits) ---------------------------------------
+
+
+def _stealth_png(text: str, compressed: bool, size: tuple[int, int] = (64, 48), length=None):
+    """An RGBA PNG with ``text`` written as the stealth-pnginfo extension writes it."""
+    import gzip
+
+    payload = gzip.compress(text.encode()) if compressed else text.encode()
+    signature = b"stealth_pngcomp" if compressed else b"stealth_pnginfo"
+    bits_total = 8 * len(payload) if length is None else length
+    data = signature + bits_total.to_bytes(4, "big") + payload
+    bits = np.unpackbits(np.frombuffer(data, np.uint8))
+    width, height = size
+    alpha = np.full(width * height, 254, np.uint8)
+    alpha[: len(bits)] |= bits
+    alpha = alpha.reshape(width, height).T  # the bits run down each column
+    rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_stealth_parameters_are_read_from_the_alpha_bits(compressed: bool) -> None:
+    text = "a cat\nSteps: 20, Sampler: Euler, Seed: 1, Model: sd15"
+    found = read_provenance(_stealth_png(text, compressed))
+    assert found["generator"]["source"] == "stealth:parameters"
+    assert found["generator"]["detail"] == "sd15" and found["says"] == "generated"
+
+
+def test_stealth_that_does_not_fit_is_an_error_entry_and_big_images_are_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = read_provenance(_stealth_png("Steps: 1, Sampler: x", False, length=8 * 10**6))
+    assert broken["says"] is None
+    assert broken["errors"] == ["stealth parameters unreadable: ValueError"]
+    from ufd.runtime.provenance import stealth
+
+    monkeypatch.setattr(stealth, "MAX_PIXELS", 63 * 48)  # one column short of the image
+    assert read_provenance(_stealth_png("Steps: 1, Sampler: x", False)) is None

@@ -7,8 +7,10 @@ gzip-compressed), the payload's length in bits (32-bit big-endian), and the
 payload: the same text as the ``parameters`` PNG chunk. Such images survive
 tools that strip metadata chunks.
 
-Read from the first columns only, bounded: at most :data:`MAX_PAYLOAD` bytes,
-decompressed to at most :data:`MAX_TEXT` bytes.
+Bounded: read only in images of at most :data:`MAX_PIXELS` (the alpha channel is
+decoded whole, since the bits run down columns; generators write far smaller
+images), at most :data:`MAX_PAYLOAD` bytes, decompressed to at most
+:data:`MAX_TEXT` bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ SIGNATURES = {b"stealth_pnginfo": False, b"stealth_pngcomp": True}
 SIGNATURE_BYTES = 15
 MAX_PAYLOAD = 1 << 20
 MAX_TEXT = 1 << 20
+MAX_PIXELS = 4096 * 4096
 
 
 def read_stealth(image: Image.Image) -> str | None:
@@ -30,7 +33,8 @@ def read_stealth(image: Image.Image) -> str | None:
     Raises:
         ValueError: a signature followed by a length or payload that does not fit.
     """
-    if image.mode != "RGBA" or image.width * image.height < 8 * (SIGNATURE_BYTES + 4):
+    pixels = image.width * image.height
+    if image.mode != "RGBA" or not 8 * (SIGNATURE_BYTES + 4) <= pixels <= MAX_PIXELS:
         return None
     alpha = np.asarray(image.getchannel("A"))
     head = _bytes(alpha, 0, SIGNATURE_BYTES + 4)
