@@ -47,6 +47,8 @@ EXTRA_HINTS = {
     "torchvision": "export",
     "open_clip": "export",
     "onnxconverter_common": "export",
+    "timm": "export",
+    "safetensors": "export",
     "onnx": "bench",
     "matplotlib": "eval",
     "fastapi": "serve",

@@ -108,8 +108,9 @@ class CommunityForensics(Detector):
                 "publishes 224 and 384 (the official resize is known for those only)"
             )
         digest = sha256_file(Path(path))
+        size = {192: "tiny", 384: "small", 768: "base"}.get(model.embed_dim, f"{model.embed_dim}d")
         info = ModelInfo(
-            name=f"vit_{model.embed_dim}d_{len(model.blocks)}l_patch{model.patch_embed.patch_size[0]}",
+            name=f"vit_{size}_patch{model.patch_embed.patch_size[0]}_{image_size}",
             pretrained=Path(path).name,
             feature_dim=model.embed_dim,
             image_size=image_size,
