@@ -109,6 +109,12 @@ def test_every_bad_input_gets_its_error_record(server: Server, full_bundle: Path
         (b'{"images": []}', "application/json", 400, "no images"),
         (b'{"pictures": []}', "application/json", 400, '"images" list'),
         (b'{"images": [{"data": "AAAA"}], "k": 0}', "application/json", 400, "positive integer"),
+        (  # the contract's maximum holds when the method asked for (linear) uses no k
+            b'{"images": [{"data": "AAAA"}], "k": 166199959124}',
+            "application/json",
+            400,
+            "at most",
+        ),
         (
             b'{"images": [{"data": "AAAA"}], "method": "magic"}',
             "application/json",

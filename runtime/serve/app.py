@@ -295,6 +295,10 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
                 f"commas, no spaces ({', '.join(detector.methods.available())})",
             )
 
+        k_max = _largest_k(detector)
+        if parsed.k is not None and k_max is not None and parsed.k > k_max:
+            # the contract's maximum holds whatever the methods: k is never silently ignored
+            raise RequestError(400, f'"k" must be at most {k_max}, the smallest bank\'s size')
         try:
             views = config.views if parsed.views is None else parsed.views
             methods, options = detector.plan(method, parsed.k, views=views)
