@@ -48,7 +48,7 @@ def one(url: str, examples: int, seed: int, headers: list[str]) -> dict:
     failures = re.search(r"(\d+) unique failures?", done.stdout)
     return {
         "seed": seed,
-        "key": bool(headers),
+        "sends_key": bool(headers),
         "exit_code": done.returncode,
         "generated": int(generated.group(1)) if generated else 0,
         "failures": int(failures.group(1)) if failures else 0,
@@ -68,10 +68,13 @@ def main() -> None:
     key.write_text("benchmark-key\n")
     runs = []
     with serving(args.bundle, "--provenance") as server:
-        runs += [one(server.url, args.examples, s, []) for s in seeds]
+        runs += [one(server.url, args.examples, s, []) | {"service_key": False} for s in seeds]
     with serving(args.bundle, "--api-key-file", str(key)) as server:
         for headers in ([], ["-H", "Authorization: Bearer benchmark-key"]):
-            runs += [one(server.url, args.examples, s, headers) for s in seeds]
+            runs += [
+                one(server.url, args.examples, s, headers) | {"service_key": True} for s in seeds
+            ]
+
     total = {
         "runs": len(runs),
         "generated": sum(r["generated"] for r in runs),

@@ -121,6 +121,19 @@ def test_every_bad_input_gets_its_error_record(server: Server, full_bundle: Path
             400,
             "unknown method 'magic'",
         ),
+        (b'{"images": [{"data": "AAAA"}], "k": "3"}', "application/json", 400, "positive integer"),
+        (
+            multipart([("file", "x.png", b"x"), ("k", None, b"")]),
+            "multipart/form-data; boundary=ufdtest",
+            400,
+            'form field "k" must be a whole number',
+        ),
+        (
+            multipart([("file", "x.png", b"x"), ("views", None, "²".encode())]),
+            "multipart/form-data; boundary=ufdtest",
+            400,
+            'form field "views" must be a whole number',
+        ),
         (b"hello", "text/plain", 415, "unsupported content type"),
         (b"hello", None, 415, "unsupported content type"),
         (

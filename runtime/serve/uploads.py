@@ -174,9 +174,9 @@ class _Parts:
             if name == "method":
                 self.request.method = value
             elif name == "k":
-                self.request.k = _parse_k(value)
+                self.request.k = _parse_k(_form_integer(name, value))
             else:
-                self.request.views = parse_views(value)
+                self.request.views = parse_views(_form_integer(name, value))
         else:
             self.error = RequestError(
                 400, f"unexpected form field {name!r}: send images as 'file' parts"
@@ -250,11 +250,20 @@ def _json_image(index: int, entry: Any, limit: int) -> Upload:
     return Upload(name, data)
 
 
+def _form_integer(name: str, text: str) -> int:
+    """A multipart field that the contract types as an integer: ASCII digits, nothing else.
+
+    Raises:
+        RequestError: 400, an empty field or one that is not a whole number.
+    """
+    if not (text.isascii() and text.isdigit()):
+        raise RequestError(400, f'form field "{name}" must be a whole number, not {text[:40]!r}')
+    return int(text)
+
+
 def _parse_k(value: Any) -> int | None:
-    if value is None or value == "":
+    if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
     if isinstance(value, float) and value.is_integer():  # JSON Schema's integers include 3.0
         value = int(value)
 
@@ -269,10 +278,8 @@ def parse_views(value: Any) -> int | None:
     Raises:
         RequestError: 400, not an integer from 0 to the number of re-upload views.
     """
-    if value is None or value == "":
+    if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_VIEWS:
