@@ -111,9 +111,18 @@ def soak(args: argparse.Namespace, kinds) -> dict:
     for client in clients:
         client.start()
     memory = []
+    reported = 0
     while time.monotonic() - started < args.minutes * 60:
         time.sleep(5)
-        memory.append((time.monotonic() - started, rss_mb(server.proc.pid)))
+        elapsed = time.monotonic() - started
+        memory.append((elapsed, rss_mb(server.proc.pid)))
+        if elapsed >= (reported + 1) * args.window * 60:  # progress, once a window
+            reported += 1
+            done = sum(len(c.results) for c in clients)
+            print(
+                f"{elapsed / 60:.0f} min: {done} requests, RSS {memory[-1][1]:.0f} MB", flush=True
+            )
+
     stop.set()
     for client in clients:
         client.join(timeout=180)
