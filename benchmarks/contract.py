@@ -23,27 +23,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from serving import serving  # noqa: E402
-
-SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+from serving import schemathesis_command, serving  # noqa: E402
 
 
 def one(url: str, examples: int, seed: int, headers: list[str]) -> dict:
-    command = [
-        str(SCHEMATHESIS),
-        "--config-file",
-        str(HERE.parent / "schemathesis.toml"),
-        "run",
-        f"{url}/openapi.json",
-        "--checks",
-        "all",
-        "--max-examples",
-        str(examples),
-        "--seed",
-        str(seed),
-        *headers,
-    ]
+    command = schemathesis_command(url, examples, seed, *headers)
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+
     generated = re.search(r"(\d+) generated", done.stdout)
     failures = re.search(r"(\d+) unique failures?", done.stdout)
     return {

@@ -129,3 +129,21 @@ def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "ufdte
             b"\r\n",
         ]
     return b"".join([*chunks, f"--{boundary}--\r\n".encode()])
+
+
+def schemathesis_command(url: str, examples: int, seed: int, *args: str) -> list[str]:
+    """schemathesis on a running service's ``/openapi.json``: every check, a fixed seed."""
+    return [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(Path(__file__).resolve().parent.parent / "schemathesis.toml"),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(examples),
+        "--seed",
+        str(seed),
+        *args,
+    ]

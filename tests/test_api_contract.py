@@ -9,33 +9,18 @@ accepted, invalid ones refused with a 4xx. A bounded run with a fixed seed here;
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO
-from serving import serving
+from serving import schemathesis_command, serving
 
 pytestmark = pytest.mark.slow
-SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
 def run_schemathesis(url: str, *args: str, examples: int = 25, seed: int = 1) -> str:
-    command = [
-        str(SCHEMATHESIS),
-        "--config-file",
-        str(REPO / "schemathesis.toml"),
-        "run",
-        f"{url}/openapi.json",
-        "--checks",
-        "all",
-        "--max-examples",
-        str(examples),
-        "--seed",
-        str(seed),
-        *args,
-    ]
+    command = schemathesis_command(url, examples, seed, *args)
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout or "passed" in done.stdout
     return done.stdout
