@@ -141,8 +141,9 @@ def test_out_must_be_new_or_resumed_with_the_same_settings(full_bundle: Path, co
     assert fresh.exit_code == 0 and [r["path"] for r in rows(out)] == [str(corpus / "photo1.png")]
 
 
-def _killed_then_resumed(bundle: Path, folder: Path, out: Path, *engine: str) -> list[dict]:
-    cmd = [
+def _scan_command(bundle: Path, folder: Path, out: Path, *engine: str) -> list[str]:
+    """ufd-scan in its own process, one image a batch, two rows a shard."""
+    return [
         sys.executable,
         "-m",
         "ufd.cli.scan",
@@ -156,6 +157,10 @@ def _killed_then_resumed(bundle: Path, folder: Path, out: Path, *engine: str) ->
         "1",
         *engine,
     ]
+
+
+def _killed_then_resumed(bundle: Path, folder: Path, out: Path, *engine: str) -> list[dict]:
+    cmd = _scan_command(bundle, folder, out, *engine)
     # the scan waits once two shards are written (faults): the kill comes half way, every time
     env = os.environ | {"UFD_TEST_FAULTS": "pause-after-shards=2"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -255,20 +260,7 @@ def _scan_with_a_killed_worker(
     import psutil
 
     out, release = tmp_path / "scan", tmp_path / "release"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ufd.cli.scan",
-        str(bundle),
-        str(folder),
-        "--out",
-        str(out),
-        "--shard-rows",
-        "2",
-        "--batch-size",
-        "1",
-        *engine,
-    ]
+    cmd = _scan_command(bundle, folder, out, *engine)
     env = os.environ | {"UFD_TEST_FAULTS": "pause-after-shards=2", "UFD_TEST_RELEASE": str(release)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     deadline = time.monotonic() + 300
