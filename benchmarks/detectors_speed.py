@@ -39,29 +39,12 @@ from official_detectors import (
     OfficialC2PClip,
     OfficialRine,
     OfficialViTClassifier,
+    clip_config,
     commfor_transform,
 )
 
 from ufd.export.graph.build import ExportOptions, export_bundle
 from ufd.runtime import Detector
-
-
-def _vitl14_clip_config():
-    from transformers import CLIPConfig
-
-    return CLIPConfig(
-        vision_config={
-            "hidden_size": 1024,
-            "intermediate_size": 4096,
-            "num_hidden_layers": 24,
-            "num_attention_heads": 16,
-            "image_size": 224,
-            "patch_size": 14,
-            "hidden_act": "quick_gelu",
-        },
-        text_config={"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-        projection_dim=768,
-    )
 
 
 def _official_models(work: Path) -> dict:
@@ -81,7 +64,7 @@ def _official_models(work: Path) -> dict:
     rine = OfficialRine(clip.visual, nproj=2, proj_dim=1024).eval()  # the 4-class shape
     rine_file = work / "model_4class_trainable.pth"
     torch.save(rine.trainable_state(), rine_file)
-    c2p = OfficialC2PClip(_vitl14_clip_config()).eval()
+    c2p = OfficialC2PClip(clip_config(width=1024, layers=24, heads=16, patch=14)).eval()
     c2p_file = work / "C2P_CLIP_release_random.pth"
     if not c2p_file.exists():
         torch.save(c2p.state_dict(), c2p_file)

@@ -122,18 +122,21 @@ class OfficialC2PClip(nn.Module):
         return self.model.fc(image_embeds)
 
 
-def tiny_clip_config(seed_layers: int = 2):
-    """A small CLIP (64-d heads, QuickGELU, 768-d projection, as C2P-CLIP's ``fc`` needs)."""
+def clip_config(width: int = 128, layers: int = 2, heads: int = 2, patch: int = 32):
+    """A CLIP vision tower (QuickGELU, 4x MLP, 768-d projection, as C2P-CLIP's ``fc`` needs).
+
+    The defaults make a tiny one for tests; ViT-L/14 is ``clip_config(1024, 24, 16, 14)``.
+    """
     from transformers import CLIPConfig
 
     return CLIPConfig(
         vision_config={
-            "hidden_size": 128,
-            "intermediate_size": 512,
-            "num_hidden_layers": seed_layers,
-            "num_attention_heads": 2,
+            "hidden_size": width,
+            "intermediate_size": 4 * width,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
             "image_size": 224,
-            "patch_size": 32,
+            "patch_size": patch,
             "hidden_act": "quick_gelu",
         },
         text_config={"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},

@@ -22,9 +22,9 @@ from official_detectors import (
     OfficialC2PClip,
     OfficialRine,
     OfficialViTClassifier,
+    clip_config,
     commfor_transform,
     logits,
-    tiny_clip_config,
 )
 from serving import multipart, post, serving
 from typer.testing import CliRunner
@@ -92,7 +92,7 @@ def rine(tiny_clip, tmp_path_factory: pytest.TempPathFactory):
 def c2p_clip(tmp_path_factory: pytest.TempPathFactory):
     """(bundle, official model) for C2P-CLIP from a random CLIPModel saved as its release."""
     torch.manual_seed(13)
-    official = OfficialC2PClip(tiny_clip_config()).eval()
+    official = OfficialC2PClip(clip_config()).eval()
     folder = tmp_path_factory.mktemp("c2p")
     release = folder / "C2P_CLIP_release_tiny.pth"
     torch.save(official.state_dict(), release)
