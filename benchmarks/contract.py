@@ -50,27 +50,36 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     seeds = [random.randrange(2**63) for _ in range(args.seeds)]
-    key = Path(tempfile.mkdtemp()) / "key"
+    with tempfile.TemporaryDirectory(prefix="ufd-contract-") as folder:
+        runs = run_all(args.bundle, args.examples, seeds, Path(folder) / "key")
+    write_summary(runs, args.examples, args.out)
+
+
+def run_all(bundle: Path, examples: int, seeds: list[int], key: Path) -> list[dict]:
+    """Each seed against a keyless service, then a keyed one with and without its key."""
     key.write_text("benchmark-key\n")
     runs = []
-    with serving(args.bundle, "--provenance") as server:
-        runs += [one(server.url, args.examples, s, []) | {"service_key": False} for s in seeds]
-    with serving(args.bundle, "--api-key-file", str(key)) as server:
+    with serving(bundle, "--provenance") as server:
+        runs += [one(server.url, examples, s, []) | {"service_key": False} for s in seeds]
+    with serving(bundle, "--api-key-file", str(key)) as server:
         for headers in ([], ["-H", "Authorization: Bearer benchmark-key"]):
-            runs += [
-                one(server.url, args.examples, s, headers) | {"service_key": True} for s in seeds
-            ]
+            runs += [one(server.url, examples, s, headers) | {"service_key": True} for s in seeds]
+    return runs
 
+
+def write_summary(runs: list[dict], examples: int, out: Path) -> None:
+    """``contract.json``: totals over all runs, and each run's details."""
     total = {
         "runs": len(runs),
         "generated": sum(r["generated"] for r in runs),
         "failures": sum(r["failures"] for r in runs),
         "failed_runs": sum(r["exit_code"] != 0 for r in runs),
-        "examples": args.examples,
+        "examples": examples,
         "details": runs,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "contract.json").write_text(json.dumps(total, indent=2))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "contract.json").write_text(json.dumps(total, indent=2))
+
     print(json.dumps({k: v for k, v in total.items() if k != "details"}))
 
 

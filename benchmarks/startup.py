@@ -77,7 +77,8 @@ print(float(np.median(times[1:])))
 
 def socket_runs(bundle: str, image: Path, env: dict, n: int) -> dict:
     """One-image ``ufd-detect --server unix:SOCK`` wall times against a running service."""
-    sock = Path(tempfile.mkdtemp()) / "ufd.sock"
+    sock = image.parent / "ufd.sock"
+
     port = 8700 + os.getpid() % 200
     serve = [
         sys.executable,
@@ -139,16 +140,24 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    image = Path(tempfile.mkdtemp()) / "one.jpg"
+    with tempfile.TemporaryDirectory(prefix="ufd-startup-") as work:
+        rows = measure(args.bundles.split(","), Path(work), args.runs)
+    write_table(rows, args.out)
+
+
+def measure(bundles: list[str], work: Path, n: int) -> list[dict]:
+    """One row per bundle; each bundle gets its own empty cache under ``work``."""
+    image = work / "one.jpg"
     pixels = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(image, quality=90)
     rows = []
-    for bundle in args.bundles.split(","):
-        cache = tempfile.mkdtemp(prefix="ufd-startup-cache-")
-        env = os.environ | {"UFD_CACHE_DIR": cache}
+    for index, bundle in enumerate(bundles):
+        cache = work / f"cache-{index}"
+        cache.mkdir()
+        env = os.environ | {"UFD_CACHE_DIR": str(cache)}
         first_wall, first_rss, _ = one_run(bundle, image, env)
-        cached = runs(bundle, image, env, args.runs)
-        plain = runs(bundle, image, env | {"UFD_GRAPH_CACHE": "off"}, args.runs)
+        cached = runs(bundle, image, env, n)
+        plain = runs(bundle, image, env | {"UFD_GRAPH_CACHE": "off"}, n)
         row = {
             "bundle": bundle,
             "first_s": first_wall,
@@ -156,11 +165,15 @@ def main() -> None:
             "cached": cached,
             "no_graph_cache": plain,
             "same_records": cached["records"] == plain["records"],
-            "socket": socket_runs(bundle, image, env, args.runs),
+            "socket": socket_runs(bundle, image, env, n),
         }
-
         print(json.dumps(row), flush=True)
         rows.append(row)
+    return rows
+
+
+def write_table(rows: list[dict], out: Path) -> None:
+    """``startup.json`` and the markdown table in ``out``."""
     lines = [
         "| bundle | first run s | median s (graph cache) | median s (no graph cache) | "
         "peak RSS MB (cache / none) | same records | socket median s | encoder p50 s |",
@@ -173,9 +186,10 @@ def main() -> None:
             f"| {c['median_rss_mb']:.0f} / {p['median_rss_mb']:.0f} | {r['same_records']} "
             f"| {r['socket']['median_s']:.2f} | {r['socket']['encoder_p50_s']:.3f} |"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "startup.json").write_text(json.dumps(rows, indent=2))
-    (args.out / "startup.md").write_text("\n".join(lines) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "startup.json").write_text(json.dumps(rows, indent=2))
+    (out / "startup.md").write_text("\n".join(lines) + "\n")
+
     print("\n".join(lines))
 
 

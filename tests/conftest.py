@@ -23,9 +23,20 @@ USER_CACHE = Path(
 )  # before the tests point UFD_CACHE_DIR elsewhere
 
 
+_MADE_CACHE: list[str] = []  # the cache folder this run made, removed when it ends
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Keep ufd's caches (features, verified stamps) out of the user's home."""
-    os.environ.setdefault("UFD_CACHE_DIR", tempfile.mkdtemp(prefix="ufd-test-cache-"))
+    """Keep ufd's caches (features, verified stamps, graphs) out of the user's home."""
+    if "UFD_CACHE_DIR" not in os.environ:
+        _MADE_CACHE.append(tempfile.mkdtemp(prefix="ufd-test-cache-"))
+        os.environ["UFD_CACHE_DIR"] = _MADE_CACHE[0]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the cache this run made: its optimised graphs take gigabytes a run."""
+    while _MADE_CACHE:
+        shutil.rmtree(_MADE_CACHE.pop(), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
