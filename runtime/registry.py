@@ -42,9 +42,19 @@ def method_class(name: str) -> Any:
     Raises:
         UsageError: unknown name (the message lists the known ones).
     """
+    _require_methods()
     if name not in REGISTRY:
         raise UsageError(f"unknown method {name!r}; use {', '.join(REGISTRY)} or all")
     return REGISTRY[name]
+
+
+def _require_methods() -> None:
+    """A program that never imported the methods gets told so, not 'unknown method'."""
+    if not REGISTRY:
+        raise RuntimeError(
+            "no scoring method is registered: import ufd.runtime.methods first "
+            "(importing it registers the built-in methods)"
+        )
 
 
 def config_types() -> dict[str, type | None]:
@@ -56,6 +66,7 @@ def parse_methods(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """``"a,b"`` (or a sequence) -> validated names, in the order given (no ``all``)."""
     parts = spec.split(",") if isinstance(spec, str) else list(spec)
     names = tuple(p.strip() for p in parts if p.strip())
+    _require_methods()
     if not names:
         raise UsageError(f"no method in {spec!r}; use {', '.join(REGISTRY)} or all")
     for name in names:
