@@ -10,11 +10,8 @@ from pathlib import Path
 from helpers import REPO
 
 
-def test_a_run_removes_the_cache_folder_it_made(tmp_path: Path) -> None:
-    """Each run's UFD_CACHE_DIR holds gigabytes of graphs; it must not outlive the run."""
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "UFD_CACHE_DIR"} | {"TMPDIR": str(scratch)}
+def _collect_only(env: dict[str, str]) -> None:
+    """A child pytest run (collection only: its configure and unconfigure hooks run)."""
     probe = REPO / "tests" / "test_import_contract.py"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", probe],
@@ -25,6 +22,14 @@ def test_a_run_removes_the_cache_folder_it_made(tmp_path: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_run_removes_the_cache_folder_it_made(tmp_path: Path) -> None:
+    """Each run's UFD_CACHE_DIR holds gigabytes of graphs; it must not outlive the run."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "UFD_CACHE_DIR"} | {"TMPDIR": str(scratch)}
+    _collect_only(env)
     assert not list(scratch.glob("ufd-test-cache-*")), sorted(p.name for p in scratch.iterdir())
 
 
@@ -34,14 +39,5 @@ def test_a_given_cache_folder_is_left_alone(tmp_path: Path) -> None:
     cache.mkdir()
     (cache / "keep.txt").write_text("kept")
     env = os.environ | {"UFD_CACHE_DIR": str(cache)}
-    probe = REPO / "tests" / "test_import_contract.py"
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", probe],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    _collect_only(env)
     assert (cache / "keep.txt").read_text() == "kept"
