@@ -14,6 +14,14 @@ nothing, and anything that could change the numbers measures again.
 Bundles made before schema 7 have no probes; :func:`check` then says so
 (``None``), and ``ufd-bundle verify --parity`` measures them against their own
 fp32 graph on generated images (:func:`generated_crops`).
+
+**The promise.** A bundle's tolerance is derived at export from the error of its
+``int8-portable`` graph (:data:`TOLERANCE_BASIS`), whose arithmetic is the same on
+every CPU, so the promise does not depend on the CPU that exported it. Bundles
+made before that took it from the first graph they had; one that took it from a
+full-range ``int8`` graph measured on a CPU whose int8 sums saturate (AVX2
+without VNNI) promises next to nothing. :func:`loose_promise` recognises those,
+and :func:`promised_tolerance` judges them by :data:`DEFAULT_TOLERANCE` instead.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from ufd.runtime.bundle import Bundle, Tolerance
+from ufd.runtime.bundle import Bundle, Manifest, Tolerance
 from ufd.runtime.cache import cache_dir
 from ufd.runtime.errors import BundleError
 from ufd.runtime.preprocess import Normalizer
@@ -39,8 +47,13 @@ logger = logging.getLogger(__name__)
 
 Logits = Callable[[np.ndarray], np.ndarray]
 DEFAULT_TOLERANCE = Tolerance(min_feature_cosine=0.999, max_abs_logit=None)
-"""Used for bundles that store none (made before schema 7): int8 arithmetic that
-saturates (AVX2 without VNNI) gives cosines near 0.99; exact int8 above 0.9999."""
+"""Used for bundles that store none (made before schema 7) or a loose one
+(:func:`loose_promise`): int8 arithmetic that saturates (AVX2 without VNNI) gives
+cosines near 0.99 or far lower; exact int8 above 0.9999."""
+TOLERANCE_BASIS = "int8-portable"
+"""The graph whose error, measured at export, sets a bundle's tolerance."""
+LEGACY_BASIS_ORDER = ("int8-portable", "int8", "fp16", "fp32")
+"""How bundles made before the basis was recorded chose theirs: the first graph they had."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,49 @@ class GraphParity:
     def to_dict(self) -> dict:
         """JSON-ready, with ``ok``."""
         return asdict(self) | {"ok": self.ok}
+
+
+def loose_promise(manifest: Manifest) -> str | None:
+    """Why the bundle's stored tolerance depends on the CPU that exported it, or ``None``.
+
+    Loose: the export took it from a full-range ``int8`` graph (no ``int8-portable``
+    graph, no ``--tolerance-*`` given) measured on a CPU without 32-bit int8 sums.
+    """
+    at_export = manifest.provenance.get("device_parity_at_export")
+    if manifest.probes is None or not isinstance(at_export, dict):
+        return None
+    graphs = at_export.get("graphs") if isinstance(at_export.get("graphs"), dict) else {}
+    basis = at_export.get("basis") or next((p for p in LEGACY_BASIS_ORDER if p in graphs), None)
+    host = at_export.get("host") if isinstance(at_export.get("host"), dict) else {}
+    int8_sums = host.get("int8", "unknown")
+    if basis != "int8" or int8_sums == "vnni":
+        return None
+    stored = manifest.probes.tolerance
+    promise = f"cosine >= {stored.min_feature_cosine:g}"
+    if stored.max_abs_logit is not None:
+        promise += f", |Δlogit| <= {stored.max_abs_logit:g}"
+    return (
+        f"this bundle's promise ({promise}) was derived from its full-range int8 graph as "
+        f"measured on the export CPU ({int8_sums}: int8 sums can saturate there), so it "
+        f"depends on that CPU; it is judged by cosine >= "
+        f"{DEFAULT_TOLERANCE.min_feature_cosine:g} instead. Re-export the bundle for a "
+        "promise that is the same on every CPU"
+    )
+
+
+def promised_tolerance(manifest: Manifest) -> Tolerance:
+    """The tolerance the bundle's graphs are judged by (see :func:`loose_promise`).
+
+    Raises:
+        BundleError: the bundle has no probes.
+    """
+    if manifest.probes is None:
+        raise BundleError("this bundle has no parity probes (made before schema 7)")
+    stored = manifest.probes.tolerance
+    if loose_promise(manifest) is None:
+        return stored
+    floor = DEFAULT_TOLERANCE.min_feature_cosine
+    return Tolerance(max(stored.min_feature_cosine, floor), stored.max_abs_logit)
 
 
 def host_features() -> list[str]:
@@ -234,7 +290,7 @@ def measure(
         len(crops),
         cosine,
         logit,
-        bundle.manifest.probes.tolerance,
+        promised_tolerance(bundle.manifest),
         measured_utc=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
@@ -256,7 +312,7 @@ def cached(
         figures = {k: data[k] for k in ("n_probes", "min_feature_cosine", "max_abs_logit")}
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    tolerance = bundle.manifest.probes.tolerance  # the bundle's, even if it changed since
+    tolerance = promised_tolerance(bundle.manifest)  # the bundle's, even if it changed since
     measured = str(data.get("measured_utc", ""))
     return GraphParity(
         precision, provider, tolerance=tolerance, cached=True, measured_utc=measured, **figures

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from ufd.export.graph.device_probes import (
     measure_at_export,
     probe_images,
     provenance_at_export,
+    tolerance_basis,
     tolerance_notes,
     write_probes,
 )
@@ -53,6 +55,7 @@ from ufd.runtime.bundle import (
     PreprocessConfig,
 )
 from ufd.runtime.errors import ExportError
+from ufd.runtime.parity import GraphParity
 from ufd.runtime.preprocess import build_preprocessor
 
 logger = logging.getLogger(__name__)
@@ -172,6 +175,11 @@ def export_bundle(
             encoders[precision] = check(
                 precision, path, dataclasses.replace(entry, attention="fused" if fused else "plain")
             )
+        basis_name, unshipped_basis = tolerance_basis(options.precisions), None
+        if basis_name not in encoders:  # from the plain fp32 graph, before --optimize
+            unshipped_basis = _unshipped_basis(
+                fp32_path, head_path, crops, device.features, preprocess, on_step
+            )
         if options.optimize:  # last: int8/fp16 derive from the plain fp32 graph
             for precision in [p for p in options.precisions if p != "fp16"]:
                 on_step(f"saving onnxruntime's optimised {precision} graph, re-validating")
@@ -187,7 +195,9 @@ def export_bundle(
             )
             for p, g in encoders.items()
         }
-        tolerance = derive_tolerance(at_export, options.tolerance_cosine, options.tolerance_logit)
+        basis = at_export.get(basis_name) or unshipped_basis
+        given = options.tolerance_cosine is not None and options.tolerance_logit is not None
+        tolerance = derive_tolerance(basis, options.tolerance_cosine, options.tolerance_logit)
         if "fp32" not in options.precisions:  # validated as the source, not shipped
             fp32_path.unlink()
             del encoders["fp32"], at_export["fp32"]
@@ -206,7 +216,7 @@ def export_bundle(
             provenance={
                 "head": dataclasses.asdict(built.head_info),
                 "parity": {p: dataclasses.asdict(r) for p, r in check.parity.items()},
-                "device_parity_at_export": provenance_at_export(at_export, tolerance),
+                "device_parity_at_export": provenance_at_export(at_export, tolerance, basis, given),
                 "notes": _notes(options) + built.notes + tolerance_notes(at_export, tolerance),
             },
         )
@@ -268,6 +278,26 @@ def _derive(
     return EncoderGraph(
         encoder_file(precision), ENCODER_INPUT, ENCODER_OUTPUT, batch_invariant, quantization
     )
+
+
+def _unshipped_basis(
+    fp32_path: Path,
+    head_path: Path | None,
+    crops: np.ndarray,
+    features: np.ndarray,
+    preprocess: PreprocessConfig,
+    on_step: Callable[[str], None],
+) -> GraphParity:
+    """The int8-portable graph's error on the probes, for a bundle that does not ship it.
+
+    Its arithmetic is the same on every CPU, so the promise it sets does not depend on
+    the export host (:func:`~ufd.export.graph.device_probes.tolerance_basis`).
+    """
+    on_step("measuring an int8-portable graph (not shipped) for the bundle's tolerance")
+    with tempfile.TemporaryDirectory(prefix="ufd-basis-") as folder:
+        path = Path(folder) / encoder_file("int8-portable")
+        make_int8_dynamic(fp32_path, path, reduce_range=True)
+        return measure_at_export("int8-portable", path, head_path, crops, features, preprocess)
 
 
 def _ordered(precisions: tuple[str, ...]) -> list[str]:

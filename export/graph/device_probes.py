@@ -7,9 +7,13 @@
   the tiny model): the bundle keeps four of each.
 * **Reference**: the torch fp32 model's features of those crops, at export.
 * **Tolerance**: what every graph promises, from the ``int8-portable`` graph's error
-  measured here (its arithmetic is the same on every CPU): twice its feature
-  distance and twice its |Δlogit|, with floors; or the worst other reduced graph
-  in bundles without it. ``--tolerance-cosine``/``--tolerance-logit`` set it.
+  measured here (its arithmetic is the same on every CPU, so the promise does not
+  depend on the CPU that exports): twice its feature distance and twice its
+  |Δlogit|, with floors. A bundle that ships an int8 graph but not the portable
+  one still gets its promise from the portable graph (made, measured, not
+  shipped); a bundle with no int8 graph from its worst graph (fp16, fp32: the same
+  on every CPU to ~1e-6). ``--tolerance-cosine``/``--tolerance-logit`` set it.
+  ``provenance.device_parity_at_export.basis`` records which it was.
 """
 
 from __future__ import annotations
@@ -34,9 +38,17 @@ PROBES_FILE = "parity/probes.npz"
 N_REAL, N_GENERATED = 4, 4
 MIN_COSINE_MARGIN = 2e-5
 MIN_LOGIT_MARGIN = 0.01
-BASIS_ORDER = ("int8-portable", "int8", "fp16", "fp32")
-"""Whose error sets the tolerance: the first graph the bundle has (int8-portable is the
-same on every CPU; a full-range int8 measured on a CPU without VNNI would set it loose)."""
+
+
+def tolerance_basis(precisions: list[str] | tuple[str, ...]) -> str:
+    """Whose error sets the tolerance of a bundle shipping ``precisions``.
+
+    ``int8-portable`` when any int8 graph is shipped (never a full-range int8: measured
+    on a CPU without VNNI it would make the promise loose); else the worst of the others.
+    """
+    if any(p.startswith("int8") for p in precisions):
+        return parity.TOLERANCE_BASIS
+    return "fp16" if "fp16" in precisions else "fp32"
 
 
 def probe_images(generated: list[Image.Image]) -> list[Image.Image]:
@@ -53,13 +65,13 @@ def write_probes(path: Path, crops: np.ndarray, features: np.ndarray) -> None:
 
 
 def derive_tolerance(
-    measured: dict[str, GraphParity], cosine: float | None = None, logit: float | None = None
+    basis: GraphParity, cosine: float | None = None, logit: float | None = None
 ) -> Tolerance:
-    """The tolerance a bundle promises, from its graphs' errors measured at export.
+    """The tolerance a bundle promises, from its basis graph's error measured at export.
 
+    ``basis``: the graph :func:`tolerance_basis` names, measured on the probes.
     ``cosine`` / ``logit`` (the ``--tolerance-*`` options) replace the derived bounds.
     """
-    basis = next(measured[p] for p in BASIS_ORDER if p in measured)
     distance = max(2 * (1 - basis.min_feature_cosine), MIN_COSINE_MARGIN)
     derived_logit = None
     if basis.max_abs_logit is not None:
@@ -92,22 +104,38 @@ def measure_at_export(
     return GraphParity(precision, "cpu", len(crops), cosine, logit, parity.DEFAULT_TOLERANCE)
 
 
-def provenance_at_export(measured: dict[str, GraphParity], tolerance: Tolerance) -> dict:
-    """Provenance: each graph on the export host, judged by the bundle's tolerance."""
+def provenance_at_export(
+    measured: dict[str, GraphParity], tolerance: Tolerance, basis: GraphParity, given: bool
+) -> dict:
+    """Provenance: each graph on the export host, judged by the bundle's tolerance.
+
+    ``basis`` names the graph the tolerance came from (``given``: the ``--tolerance-*``
+    options set it), with its figures when it is not shipped.
+    """
     judged = {p: dataclasses.replace(m, tolerance=tolerance) for p, m in measured.items()}
-    return {
+    record = {
         "host": parity.describe_host(),
         "graphs": {p: m.to_dict() for p, m in judged.items()},
+        "basis": "given" if given else basis.precision,
     }
+    if basis.precision not in measured:
+        record["basis_graph"] = dataclasses.replace(basis, tolerance=tolerance).to_dict()
+    return record
 
 
 def tolerance_notes(measured: dict[str, GraphParity], tolerance: Tolerance) -> list[str]:
-    """Notes for the manifest: the graphs that break the tolerance on the export host."""
+    """Notes for the manifest: the graphs that break the tolerance on the export host.
+
+    Each is also a warning: the graph is written all the same (devices with exact
+    int8 sums keep it), and ``--precision auto`` passes it over where it breaks.
+    """
     judged = [dataclasses.replace(m, tolerance=tolerance) for m in measured.values()]
     failing = [f"{m.precision} ({m.describe()})" for m in judged if not m.ok]
     if not failing:
         return []
-    return [
+    note = (
         f"on the export host ({parity.int8_class()}) these graphs break the bundle's tolerance: "
         f"{', '.join(failing)}; --precision auto passes them over where that happens"
-    ]
+    )
+    logger.warning(note)
+    return [note]

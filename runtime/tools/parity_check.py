@@ -2,7 +2,9 @@
 
 With probes (schema 7), each graph is measured against the bundle's torch fp32
 reference and judged by the bundle's tolerance (the measurements refresh the
-cache that runs read, :mod:`ufd.runtime.parity`). A bundle made before has no
+cache that runs read, :mod:`ufd.runtime.parity`); a loose promise (one an export
+host without VNNI took from its own int8 graph) is said and judged by the
+default bound instead (:func:`~ufd.runtime.parity.loose_promise`). A bundle made before has no
 probes: its graphs are measured against its own fp32 graph *on this host*, on
 generated images, and judged by :data:`~ufd.runtime.parity.DEFAULT_TOLERANCE`
 (nothing was promised). ``auto`` is the precision ``--precision auto`` takes here.
@@ -62,7 +64,9 @@ def check_parity(root: Path, provider: str = "auto") -> ParityVerdict:
     started = start_provider(provider)
     head, head_sha = head_of(bundle)
     if bundle.manifest.probes is not None:
-        verdict = ParityVerdict("bundle", provider=started.name)
+        verdict = ParityVerdict(
+            "bundle", provider=started.name, note=parity.loose_promise(bundle.manifest)
+        )
         for precision in bundle.manifest.precisions:
             session = open_session(bundle, started, precision)
             found = parity.measure(bundle, precision, session, head, started.name)
