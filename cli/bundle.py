@@ -121,22 +121,43 @@ def info(
 
 @app.command(
     help="Drop encoder graphs a device does not need, in place: the manifest is switched "
-    "atomically, then the files are removed. Refuses to drop the last encoder."
+    "atomically, then the files are removed. Refuses to drop the last encoder. Then each "
+    "kept graph is measured on this host (as verify --parity) and slim says whether it keeps "
+    "the bundle's tolerance here. Keep int8-portable for x86 CPUs with AVX2 but no "
+    "AVX-512 VNNI (most laptops, Zen 2/3): full-range int8 sums saturate there."
 )
 @handle_errors
 def slim(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
-    keep: Annotated[str, typer.Option(help="Precisions to keep, comma-separated.")] = "int8",
+    keep: Annotated[
+        str,
+        typer.Option(
+            help="Precisions to keep, comma-separated. The default keeps the fast CPU graphs "
+            "of every x86 and Arm CPU."
+        ),
+    ] = "int8,int8-portable",
 ) -> None:
     """Slim (see the command help)."""
     setup_logging(0)
     from ufd.runtime.tools.bundle_tools import slim as drop
+    from ufd.runtime.tools.parity_check import check_parity
 
     manifest, removed = drop(bundle, [p.strip() for p in keep.split(",") if p.strip()])
     typer.echo(
         f"removed {', '.join(removed) or 'nothing'}; {bundle} keeps "
         f"{', '.join(manifest.precisions)}"
     )
+    verdict = check_parity(bundle)
+    _print_parity(bundle, verdict)
+    if verdict.auto is None and verdict.graphs:
+        from ufd.runtime.encoder_choice import cure
+
+        typer.echo(f"warning: no graph this bundle keeps works here. {cure(manifest.precisions)}")
+    if "int8-portable" not in manifest.precisions:
+        typer.echo(
+            "note: without int8-portable, x86 CPUs with AVX2 but no VNNI (int8 sums saturate "
+            "there) run a slower graph, or none that keeps the tolerance"
+        )
 
 
 @app.command(

@@ -64,6 +64,8 @@ class Detector:
         self.parity: GraphParity | None = None
         """How the encoder measured on this host against the bundle's probes (``None``:
         not measured: the bundle has no probes)."""
+        self.passed_over: tuple[GraphParity, ...] = ()
+        """Faster graphs ``auto`` passed over here: they break the tolerance on this host."""
 
     @classmethod
     def open(
@@ -126,7 +128,7 @@ class Detector:
         detector = cls(
             bundle, encoder, precision, started, methods, max_pixels, decode_workers, provenance
         )
-        detector.parity = choice.parity
+        detector.parity, detector.passed_over = choice.parity, choice.passed_over
         return detector
 
     @property

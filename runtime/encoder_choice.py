@@ -4,10 +4,11 @@
 precision order (CPU: ``int8``, ``int8-portable``, ``fp32``, ``fp16``) and takes
 the first graph that keeps the bundle's tolerance *here*
 (:mod:`ufd.runtime.parity`); each graph it passes over is one log line with the
-measured figure. A precision asked for by name always runs, with one warning
-(per process) when it breaks the tolerance here. Bundles without probes are not
-measured: their graphs run as before, with one note on CPUs where int8 is known
-to saturate.
+measured figure (a warning when it was measured just now, the first run on a
+host; a log line under ``-v`` after that). A precision asked for by name always
+runs, with one warning (per process) when it breaks the tolerance here. Bundles
+without probes are not measured: their graphs run as before, with one note on
+CPUs where int8 is known to saturate.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ _warned_lock = threading.Lock()
 
 @dataclass
 class EncoderChoice:
-    """The graph a run takes, its session, and how it measured here (``None``: not measured)."""
+    """The graph a run takes, its session, and how it measured here (``None``: not measured).
+
+    ``session`` is ``None`` only from :func:`choose_encoder` when every figure came
+    from the cache (nothing had to be opened to decide).
+    """
 
     precision: str
-    session: EncoderSession
+    session: EncoderSession | None
     parity: GraphParity | None = None
     passed_over: tuple[GraphParity, ...] = ()
 
@@ -78,14 +83,49 @@ def open_encoder(
         BundleError: the bundle lacks the precision, or a graph cannot be loaded.
         ProviderError: the provider does not start for the graph.
     """
+    choice = choose_encoder(bundle, provider, precision, threads, verify, logits, head_sha)
+    if choice.session is None:
+        choice.session = open_session(bundle, provider, choice.precision, threads, verify)
+    return choice
+
+
+def choose_encoder(
+    bundle: Bundle,
+    provider: Provider,
+    precision: str | None,
+    threads: int | None = None,
+    verify: bool = True,
+    logits: Logits | None = None,
+    head_sha: str | None = None,
+) -> EncoderChoice:
+    """Decide which graph a run on this host takes, measuring what the cache lacks.
+
+    The arguments are :func:`open_encoder`'s. A graph is opened only to be measured,
+    so where the cache holds every figure (a scan asking each node) nothing is loaded.
+
+    Raises:
+        BundleError: the bundle lacks the precision, or a graph cannot be loaded.
+        ProviderError: the provider does not start for the graph.
+    """
     manifest = bundle.manifest
+    opened: dict[str, EncoderSession] = {}
+
+    def measured(candidate: str) -> GraphParity:
+        found = parity.cached(bundle, candidate, provider.name, head_sha)
+        if found is None:
+            session = open_session(bundle, provider, candidate, threads, verify)
+            opened[candidate] = session
+            found = parity.measure(bundle, candidate, session, logits, provider.name, verify)
+            parity.remember(bundle, found, head_sha)
+            logger.info("parity of %s on this host: %s", candidate, found.describe())
+        return found
+
     if precision is not None or manifest.probes is None:
         precision = choose_precision(manifest, provider, precision)
-        session = open_session(bundle, provider, precision, threads, verify)
         if manifest.probes is None:
             _note_unchecked(precision)
-            return EncoderChoice(precision, session)
-        found = _measured(bundle, provider, precision, session, logits, head_sha, verify)
+            return EncoderChoice(precision, None)
+        found = measured(precision)
         if not found.ok:
             _warn_once(
                 precision,
@@ -93,39 +133,27 @@ def open_encoder(
                 f"({found.describe()}); running it because it was asked for by name; "
                 "--precision auto takes a graph that keeps it",
             )
-        return EncoderChoice(precision, session, found)
+        return EncoderChoice(precision, opened.get(precision), found)
     candidates = [p for p in provider.precision_order if p in manifest.encoders]
     if not candidates:
         raise BundleError("the bundle has no encoder graph; re-export it with ufd-export")
     passed: list[GraphParity] = []
     for candidate in candidates:
-        found = parity.cached(bundle, candidate, provider.name, head_sha)
-        session = None
-        if found is None:
-            session = open_session(bundle, provider, candidate, threads, verify)
-            found = _measured(bundle, provider, candidate, session, logits, head_sha, verify)
+        found = measured(candidate)
         if found.ok:
             if passed:
-                logger.warning(
-                    "%s breaks the bundle's tolerance on this CPU (%s); running %s, which keeps it",
-                    " and ".join(p.precision for p in passed),
-                    "; ".join(p.describe() for p in passed),
-                    candidate,
-                )
-
-            session = session or open_session(bundle, provider, candidate, threads, verify)
-            return EncoderChoice(candidate, session, found, tuple(passed))
+                _say_passed_over(passed, candidate)
+            return EncoderChoice(candidate, opened.get(candidate), found, tuple(passed))
         passed.append(found)
     fallback = "fp32" if "fp32" in manifest.encoders else candidates[-1]
     logger.warning(
-        "no graph of this bundle keeps its tolerance on this CPU (%s); running %s. "
-        "Check the onnxruntime install and run ufd-bundle verify --parity",
+        "no graph of this bundle keeps its tolerance on this CPU (%s); running %s. %s",
         "; ".join(f"{p.precision}: {p.describe()}" for p in passed),
         fallback,
+        cure(manifest.precisions),
     )
     chosen = next(p for p in passed if p.precision == fallback)
-    session = open_session(bundle, provider, fallback, threads, verify)
-    return EncoderChoice(fallback, session, chosen, tuple(passed))
+    return EncoderChoice(fallback, opened.get(fallback), chosen, tuple(passed))
 
 
 def open_session(
@@ -172,21 +200,32 @@ def head_of(bundle: Bundle, verify: bool = True) -> tuple[HeadSession | None, st
     return HeadSession(bundle.graph_path(name, verify)), bundle.manifest.files[name].sha256
 
 
-def _measured(
-    bundle: Bundle,
-    provider: Provider,
-    precision: str,
-    session: EncoderSession,
-    logits: Logits | None,
-    head_sha: str | None,
-    verify: bool,
-) -> GraphParity:
-    found = parity.cached(bundle, precision, provider.name, head_sha)
-    if found is None:
-        found = parity.measure(bundle, precision, session, logits, provider.name, verify)
-        parity.remember(bundle, found, head_sha)
-        logger.info("parity of %s on this host: %s", precision, found.describe())
-    return found
+def _say_passed_over(passed: list[GraphParity], chosen: str) -> None:
+    """Say which graphs auto passed over: a warning when measured just now, else a log line.
+
+    The measurement is cached per host, so the warning comes once per host (and again
+    in ``ufd-bundle verify --parity``, ``/v1/info`` and under ``-v``), not at every run.
+    """
+    fresh = any(not p.cached for p in passed)
+    logger.log(
+        logging.WARNING if fresh else logging.INFO,
+        "%s breaks the bundle's tolerance on this CPU (%s); running %s, which keeps it%s",
+        " and ".join(p.precision for p in passed),
+        "; ".join(p.describe() for p in passed),
+        chosen,
+        "" if fresh else " (measured before on this host)",
+    )
+
+
+def cure(precisions: list[str]) -> str:
+    """What to do when no graph of a bundle with ``precisions`` keeps its tolerance here."""
+    if "int8-portable" not in precisions and parity.int8_class() == "avx2":
+        return (
+            "This CPU (AVX2 without VNNI) needs the bundle's int8-portable graph: use a copy "
+            "of the bundle that still has it (ufd-bundle slim --keep int8-portable,...), or "
+            "re-export with --precision fp32,int8,int8-portable"
+        )
+    return "Check the onnxruntime install and run ufd-bundle verify --parity"
 
 
 def _warn_once(precision: str, message: str) -> None:

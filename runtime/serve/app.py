@@ -317,6 +317,14 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
         return JSONResponse({"records": [r.to_dict(fields) for r in records]})
 
 
+def device_parity(detector: Detector) -> dict | None:
+    """The graph this service runs as measured here, and the faster ones auto passed over."""
+    if detector.parity is None:
+        return None
+    passed = [p.to_dict() for p in detector.passed_over]
+    return detector.parity.to_dict() | {"passed_over": passed}
+
+
 def describe(detector: Detector, config: ServeConfig) -> dict:
     """What ``GET /v1/info`` reports."""
     manifest = detector.bundle.manifest
@@ -340,7 +348,7 @@ def describe(detector: Detector, config: ServeConfig) -> dict:
         "views": {"default": config.views, "available": list(REUPLOAD_NAMES)},
         "methods": methods,
         "parity": {p: vars(r) for p, r in manifest.parity.items()},
-        "device_parity": None if detector.parity is None else detector.parity.to_dict(),
+        "device_parity": device_parity(detector),
         "notes": manifest.notes,
         "limits": describe_limits(config),
     }
