@@ -59,7 +59,14 @@ def scan(
     ] = None,
     method: Annotated[str, typer.Option(help=methods_help())] = "linear",
     k: Annotated[int | None, typer.Option("--k", min=1, help="Neighbours (k-NN methods).")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8.")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="fp32, fp16, int8 or int8-portable, on every worker. Default (auto): each "
+            "worker takes the fastest graph that keeps the bundle's tolerance on its own host "
+            "(measured once per host); each row names its graph (graph_precision)."
+        ),
+    ] = None,
     provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
     threads: Annotated[
         int | None, typer.Option(min=1, help="onnxruntime threads per worker (default: its CPUs).")
@@ -119,7 +126,7 @@ def scan(
 
     def started(totals) -> None:
         done = f" ({totals.done_before} done before)" if totals.done_before else ""
-        typer.echo(f"{totals.inputs} inputs to scan{done}, {plan.settings.precision}", err=True)
+        typer.echo(f"{totals.inputs} inputs to scan{done}; graph: {totals.graph}", err=True)
         bar.reset(total=totals.inputs)
 
     ray = RayOptions(
@@ -148,9 +155,11 @@ def scan(
     for line in totals.skipped.lines() if verbose else ():
         typer.echo(line, err=True)
     left_out = f"; {totals.skipped.summary()}" if len(totals.skipped) else ""
+    graphs = ", ".join(f"{n} by {p}" for p, n in sorted(totals.graphs.items()))
     typer.echo(
         f"{totals.scored} scored, {totals.failed} failed{left_out}, {totals.shards} shards in "
-        f"{out} ({totals.rows / max(totals.seconds, 1e-9):.1f} images/s)",
+        f"{out} ({totals.rows / max(totals.seconds, 1e-9):.1f} images/s; rows in the dataset: "
+        f"{graphs or 'none scored'})",
         err=True,
     )
     raise typer.Exit(1 if totals.failed else 0)

@@ -173,10 +173,45 @@ def _temporaries(filesystem: pafs.FileSystem, root: str) -> list[str]:
     return [f.path for f in found if f.base_name.startswith(".") and f.base_name.endswith(".tmp")]
 
 
-def scan_settings_record(settings: Any, methods: tuple[str, ...], encoder_sha: str) -> dict:
-    """What ``_scan.json`` holds: what decides a row's values."""
-    keep = ("k", "exact", "features", "max_pixels", "precision")
+def scan_settings_record(
+    settings: Any, methods: tuple[str, ...], encoder_sha: str | dict[str, str]
+) -> dict:
+    """What ``_scan.json`` holds: what decides a row's values.
+
+    ``precision`` is what was asked: a name (``encoder_sha256`` is that graph's) or
+    ``auto`` (each worker measures its host; ``encoder_sha256`` maps every graph the
+    bundle has to its sha256, and each row names the graph that scored it).
+    """
+    keep = ("k", "exact", "features", "max_pixels")
     record = {k: v for k, v in asdict(settings).items() if k in keep}
+    record["precision"] = settings.precision or "auto"
     if getattr(settings, "views", 0):  # absent without views: older datasets still resume
         record["views"] = settings.views
     return record | {"methods": list(methods), "encoder_sha256": encoder_sha}
+
+
+def read_settings(out: str) -> dict | None:
+    """The ``_scan.json`` of the dataset at ``out``, or ``None`` (none, or unreadable)."""
+    filesystem, root = open_output(out)
+    try:
+        with filesystem.open_input_stream(f"{root}/{META}") as fh:
+            found = json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def graph_counts(out: str) -> dict[str, int]:
+    """Rows per graph that scored them (``graph_precision``), for datasets that name it."""
+    import pyarrow.dataset as ds
+
+    filesystem, root = open_output(out)
+    dataset = ds.dataset(root, filesystem=filesystem, format="parquet")
+    if "graph_precision" not in dataset.schema.names:
+        return {}
+    column = dataset.to_table(columns=["graph_precision"]).column("graph_precision")
+    counts: dict[str, int] = {}
+    for value in column.to_pylist():
+        if value is not None:
+            counts[value] = counts.get(value, 0) + 1
+    return counts

@@ -4,11 +4,13 @@ Both run the same stages (:mod:`ufd.runtime.scan.stages`) and write shards the
 same way (:mod:`ufd.runtime.scan.dataset`); each calls ``on_shard`` with
 ``{"shard", "rows", "failed"}`` as shards land.
 
-Ray: ``read paths -> crop_batch (CPU tasks) -> Scorer (actor pool, one bundle
-session per actor, threads = its CPUs, GPUs with --gpus-per-worker) ->
-write_shard (tasks)``. Ray Data streams: blocks are produced only as fast as
-the actors consume them, within ``--object-store-mb`` when set, so a folder
-larger than RAM never spills without bound.
+Ray: first one task per node measures which graph that node runs
+(:func:`~ufd.runtime.scan.nodes.survey_nodes`), then ``read paths -> crop_batch
+(CPU tasks) -> Scorer (actor pool, one bundle session per actor, threads = its
+CPUs, GPUs with --gpus-per-worker) -> write_shard (tasks)``. Ray Data
+streams: blocks are produced only as fast as the actors consume them, within
+``--object-store-mb`` when set, so a folder larger than RAM never spills
+without bound.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pyarrow as pa
 from ufd.runtime.errors import UsageError
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.scan.dataset import write_shard
+from ufd.runtime.scan.nodes import survey_nodes
 from ufd.runtime.scan.stages import ScanSettings, Scorer, crop_batch
 
 logger = logging.getLogger(__name__)
@@ -151,6 +154,14 @@ def run_ray(
 
     _start_ray(ray, options)
     _check_room(ray, options)
+    survey_nodes(
+        ray,
+        settings.bundle,
+        _actor_provider(settings, options),
+        settings.precision,
+        options.cpus_per_worker,
+        options.gpus_per_worker,
+    )
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     if options.object_store_mb:
@@ -189,6 +200,13 @@ def run_ray(
     )
     for row in dataset.iter_rows():
         on_shard({k: row[k] for k in ("shard", "rows", "failed")})
+
+
+def _actor_provider(settings: ScanSettings, options: RayOptions) -> str:
+    """The provider a scoring actor starts (``auto``: CUDA on GPU actors, else the CPU)."""
+    if settings.provider != "auto":
+        return settings.provider
+    return "cuda" if options.gpus_per_worker else "cpu"
 
 
 def _check_room(ray, options: RayOptions) -> None:

@@ -2,10 +2,13 @@
 
 ``ufd-scan`` is a thin layer over :func:`plan_scan` and :func:`run_scan`. The plan
 fixes everything a row's values depend on before any input is read: the methods
-(``all`` resolved against the bundle), ``k``, and the **precision**, chosen for the
-provider the workers will really run (the CPU's table for local workers and CPU
-actors, the GPU's for ``--gpus-per-worker``), so that ``_scan.json`` records the
-encoder that computed the rows and ``--resume`` refuses a scan with another.
+(``all`` resolved against the bundle), ``k``, and the **precision** asked for.
+A name runs that graph everywhere (and is checked against the bundle); ``auto``
+lets every worker take the fastest graph that keeps the bundle's tolerance on its
+own host, as ``ufd-detect`` does there (:mod:`ufd.runtime.scan.nodes`): local
+workers share this host's measurement, each Ray node measures its own. Each row
+names the graph that scored it; ``_scan.json`` records what was asked, and
+``--resume`` refuses a scan asked differently.
 """
 
 from __future__ import annotations
@@ -15,12 +18,18 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ufd.runtime.encoder_choice import choose_precision, head_of, open_encoder
+from ufd.runtime.encoder_choice import choose_encoder, choose_precision, head_of
 from ufd.runtime.errors import UsageError
 from ufd.runtime.io.inputs import InputItem, Skipped
 from ufd.runtime.methods import MethodSet, ScoreOptions, open_bundle
 from ufd.runtime.providers import PROVIDERS, Provider, start_provider
-from ufd.runtime.scan.dataset import prepare_output, remove_duplicates, scan_settings_record
+from ufd.runtime.scan.dataset import (
+    graph_counts,
+    prepare_output,
+    read_settings,
+    remove_duplicates,
+    scan_settings_record,
+)
 from ufd.runtime.scan.engines import RayOptions, run_local, run_ray
 from ufd.runtime.scan.sources import expand_sources
 from ufd.runtime.scan.stages import ScanSettings
@@ -31,11 +40,16 @@ ENGINES = ("local", "ray")
 
 @dataclass(frozen=True)
 class ScanPlan:
-    """What a scan computes (settings resolved) and what ``_scan.json`` records."""
+    """What a scan computes (settings resolved) and what ``_scan.json`` records.
+
+    ``graph`` says which graph runs, for people: a name, or what ``auto`` measured
+    here (local workers), or that each node measures its own (Ray).
+    """
 
     settings: ScanSettings
     methods: tuple[str, ...]
     record: dict
+    graph: str = "auto"
 
 
 @dataclass
@@ -51,6 +65,10 @@ class ScanTotals:
     seconds: float = 0.0
     skipped: Skipped = field(default_factory=Skipped)
     """What folders and globs held but were not taken (not images, repeats)."""
+    graph: str = ""
+    """Which graph runs, for people (:attr:`ScanPlan.graph`)."""
+    graphs: dict[str, int] = field(default_factory=dict)
+    """Rows per encoder graph (precision) that scored them, in the whole dataset."""
 
     @property
     def scored(self) -> int:
@@ -88,15 +106,38 @@ def plan_scan(
     reupload_views(settings.views)
     methods.check(names, ScoreOptions(settings.k, settings.exact), need_threshold=True)
     provider = worker_provider(settings, engine, gpus_per_worker)
-    if engine == "local" and settings.precision is None:  # the workers run here: measure here
-        head, head_sha = head_of(bundle)
-        precision = open_encoder(bundle, provider, None, logits=head, head_sha=head_sha).precision
+    manifest = bundle.manifest
+    if settings.precision is not None:
+        graph = choose_precision(manifest, provider, settings.precision)  # the bundle has it
+        encoder_sha: str | dict[str, str] = manifest.files[manifest.encoder(graph).file].sha256
     else:
-        precision = choose_precision(bundle.manifest, provider, settings.precision)
+        encoder_sha = {p: manifest.files[g.file].sha256 for p, g in manifest.encoders.items()}
+        graph = "auto: each node measures its own"
+        if engine == "local":  # the workers run here: measure once, they read the cache
+            head, head_sha = head_of(bundle)
+            chosen = choose_encoder(bundle, provider, None, logits=head, head_sha=head_sha)
+            graph = f"{chosen.precision} (auto, measured on this host)"
+    resolved = dataclasses.replace(settings, method=",".join(names))
+    return ScanPlan(resolved, names, scan_settings_record(resolved, names, encoder_sha), graph)
 
-    resolved = dataclasses.replace(settings, method=",".join(names), precision=precision)
-    encoder_sha = bundle.manifest.files[bundle.manifest.encoder(precision).file].sha256
-    return ScanPlan(resolved, names, scan_settings_record(resolved, names, encoder_sha))
+
+def continued(plan: ScanPlan, out: str, resume: bool) -> ScanPlan:
+    """The plan for resuming a dataset whose ``_scan.json`` names the graph it ran.
+
+    Datasets made before each worker chose on its own host recorded the precision
+    ``auto`` resolved to; a resumed ``auto`` scan goes on with that graph, so that
+    the dataset stays one graph's. Anything else: ``plan`` as it is.
+    """
+    previous = read_settings(out) if resume else None
+    asked = (previous or {}).get("precision")
+    if plan.settings.precision is not None or asked in (None, "auto"):
+        return plan
+    manifest = open_bundle(plan.settings.bundle).manifest
+    graph = manifest.encoders.get(asked)
+    sha = None if graph is None else manifest.files[graph.file].sha256  # None: refused
+    settings = dataclasses.replace(plan.settings, precision=asked)
+    record = plan.record | {"precision": asked, "encoder_sha256": sha}
+    return ScanPlan(settings, plan.methods, record, f"{asked} (as the scan being resumed)")
 
 
 def run_scan(
@@ -124,10 +165,11 @@ def run_scan(
         UsageError: ``out`` is not empty (without ``resume``/``overwrite``) or was
             scanned with other settings.
     """
+    plan = continued(plan, out, resume)
     run, done = prepare_output(out, plan.record, resume, overwrite)
     skipped = Skipped()
     items = _unique(expand_sources(inputs, listed, skipped), done)
-    totals = ScanTotals(inputs=len(items), done_before=len(done), skipped=skipped)
+    totals = ScanTotals(len(items), len(done), skipped=skipped, graph=plan.graph)
     on_start(totals)
 
     shards: set[str] = set()
@@ -149,6 +191,7 @@ def run_scan(
         run_ray(items, plan.settings, out, run, shard_rows, ray or RayOptions(), landed)
     totals.seconds = time.perf_counter() - started
     totals.duplicates_removed = remove_duplicates(out)
+    totals.graphs = graph_counts(out)
     return totals
 
 

@@ -5,7 +5,10 @@
   float input's size, so less to ship between tasks and actors);
 * :class:`Scorer` (one per actor or worker process): normalise, encode and score
   with the same :class:`Detector` code ``ufd-detect`` runs, and return the rows as
-  an Arrow table with exactly ``ufd-detect``'s record fields (plus ``feature``).
+  an Arrow table with exactly ``ufd-detect``'s record fields, then the graph that
+  scored the row (``graph_precision``, ``graph_sha256``: with ``auto`` each worker
+  chooses on its own host, :mod:`ufd.runtime.scan.nodes`) and, with
+  ``--features``, ``feature``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from ufd.runtime.scan.sources import is_uri, read_bytes
 from ufd.runtime.transforms import reupload_views
 
 FEATURE = "feature"
+GRAPH_COLUMNS = ("graph_precision", "graph_sha256")
+"""Which encoder graph scored a row (``None`` in error rows: no graph scored them)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,11 @@ class Scorer:
             settings.views,
         )
         self.normalise = self.detector.preparer.normalise
+        manifest = self.detector.bundle.manifest
+        self.graph = (
+            self.detector.precision,
+            manifest.files[manifest.encoder(self.detector.precision).file].sha256,
+        )
 
     def __call__(self, batch: dict[str, Any]) -> pa.Table:
         """Rows for a :func:`crop_batch` batch, in its order."""
@@ -128,6 +138,8 @@ class Scorer:
         records = self.detector.records(prepared, features, failure, self.methods, self.options)
         rows = [r.to_dict(self.fields) for r in records]
         columns = {name: [row[name] for row in rows] for name in self.fields}
+        for name, value in zip(GRAPH_COLUMNS, self.graph, strict=True):
+            columns[name] = [None if row["error"] else value for row in rows]
         if FEATURE in self.schema.names:
             columns[FEATURE] = _feature_column(prepared, features, failure)
         return pa.table(columns, schema=self.schema)
@@ -162,11 +174,12 @@ def field_type(name: str) -> pa.DataType:
 
 
 def output_schema(methods: tuple[str, ...], feature_dim: int | None, views: int = 0) -> pa.Schema:
-    """The dataset's columns: ``ufd-detect``'s fields (plus ``feature`` with ``--features``).
+    """The dataset's columns: ``ufd-detect``'s fields, the graph's, ``feature`` (``--features``).
 
     With ``views`` the methods' view fields too; ``feature`` is the image's own.
     """
     fields = [pa.field(name, field_type(name)) for name in fields_for(methods, views=views > 0)]
+    fields += [pa.field(name, pa.string()) for name in GRAPH_COLUMNS]
     if feature_dim is not None:
         fields.append(pa.field(FEATURE, pa.list_(pa.float32(), feature_dim)))
     return pa.schema(fields)
