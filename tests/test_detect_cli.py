@@ -106,10 +106,25 @@ def test_batch_size_does_not_change_scores(tiny_bundle: Path, images: Path) -> N
             assert a["logit"] == pytest.approx(b["logit"], abs=1e-5)
 
 
-def test_default_precision_on_cpu_is_int8(tiny_bundle: Path, images: Path) -> None:
+@pytest.mark.parametrize("int8_keeps_it", [True, False])
+def test_default_precision_on_cpu_follows_the_parity_rule(
+    tiny_bundle: Path, int8_keeps_it: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """auto takes int8 where it keeps the tolerance, else int8-portable: both on every host.
+
+    A parity cache written for the test says how int8 measured "here" (VNNI-like: exact;
+    AVX2-like: saturated), whatever this host's CPU is.
+    """
+    from parity_helpers import pretend_measured
+
     from ufd.runtime import Detector
 
-    assert Detector.open(tiny_bundle, provider="cpu").precision == "int8"
+    monkeypatch.setenv("UFD_CACHE_DIR", str(tmp_path / "cache"))
+    pretend_measured(tiny_bundle, "int8", keeps=int8_keeps_it)
+    pretend_measured(tiny_bundle, "int8-portable", keeps=True)
+    detector = Detector.open(tiny_bundle, provider="cpu")
+    assert detector.precision == ("int8" if int8_keeps_it else "int8-portable")
+    assert [p.precision for p in detector.passed_over] == ([] if int8_keeps_it else ["int8"])
     assert Detector.open(tiny_bundle, provider="auto").provider == "cpu"
 
 

@@ -24,6 +24,9 @@ from typer.testing import CliRunner
 from ufd.cli.detect import app as detect_app
 from ufd.cli.index import app as index_app
 from ufd.cli.scan import app as scan_app
+from ufd.runtime.methods import open_bundle
+from ufd.runtime.scan.stages import GRAPH_COLUMNS
+from ufd.runtime.tools.parity_check import check_parity
 
 runner = CliRunner()
 
@@ -37,13 +40,31 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows(out: Path) -> list[dict]:
-    """The dataset's rows, map columns (nn_source_share) as dicts, as JSON records have them."""
+    """The dataset's records, as JSON records have them: map columns (nn_source_share) as
+    dicts, without the graph columns (:func:`graphs` reads those)."""
     found = ds.dataset(out, format="parquet").to_table().to_pylist()
     for row in found:
+        for name in GRAPH_COLUMNS:
+            row.pop(name)
         for key, value in row.items():
             if isinstance(value, list) and value and isinstance(value[0], tuple):
                 row[key] = dict(value)
     return found
+
+
+def graphs(out: Path) -> dict[str, tuple[str | None, str | None]]:
+    """Path -> (graph_precision, graph_sha256) of each row."""
+    table = ds.dataset(out, format="parquet").to_table(columns=["path", *GRAPH_COLUMNS])
+    return {r["path"]: tuple(r[c] for c in GRAPH_COLUMNS) for r in table.to_pylist()}
+
+
+def assert_scored_by(out: Path, bundle: Path, precision: str) -> None:
+    """Every scored row names ``precision``'s graph (and its sha256); error rows none."""
+    manifest = open_bundle(bundle).manifest
+    sha = manifest.files[manifest.encoder(precision).file].sha256
+    records = {r["path"]: r for r in rows(out)}
+    for path, graph in graphs(out).items():
+        assert graph == ((None, None) if records[path]["error"] else (precision, sha)), path
 
 
 def detect_records(bundle: Path, *args: str) -> dict[str, dict]:
@@ -65,8 +86,11 @@ def test_local_scan_rows_equal_ufd_detect(full_bundle: Path, corpus: Path, tmp_p
     assert len(got) == len(expected) and {r["path"] for r in got} == set(expected)
     for row in got:
         assert row == expected[row["path"]], row["path"]  # same fields, values and errors
-    assert ds.dataset(out).schema.names == list(next(iter(expected.values())))
+    fields = list(next(iter(expected.values())))
+    assert ds.dataset(out).schema.names == [*fields, *GRAPH_COLUMNS]
     assert sum(r["error"] is not None for r in got) >= 6
+    assert_scored_by(out, full_bundle, check_parity(full_bundle, "cpu").auto)  # as detect here
+    assert json.loads((out / "_scan.json").read_text())["precision"] == "auto"
 
 
 def test_workers_and_features_feed_ufd_index(
@@ -225,6 +249,7 @@ def test_ray_engine_rows_equal_ufd_detect(full_bundle: Path, corpus: Path, tmp_p
         assert (feature is None) == (row["error"] is not None)
         if feature is not None:
             assert np.isfinite(feature).all() and len(feature) == 768
+    assert_scored_by(out, full_bundle, check_parity(full_bundle, "cpu").auto)  # as detect here
 
 
 @pytest.mark.slow

@@ -160,16 +160,22 @@ def test_unknown_routes_and_verbs_answer_json(server: Server) -> None:
     assert status == 405 and "error" in body
 
 
-def test_info_docs_and_page(server: Server) -> None:
+def test_info_docs_and_page(server: Server, full_bundle: Path) -> None:
+    from ufd.runtime.tools.parity_check import check_parity
+
+    rule = check_parity(full_bundle, "cpu")  # what auto takes on this host, measured here
     status, info = get(server.url + "/v1/info")
-    assert status == 200 and info["precision"] == "int8" and info["provider"] == "cpu"
+    assert status == 200 and info["precision"] == rule.auto and info["provider"] == "cpu"
     assert set(info["methods"]) == {"linear", "nn", "traces", "realonly", "fused"}
     assert info["methods"]["realonly"]["calibration"]["k"] == 3
     assert info["parity"]["fp32"]["max_abs_logit_error"] <= 1e-4
     spec = get(server.url + "/openapi.json")[1]
     body = spec["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(body)
-    assert info["device_parity"]["precision"] == "int8" and info["device_parity"]["ok"]
+    assert info["device_parity"]["precision"] == rule.auto and info["device_parity"]["ok"]
+    passed_over = [g["precision"] for g in info["device_parity"]["passed_over"]]
+    order = [p for p in ("int8", "int8-portable", "fp32", "fp16") if p in rule.graphs]
+    assert passed_over == order[: order.index(rule.auto)]
     for docs in ("/docs", "/redoc"):  # every script and style from this service: offline
         status, html = get(server.url + docs)
         assert status == 200 and "/docs-assets/" in html
