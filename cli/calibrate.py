@@ -24,9 +24,9 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 def _calibratable() -> str:
-    from ufd.runtime.methods import REGISTRY
+    from ufd.runtime.registry import registered
 
-    return ", ".join(name for name, cls in REGISTRY.items() if cls.calibratable)
+    return ", ".join(name for name, cls in registered().items() if cls.calibratable)
 
 
 @app.command(

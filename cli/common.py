@@ -105,9 +105,9 @@ def methods_help(allow_all: bool = True) -> str:
     """
     if not help_wanted():
         return "a method, a comma-separated list, or all (see --help)."
-    from ufd.runtime.methods import REGISTRY
+    from ufd.runtime.registry import registered
 
-    text = "; ".join(cls.summary for cls in REGISTRY.values())
+    text = "; ".join(cls.summary for cls in registered().values())
 
     return text + (
         "; a comma-separated list, or all (every one the bundle has)." if allow_all else "."

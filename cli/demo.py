@@ -126,7 +126,6 @@ def _print_table(results: Path) -> None:
     """Show the JSONL records as ufd-detect's table (detection ran once)."""
     import json
 
-    import ufd.runtime.methods  # noqa: F401 - registers the methods, whose columns the table shows
     from ufd.runtime.io.writers import make_writer
     from ufd.runtime.records import Record
 

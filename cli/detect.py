@@ -285,9 +285,6 @@ def _on_server(settings: Run, server: str, api_key_file: Path | None) -> int:
     from ufd.runtime.tools.detect_run import server_batches, server_fields
 
     settings.check()
-    if settings.fmt == "table":
-        import ufd.runtime.methods  # noqa: F401 - the table's columns come from the methods
-
     client = Client(server, api_key=_read_key(api_key_file))
     items, skipped, done = settings.items()
     batches = server_batches(client, items, settings.method, settings.k, views=settings.views)

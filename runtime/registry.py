@@ -5,24 +5,67 @@ Each method module (:mod:`ufd.runtime.methods`) registers its class here with
 table columns, ``--method`` parsing, and the manifest parser, which is *given*
 :func:`config_types` (it never imports the methods). Registration order is the
 canonical order of record fields and of ``--method all``.
+
+The registry is complete whenever it is asked: every reader goes through
+:func:`registered`, which imports the package of the built-in methods
+(:data:`BUILTIN_PACKAGE`, whose import registers them in order) the first time,
+as timm fills its model registry on package import. A program never has to
+import the methods by hand, and the light paths that never ask (a service
+client writing JSON lines) never load them. A name registered twice is refused.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from ufd.runtime.errors import UsageError
 
 REGISTRY: dict[str, Any] = {}
-"""Method name -> its class (a :class:`ufd.runtime.methods.base.Method` subclass)."""
+"""Method name -> its class (a :class:`ufd.runtime.methods.base.Method` subclass).
+Read it through :func:`registered`, which completes it first."""
+
+BUILTIN_PACKAGE = "ufd.runtime.methods"
+"""The package whose import registers the built-in methods (one module each, in order)."""
 
 PROVENANCE = "provenance"
 """The record field of what the file says about itself (``--provenance``)."""
 
 
+class DuplicateName(ValueError):
+    """A second registration under a name that is taken (a programming error)."""
+
+
+def add_unique(table: dict[str, Any], name: str, entry: Any, what: str) -> None:
+    """Put ``entry`` in a registry ``table`` under ``name``, refusing a name that is taken.
+
+    Registering the same object again is a no-op. Every ufd registry (methods,
+    detectors, transformations, output formats) registers through here.
+
+    Raises:
+        DuplicateName: another entry has that name already.
+    """
+    taken = table.get(name)
+    if taken is not None and taken is not entry:
+        raise DuplicateName(
+            f"{what} {name!r} is registered already by {_origin(taken)}; give "
+            f"{_origin(entry)} another name"
+        )
+    table[name] = entry
+
+
+def _origin(entry: Any) -> str:
+    owner = entry if callable(entry) and hasattr(entry, "__qualname__") else type(entry)
+    return f"{owner.__module__}.{owner.__qualname__}"
+
+
 def register(cls: Any) -> Any:
-    """Class decorator: make a method known by its ``name``."""
-    REGISTRY[cls.name] = cls
+    """Class decorator: make a method known by its ``name``.
+
+    Raises:
+        DuplicateName: another class has that name already.
+    """
+    add_unique(REGISTRY, cls.name, cls, "method")
     return cls
 
 
@@ -31,9 +74,15 @@ def unregister(name: str) -> None:
     REGISTRY.pop(name, None)
 
 
+def registered() -> dict[str, Any]:
+    """Every registered method, name -> class, in canonical order (the built-ins loaded)."""
+    importlib.import_module(BUILTIN_PACKAGE)  # registers them on its first import
+    return REGISTRY
+
+
 def method_names() -> tuple[str, ...]:
     """Every registered method, in canonical order."""
-    return tuple(REGISTRY)
+    return tuple(registered())
 
 
 def method_class(name: str) -> Any:
@@ -42,33 +91,23 @@ def method_class(name: str) -> Any:
     Raises:
         UsageError: unknown name (the message lists the known ones).
     """
-    _require_methods()
-    if name not in REGISTRY:
-        raise UsageError(f"unknown method {name!r}; use {', '.join(REGISTRY)} or all")
-    return REGISTRY[name]
-
-
-def _require_methods() -> None:
-    """A program that never imported the methods gets told so, not 'unknown method'."""
-    if not REGISTRY:
-        raise RuntimeError(
-            "no scoring method is registered: import ufd.runtime.methods first "
-            "(importing it registers the built-in methods)"
-        )
+    methods = registered()
+    if name not in methods:
+        raise UsageError(f"unknown method {name!r}; use {', '.join(methods)} or all")
+    return methods[name]
 
 
 def config_types() -> dict[str, type | None]:
     """Method name -> the dataclass its manifest ``config`` must match (``None``: none)."""
-    return {name: cls.config_type for name, cls in REGISTRY.items()}
+    return {name: cls.config_type for name, cls in registered().items()}
 
 
 def parse_methods(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """``"a,b"`` (or a sequence) -> validated names, in the order given (no ``all``)."""
     parts = spec.split(",") if isinstance(spec, str) else list(spec)
     names = tuple(p.strip() for p in parts if p.strip())
-    _require_methods()
     if not names:
-        raise UsageError(f"no method in {spec!r}; use {', '.join(REGISTRY)} or all")
+        raise UsageError(f"no method in {spec!r}; use {', '.join(registered())} or all")
     for name in names:
         method_class(name)
     return names
@@ -96,7 +135,7 @@ def fields_for(
     chosen = set(parse_methods(methods))
     own = [
         f
-        for name, cls in REGISTRY.items()
+        for name, cls in registered().items()
         if name in chosen
         for f in (*cls.fields, *(view_fields(cls) if views else ()))
     ]
@@ -106,7 +145,10 @@ def fields_for(
 def all_fields() -> frozenset[str]:
     """Every record field any registered method reports (and ``provenance``)."""
     return frozenset(
-        [PROVENANCE, *(f for cls in REGISTRY.values() for f in (*cls.fields, *view_fields(cls)))]
+        [
+            PROVENANCE,
+            *(f for cls in registered().values() for f in (*cls.fields, *view_fields(cls))),
+        ]
     )
 
 
@@ -116,7 +158,7 @@ def table_columns() -> dict[str, tuple[str, int]]:
     Each method's columns, then (shown only with ``--views``) whether its views agree.
     """
     columns = {}
-    for cls in REGISTRY.values():
+    for cls in registered().values():
         columns.update({f: (header, width) for f, header, width in cls.table_columns})
         agree = view_fields(cls)[2]
         header = agree.removesuffix("_agree").replace("realonly", "ronly")
@@ -127,7 +169,7 @@ def table_columns() -> dict[str, tuple[str, int]]:
 
 def declared_type(field: str) -> str | None:
     """The declared column type of a record field (``string``, ``shares``, ``bool``...), if any."""
-    for cls in REGISTRY.values():
+    for cls in registered().values():
         if field in cls.field_types:
             return cls.field_types[field]
         if field == view_fields(cls)[2]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ufd.runtime.errors import UsageError
+from ufd.runtime.registry import add_unique
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -33,7 +34,7 @@ def transform(kind: str):
     """Register a transformation of ``kind`` (an image and one value -> an image)."""
 
     def register(fn: Callable[[Image, float], Image]):
-        TRANSFORMS[kind] = fn
+        add_unique(TRANSFORMS, kind, fn, "transformation")
         return fn
 
     return register

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,15 +244,3 @@ def test_a_new_method_needs_only_its_class(toy_bundle: Path, world_features, tmp
     with pytest.raises(BundleError, match="upgrade ufd"):
         open_bundle(toy_bundle)
     register(FeatureNorm)
-
-
-def test_a_program_that_never_loaded_the_methods_is_told_to() -> None:
-    """The registry alone is empty: asking it for a method names the import that fills it."""
-    code = (
-        "from ufd.runtime.registry import method_class\n"
-        "try:\n    method_class('linear')\n"
-        "except RuntimeError as e:\n    print(e)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "import ufd.runtime.methods first" in done.stdout

@@ -10,14 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from ufd.runtime.errors import UsageError
+from ufd.runtime.registry import add_unique
 
 DETECTORS: dict[str, Any] = {}
 """Detector name -> an instance of its :class:`~ufd.export.detectors.base.Detector` class."""
 
 
 def register(cls: Any) -> Any:
-    """Class decorator: make a detector known by its ``name``."""
-    DETECTORS[cls.name] = cls()
+    """Class decorator: make a detector known by its ``name``.
+
+    Raises:
+        DuplicateName: another detector has that name already.
+    """
+    taken = DETECTORS.get(cls.name)
+    add_unique(DETECTORS, cls.name, taken if type(taken) is cls else cls(), "detector")
     return cls
 
 

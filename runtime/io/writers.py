@@ -17,7 +17,7 @@ from typing import IO, Protocol
 
 from ufd.runtime.errors import UsageError
 from ufd.runtime.records import Record
-from ufd.runtime.registry import fields_for, table_columns
+from ufd.runtime.registry import add_unique, fields_for, table_columns
 
 
 class RecordWriter(Protocol):
@@ -33,8 +33,12 @@ RESUMABLE = ("jsonl", "csv")
 
 
 def register_format(name: str, factory: WriterFactory) -> None:
-    """Make ``--format name`` write with ``factory(stream, fields, appending)``."""
-    FORMATS[name] = factory
+    """Make ``--format name`` write with ``factory(stream, fields, appending)``.
+
+    Raises:
+        DuplicateName: ``name`` is a format already.
+    """
+    add_unique(FORMATS, name, factory, "output format")
 
 
 class JsonlWriter:

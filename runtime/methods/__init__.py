@@ -29,6 +29,7 @@ from ufd.runtime.registry import (
     method_names,
     parse_methods,
     register,
+    registered,
     table_columns,
 )
 
@@ -58,5 +59,6 @@ __all__ = [
     "open_bundle",
     "parse_methods",
     "register",
+    "registered",
     "table_columns",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
@@ -25,7 +25,6 @@ from ufd.runtime.bundle import Bundle, MethodEntry
 from ufd.runtime.errors import BundleError, UsageError
 
 if TYPE_CHECKING:
-    from ufd.runtime.methods.method_set import MethodSet
     from ufd.runtime.providers import Provider
 
 Columns = dict[str, list]
@@ -69,6 +68,27 @@ class Scored:
     unsure: np.ndarray | None = None
 
 
+class Siblings(Protocol):
+    """What a method may ask of the other methods of its bundle (a ``MethodSet`` is one).
+
+    Declared here, not imported, so that ``base`` needs nothing of the modules built on it.
+    """
+
+    def get(self, name: str) -> Method:
+        """Method ``name``, loaded."""
+        ...
+
+    def check(self, names: tuple[str, ...], options: ScoreOptions, need_threshold: bool) -> None:
+        """Refuse options the methods cannot honour."""
+        ...
+
+    def measure(
+        self, names: tuple[str, ...], features: np.ndarray, options: ScoreOptions
+    ) -> dict[str, Measured]:
+        """Each method's measurement of a feature batch, each measured once."""
+        ...
+
+
 @dataclass
 class MethodContext:
     """What a method needs to load and run."""
@@ -77,7 +97,7 @@ class MethodContext:
     provider: Provider
     threads: int | None
     verify: bool
-    methods: MethodSet
+    methods: Siblings
     thresholds: dict[str, float] = field(default_factory=dict)
     """Thresholds given by the caller (``--threshold``), overriding the bundle's."""
 

@@ -14,7 +14,7 @@ from ufd.runtime.bundle import Bundle
 from ufd.runtime.methods.base import Columns, Measured, Method, MethodContext, Scored, ScoreOptions
 from ufd.runtime.methods.views import split_rows, with_views
 from ufd.runtime.providers import Provider
-from ufd.runtime.registry import REGISTRY, method_class, parse_methods
+from ufd.runtime.registry import method_class, parse_methods, registered
 
 
 class MethodSet:
@@ -36,7 +36,7 @@ class MethodSet:
     def available(self) -> tuple[str, ...]:
         """Methods this bundle can run as it is, in canonical order."""
         manifest = self.bundle.manifest
-        return tuple(n for n, cls in REGISTRY.items() if cls.offered_by(manifest.method(n)))
+        return tuple(n for n, cls in registered().items() if cls.offered_by(manifest.method(n)))
 
     def resolve(self, spec: str) -> tuple[str, ...]:
         """``all`` -> every available method (canonical order); ``a,b`` -> both, validated."""
