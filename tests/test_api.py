@@ -45,7 +45,7 @@ def test_nothing_is_expanded_or_searched(tiny_bundle: Path, photos: list[Path]) 
     records = detector.score_images([folder, str(folder / "*.png"), b"", b"junk"])
     assert [r.error for r in records] == [
         "is a directory, not an image file",
-        "file not found",
+        "no such file or directory",
         "empty file (0 bytes)",
         "not a recognised image format (corrupt or not an image)",
     ]

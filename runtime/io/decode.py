@@ -30,9 +30,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ufd.runtime.errors import ImageError, stable_text
 from ufd.runtime.io.formats import register_plugins
-
-DEFAULT_MAX_PIXELS = 64_000_000
-"""Default cap on decoded pixels (about 8000 x 8000); 192 MB as RGB."""
+from ufd.runtime.io.policy import (
+    DEFAULT_MAX_PIXELS,
+    EMPTY_FILE,
+    NOT_AN_IMAGE_FORMAT,
+    unreadable,
+)
 
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
@@ -69,14 +72,10 @@ def decode_image(
             return to_rgb(frame)
     except ImageError:
         raise
-    except IsADirectoryError as e:
-        raise ImageError("is a directory, not an image file") from e
-    except FileNotFoundError as e:
-        raise ImageError("file not found") from e
-    except PermissionError as e:
-        raise ImageError("permission denied") from e
+    except (IsADirectoryError, FileNotFoundError, PermissionError) as e:
+        raise ImageError(unreadable(e)) from e
     except UnidentifiedImageError as e:
-        raise ImageError("not a recognised image format (corrupt or not an image)") from e
+        raise ImageError(NOT_AN_IMAGE_FORMAT) from e
     except Image.DecompressionBombError as e:
         raise ImageError(f"refused as a decompression bomb: {stable_text(e)}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -90,12 +89,12 @@ def _open_target(source: ImageSource) -> str | BinaryIO:
     """What ``Image.open`` reads; an empty input is refused here."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
-            raise ImageError("empty file (0 bytes)")
+            raise ImageError(EMPTY_FILE)
         return io.BytesIO(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_file() and path.stat().st_size == 0:
-            raise ImageError("empty file (0 bytes)")
+            raise ImageError(EMPTY_FILE)
         return str(path)
     if not hasattr(source, "read"):
         raise ImageError(f"cannot decode a {type(source).__name__}: give a path, bytes or a file")
@@ -104,7 +103,7 @@ def _open_target(source: ImageSource) -> str | BinaryIO:
         empty = source.seek(0, io.SEEK_END) == start
         source.seek(start)
         if empty:
-            raise ImageError("empty file (0 bytes)")
+            raise ImageError(EMPTY_FILE)
     return source
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ufd.runtime.io.policy import NO_SUCH_FILE
+
 if TYPE_CHECKING:  # only a type: expanding inputs needs neither Pillow nor numpy
     from ufd.runtime.io.decode import ImageSource
 
@@ -142,7 +144,7 @@ def _expand(inputs: Iterable[str | os.PathLike[str]], skipped: Skipped) -> Itera
                 else:
                     skipped.add(NOT_AN_IMAGE, match)
         else:
-            yield InputItem(text, "no such file or directory")
+            yield InputItem(text, NO_SUCH_FILE)
 
 
 def _walk_directory(root: Path, skipped: Skipped) -> Iterator[InputItem]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ufd.runtime.errors import UsageError
 from ufd.runtime.io.inputs import NOT_AN_IMAGE, InputItem, Skipped, expand_inputs, is_image_name
+from ufd.runtime.io.policy import NO_SUCH_FILE
 
 _GLOB = frozenset("*?[")
 
@@ -62,7 +63,7 @@ def _expand_uri(uri: str, skipped: Skipped | None = None) -> Iterator[InputItem]
             yield InputItem(uri)
             return
         if info.type == pafs.FileType.NotFound:
-            yield InputItem(uri, "no such file or directory")
+            yield InputItem(uri, NO_SUCH_FILE)
             return
         selector = pafs.FileSelector(root, recursive=True)
         found = sorted(f.path for f in filesystem.get_file_info(selector) if f.is_file)
@@ -125,7 +126,7 @@ def read_bytes(uri: str, max_bytes: int) -> bytes:
     filesystem, path = pafs.FileSystem.from_uri(uri)
     info = filesystem.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
-        raise FileNotFoundError("file not found")
+        raise FileNotFoundError(NO_SUCH_FILE)
     if info.size is not None and info.size > max_bytes:
         raise OSError(f"file is {info.size:,} bytes, over the limit of {max_bytes:,}")
     with filesystem.open_input_file(path) as fh:
