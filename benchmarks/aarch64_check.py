@@ -171,8 +171,8 @@ def tiny_bundle(work: Path) -> tuple[Path, Path]:
 
     from ufd.export.graph.build import ExportOptions, export_bundle
     from ufd.export.train.synthetic import SyntheticWorld
-    from ufd.runtime.tools.calibrate import calibrate
-    from ufd.runtime.tools.index_build import IndexOptions, build_index
+    from ufd.runtime.building.banks import IndexOptions, build_index
+    from ufd.runtime.building.calibrate import calibrate
 
     head = random_head(work / "head.pth")
     export_bundle(

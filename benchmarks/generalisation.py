@@ -29,10 +29,10 @@ import torch
 from ufd.export.train.geometries import GEOMETRIES
 from ufd.export.train.linear import TrainOptions, train_linear_head
 from ufd.export.train.traces import TracesOptions, train_traces_head
+from ufd.runtime.building.density import choose, combined
+from ufd.runtime.metrics import average_precision, roc_auc
 from ufd.runtime.search.base import FloatBank, l2_normalise
 from ufd.runtime.search.neighbours import LabelledBank
-from ufd.runtime.tools.density import choose, combined
-from ufd.runtime.tools.metrics import average_precision, roc_auc
 
 METHODS = ("linear", "nn", "traces", "realonly_knn", "realonly")
 

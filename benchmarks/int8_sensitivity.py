@@ -28,8 +28,8 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from ufd.export.graph.precision import output_projections
 from ufd.runtime import Detector
+from ufd.runtime.bench.graph_shapes import node_shapes
 from ufd.runtime.io.inputs import expand_inputs
-from ufd.runtime.tools.graph_shapes import node_shapes
 
 
 def groups(names: list[str], fp32: Path) -> dict[str, list[str]]:

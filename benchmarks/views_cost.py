@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from ufd.runtime import Detector
+from ufd.runtime.evaluation.evaluate import view_preparer
 from ufd.runtime.io.inputs import InputItem, expand_inputs
-from ufd.runtime.tools.evaluate import view_preparer
 from ufd.runtime.transforms import reupload_views
 
 

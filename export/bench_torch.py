@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from ufd.runtime.tools.bench import percentiles
+from ufd.runtime.bench.measure import percentiles
 
 
 def run_torch(

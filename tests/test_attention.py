@@ -84,7 +84,7 @@ def test_bundle_records_fused_attention(tiny_bundle: Path) -> None:
 
 
 def test_mac_count_sees_inside_the_fused_op(tmp_path: Path, tiny_visual: torch.nn.Module) -> None:
-    from ufd.runtime.tools.bench import count_macs
+    from ufd.runtime.bench.measure import count_macs
 
     width, tokens, layers, patch_pixels = 64, 7 * 7 + 1, 2, 3 * 32 * 32
     per_block = tokens * width * (3 * width + width + 4 * width + 4 * width)  # projections, MLP

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ufd.cli.bench import app
-from ufd.runtime.tools.bench import median_run
+from ufd.runtime.bench.measure import median_run
 
 
 def test_median_run_keeps_one_whole_round() -> None:
@@ -61,7 +61,7 @@ def test_mac_count_equals_the_architectures(tmp_path: Path) -> None:
 
     from ufd.export.graph.onnx_export import export_encoder
     from ufd.export.models import MODEL_CONFIG_DIR, load_visual
-    from ufd.runtime.tools.bench import count_macs
+    from ufd.runtime.bench.measure import count_macs
 
     config = json.loads((MODEL_CONFIG_DIR / "ufd-tiny-vit.json").read_text())
     vision, dim = config["vision_cfg"], config["embed_dim"]

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from ufd.cli.calibrate import app as calibrate_app
 from ufd.cli.eval import app as eval_app
 from ufd.cli.index import app as index_app
+from ufd.runtime.evaluation.report import paper_rows
 from ufd.runtime.methods import open_bundle
-from ufd.runtime.tools.report import paper_rows
 
 runner = CliRunner()
 SETS = ("setA", "setB")

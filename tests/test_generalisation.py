@@ -14,9 +14,9 @@ from ufd.cli.calibrate import app as calibrate_app
 from ufd.cli.detect import app as detect_app
 from ufd.cli.train import app as train_app
 from ufd.export.train.geometries import GEOMETRIES
+from ufd.runtime.building.density import choose, combined, fit_gaussian, z_params
 from ufd.runtime.methods import open_bundle
-from ufd.runtime.tools.density import choose, combined, fit_gaussian, z_params
-from ufd.runtime.tools.metrics import average_precision
+from ufd.runtime.metrics import average_precision
 
 runner = CliRunner()
 

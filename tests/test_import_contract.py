@@ -53,7 +53,7 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
     ("module", "reversed_import", "contract"),
     [
         ("runtime/bundle/schema.py", "import ufd.runtime.methods", "ufd layers"),
-        ("runtime/methods/base.py", "import ufd.runtime.tools.metrics", "ufd layers"),
+        ("runtime/methods/base.py", "import ufd.runtime.metrics", "ufd layers"),
         ("runtime/io/decode.py", "import torch", "never imports torch"),
         ("runtime/client/__init__.py", "import numpy", "only the standard library"),
     ],

@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 from ufd.cli.detect import app as detect_app
 from ufd.cli.index import app as index_app
 from ufd.runtime import BundleError, Detector
+from ufd.runtime.building.banks import IndexOptions, build_index
 from ufd.runtime.bundle.manifest import Manifest
 from ufd.runtime.errors import ExportError
 from ufd.runtime.methods import config_types
 from ufd.runtime.search.base import FloatBank, l2_normalise
 from ufd.runtime.search.hnsw import HnswBank
 from ufd.runtime.search.neighbours import LabelledBank, knn_vote
-from ufd.runtime.tools.index_build import IndexOptions, build_index
 
 runner = CliRunner()
 DIM = 768
@@ -121,7 +121,7 @@ def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
 
 
 def test_quality_queries_are_held_out_of_the_bank_then_join_it() -> None:
-    from ufd.runtime.tools.index_quality import held_out_order
+    from ufd.runtime.building.bank_quality import held_out_order
 
     order, n = held_out_order(700, 500, seed=3)
     assert n == 140 and sorted(order.tolist()) == list(range(700))  # every vector, once
@@ -336,7 +336,7 @@ def test_index_file_that_disagrees_with_the_index_is_not_used(tmp_path: Path) ->
 
 def test_query_ef_is_chosen_by_the_build_time_check(bundle_copy: Path) -> None:
     """Default ef: the smallest that reaches recall@1 >= 0.99 and 99.9 % agreement."""
-    from ufd.runtime.tools.index_quality import AUTO_EF
+    from ufd.runtime.building.bank_quality import AUTO_EF
 
     manifest = build_index(bundle_copy, clustered(1500, 1), clustered(1500, 2, 0.3), IndexOptions())
     ef = manifest.methods["nn"].config.ef
@@ -354,7 +354,7 @@ def test_query_ef_is_chosen_by_the_build_time_check(bundle_copy: Path) -> None:
 
 
 def test_graph_degree_default_grows_with_the_bank(bundle_copy: Path) -> None:
-    from ufd.runtime.tools.index_build import default_m
+    from ufd.runtime.building.banks import default_m
 
     assert default_m(100_000) == 16 and default_m(1_000_000) == 32
     manifest = build_index(bundle_copy, clustered(50, 1), clustered(50, 2), IndexOptions())
@@ -395,8 +395,8 @@ def test_every_backend_and_storage_votes_like_exact_fp32(
 
 
 def test_int8_bank_reads_rows_without_mapping_them(bundle_copy: Path) -> None:
+    from ufd.runtime.building.bank_quality import held_out_order
     from ufd.runtime.search.vector_file import VectorFile
-    from ufd.runtime.tools.index_quality import held_out_order
 
     manifest = build_index(
         bundle_copy, clustered(300, 1), clustered(300, 2, 0.3), IndexOptions(storage="int8")

@@ -64,8 +64,8 @@ def world_data():
 
 def test_unseen_generator_is_caught_by_traces_and_realonly(world_data) -> None:
     """The held-out generator's artefact lies in a direction no training generator used."""
+    from ufd.runtime.metrics import roc_auc
     from ufd.runtime.search.hnsw import HnswBank
-    from ufd.runtime.tools.metrics import roc_auc
 
     world, real, x, y, vx, vy, head, val_acc = world_data
     assert val_acc >= 0.95  # it learned the seen generators
@@ -175,7 +175,7 @@ def test_realonly_index_calibrate_detect(world_data, tiny_bundle: Path, tmp_path
 
 def test_fusion_fits_weights_and_scores(world_data, tiny_bundle: Path, tmp_path: Path) -> None:
     from ufd.cli.train import app as train_app
-    from ufd.runtime.tools.index_build import IndexOptions, build_index
+    from ufd.runtime.building.banks import IndexOptions, build_index
 
     _, _, x, y, vx, vy, head, _ = world_data
     bundle = tmp_path / "b"
@@ -216,7 +216,7 @@ def test_eval_reports_every_method_of_the_bundle(
     from helpers import random_image
 
     from ufd.cli.eval import app as eval_app
-    from ufd.runtime.tools.index_build import IndexOptions, build_index
+    from ufd.runtime.building.banks import IndexOptions, build_index
 
     monkeypatch.setenv("UFD_CACHE_DIR", str(tmp_path / "cache"))
     _, _, x, y, vx, _, head, _ = world_data

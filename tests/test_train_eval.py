@@ -20,11 +20,11 @@ from ufd.export.train.head_install import install_head
 from ufd.export.train.linear import TrainOptions, train_linear_head
 from ufd.runtime import Detector
 from ufd.runtime.bundle.manifest import Manifest
+from ufd.runtime.evaluation.evaluate import discover_sets, limit_per_class
+from ufd.runtime.features.cache import FeatureCache, cached_features
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.methods import config_types, open_bundle
-from ufd.runtime.tools.evaluate import discover_sets, limit_per_class
-from ufd.runtime.tools.feature_cache import FeatureCache, cached_features
-from ufd.runtime.tools.metrics import (
+from ufd.runtime.metrics import (
     average_precision,
     best_threshold_accuracy,
     roc_auc,

@@ -17,9 +17,9 @@ from ufd.cli.train import app as train_app
 from ufd.export.train.synthetic import SyntheticWorld
 from ufd.runtime import Detector
 from ufd.runtime.methods import open_bundle
+from ufd.runtime.metrics import real_below_for_fnr, threshold_for_fpr
 from ufd.runtime.search.neighbours import attribute as attribute_votes
 from ufd.runtime.search.neighbours import knn_vote
-from ufd.runtime.tools.metrics import real_below_for_fnr, threshold_for_fpr
 
 runner = CliRunner()
 GENERATORS = ("progan", "stylegan", "biggan", "ldm")  # seen; generator 4 is never indexed

@@ -150,7 +150,7 @@ def train_realonly(
     k-NN distance, Gaussians of several subspace sizes and their combination are
     compared by average precision, and the best is kept.
     """
-    from ufd.runtime.tools.density import choose
+    from ufd.runtime.building.density import choose
 
     method = detector.methods.get("realonly")
     k = method.default_k()

@@ -17,14 +17,14 @@ import numpy as np
 
 from ufd.export.train.augment import PaperAugmentation, make_augmentation
 from ufd.runtime.detector import Detector
-from ufd.runtime.io.decode import decode_image
-from ufd.runtime.io.inputs import InputItem, expand_inputs
-from ufd.runtime.tools.feature_cache import (
+from ufd.runtime.features.cache import (
     FeatureCache,
     cache_key,
     cached_features,
     encoded_batches,
 )
+from ufd.runtime.io.decode import decode_image
+from ufd.runtime.io.inputs import InputItem, expand_inputs
 
 Skip = Callable[[str, str], None]
 

@@ -1,6 +1,6 @@
 """Real-only density scoring at run time: the PPCA model of real features and the combination.
 
-The model and its rationale are described in :mod:`ufd.runtime.tools.density`,
+The model and its rationale are described in :mod:`ufd.runtime.building.density`,
 which fits it (``ufd-train --method realonly``); this module only scores with a
 fitted model, so the method needs nothing from the tools above it.
 """

@@ -6,7 +6,7 @@ Scores (``config.scorer``), higher = less like the reals:
   (``ufd-index --real-only``);
 * ``gaussian``: the Mahalanobis distance of a Gaussian in the reals' principal
   subspace plus the residual outside it (:mod:`ufd.runtime.methods.density`; fitted
-  by :mod:`ufd.runtime.tools.density`);
+  by :mod:`ufd.runtime.building.density`);
 * ``combined``: the larger z-score of the two.
 
 ``ufd-train --method realonly`` fits the density and chooses the scorer on

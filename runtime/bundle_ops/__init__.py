@@ -1,0 +1,1 @@
+"""``ufd-bundle``: verify a copied bundle, describe it, slim it, keys, device parity here."""

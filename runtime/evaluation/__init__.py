@@ -1,0 +1,1 @@
+"""``ufd-eval``: test sets, scores under conditions, metrics, re-upload stability, reports."""

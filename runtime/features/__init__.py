@@ -1,0 +1,1 @@
+"""Features of many images at once: gathered from folders and feature files, cached on disk."""
