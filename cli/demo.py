@@ -81,7 +81,7 @@ def demo(
         model=model,
         pretrained=pretrained,
         head=head,
-        quick_gelu=quick_gelu,
+        detector_settings={"quick_gelu": quick_gelu},
         force=True,
     )
     try:

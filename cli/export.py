@@ -1,13 +1,16 @@
-"""``ufd-export``: turn a CLIP checkpoint and a UnivFD head into an ONNX bundle."""
+"""``ufd-export``: turn a detector's published weights into an ONNX bundle (needs torch)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ufd.cli.common import fail, handle_errors, run, setup_logging
+from ufd.cli.common import EXIT_USAGE, fail, handle_errors, run, setup_logging
+from ufd.cli.options import Verbose
+from ufd.runtime.errors import UsageError
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -16,14 +19,17 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
     help=(
         "Export a fake-image detector to an ONNX bundle: its encoder (features) and head "
         "(logit) as graphs, and its official test preprocessing. --list shows the detectors "
-        "(univfd, rine, c2p-clip, commfor, probe) and the weight files each takes. The export "
-        "checks itself against the torch pipeline on probe images and writes nothing if fp32 "
-        "logits differ by more than 1e-4. "
+        "and the weight files each takes; a detector's own options (e.g. univfd's --resize, "
+        "probe's --features) follow the others, and ufd-export --detector NAME --help lists "
+        "them. The export checks itself against the torch pipeline on probe images and writes "
+        "nothing if fp32 logits differ by more than 1e-4. "
         "Example: ufd-export --out univfd-vitl14 (ViT-L-14, OpenAI weights, official head)."
-    )
+    ),
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 @handle_errors
 def export(
+    ctx: typer.Context,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Bundle directory to create.")
     ] = None,
@@ -56,13 +62,6 @@ def export(
             "Default: the detector's."
         ),
     ] = None,
-    features: Annotated[
-        str,
-        typer.Option(
-            help="probe: cls (the last class token) or blocks (every block's class token, "
-            "as RINE takes them)."
-        ),
-    ] = "cls",
     precision: Annotated[
         str,
         typer.Option(
@@ -76,22 +75,6 @@ def export(
         typer.Option(help="Folder of real images to validate on (default: synthetic probes)."),
     ] = None,
     probes: Annotated[int, typer.Option(min=1, help="Number of probe images.")] = 10,
-    resize: Annotated[
-        bool,
-        typer.Option(
-            "--resize/--no-resize",
-            help="univfd: resize the shorter side to 256 before the crop (older pipeline). "
-            "Off by default, as in the official test code.",
-        ),
-    ] = False,
-    quick_gelu: Annotated[
-        bool | None,
-        typer.Option(
-            "--quick-gelu/--no-quick-gelu",
-            help="Force QuickGELU on/off. Default: from the model name and tag "
-            "(OpenAI weights need it; set it for local OpenAI checkpoints).",
-        ),
-    ] = None,
     quantization: Annotated[
         str,
         typer.Option(
@@ -141,15 +124,17 @@ def export(
     ] = 0.5,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
     force: Annotated[bool, typer.Option(help="Replace an existing bundle at --out.")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    verbose: Verbose = 0,
 ) -> None:
     """Run the export (see the command help)."""
     setup_logging(verbose)
-    if list_detectors:
-        from ufd.export.detectors import describe_detectors
+    from ufd.export.detectors import describe_detectors, get_detector
 
+    if list_detectors:
         typer.echo("\n".join(describe_detectors()))
         return
+    chosen = get_detector(detector)
+    settings = chosen.settings_for(detector_arguments(chosen, ctx.args))
     if out is None:
         raise fail("give --out DIR, the bundle directory to create (or --list)")
     from ufd.export.graph.build import ExportOptions, export_bundle
@@ -157,7 +142,7 @@ def export(
     options = ExportOptions(
         out=out,
         detector=detector,
-        features=features,
+        detector_settings=settings,
         model=model,
         pretrained=pretrained,
         head=head,
@@ -165,8 +150,6 @@ def export(
         probe_dir=probe_dir,
         n_probes=probes,
         opset=opset,
-        quick_gelu=quick_gelu,
-        resize=resize,
         max_logit_error=max_logit_error,
         quantization=quantization,
         optimize=optimize,
@@ -203,8 +186,65 @@ def export(
         typer.echo(f"  note: {note}")
 
 
+def detector_arguments(detector, args: list[str]) -> dict[str, Any]:
+    """The detector's own options in ``args`` (what ufd-export's options left), by name.
+
+    ``--name VALUE``, ``--name=VALUE``; flags ``--name`` / ``--no-name``.
+
+    Raises:
+        UsageError: an option neither ufd-export nor the detector takes, or a bad value.
+    """
+    options = {o.flag: o for o in detector.options}
+    found: dict[str, Any] = {}
+    words = iter(args)
+    for word in words:
+        flag, equals, inline = word.partition("=")
+        negated = flag.replace("--no-", "--", 1) if flag.startswith("--no-") else None
+        option = options.get(flag) or options.get(negated or "")
+        if option is None:
+            takes = ", ".join(options) or "none"
+            raise UsageError(
+                f"no such option: {flag} (see ufd-export --help; {detector.name}'s own: {takes})"
+            )
+        if option.kind is bool:
+            found[option.name] = not (negated and option.flag == negated)
+            continue
+        raw = inline if equals else next(words, None)
+        try:
+            found[option.name] = option.kind(raw)
+        except (TypeError, ValueError):
+            raise UsageError(f"{option.flag} needs a value ({option.kind.__name__})") from None
+    return found
+
+
+def detector_help(name: str) -> str:
+    """``--detector NAME --help``: the detector's own options."""
+    from ufd.export.detectors import get_detector
+
+    detector = get_detector(name)
+    lines = [f"\nOptions of --detector {detector.name} ({detector.summary}):"]
+    for option in detector.options:
+        flag = option.flag + (f"/--no-{option.flag[2:]}" if option.kind is bool else " <value>")
+        extra = f" Choices: {', '.join(option.choices)}." if option.choices else ""
+        default = f" [default: {option.default}]" if option.default is not None else ""
+        lines.append(f"  {flag}\n      {option.help}{extra}{default}")
+    if not detector.options:
+        lines.append("  none beyond --model, --pretrained and --head")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``--detector NAME --help`` adds the detector's options)."""
+    argv = sys.argv[1:]
+    if "--help" in argv and "--detector" in argv[:-1]:
+        name = argv[argv.index("--detector") + 1]
+        try:
+            app(["--help"], standalone_mode=False)
+            typer.echo(detector_help(name))
+        except UsageError as e:
+            typer.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_USAGE)
+        return
     run(app)
 
 

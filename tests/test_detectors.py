@@ -81,7 +81,7 @@ def rine(tiny_clip, tmp_path_factory: pytest.TempPathFactory):
             model=TINY_MODEL,
             pretrained=str(checkpoint),
             head=str(trainable),
-            quick_gelu=False,
+            detector_settings={"quick_gelu": False},
             precisions=("fp32", "int8"),
         )
     )
@@ -169,7 +169,7 @@ def test_probe_features_equal_the_backbone(features: str, tmp_path: Path, sample
             detector="probe",
             model="timm:vit_tiny_patch16_224",
             pretrained="none",
-            features=features,
+            detector_settings={"features": features},
             precisions=("fp32",),
         )
     )

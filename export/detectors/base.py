@@ -20,28 +20,65 @@ from __future__ import annotations
 
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from ufd.export.heads import HeadInfo
 from ufd.runtime.bundle.manifest import ModelInfo, PreprocessConfig
-from ufd.runtime.errors import ModelLoadError
+from ufd.runtime.errors import ModelLoadError, UsageError
+
+
+@dataclass(frozen=True)
+class DetectorOption:
+    """A setting only some detectors take, declared by each detector that takes it.
+
+    ``ufd-export`` offers it as ``--name-with-dashes`` (a ``--name/--no-name`` flag for
+    ``bool``) and ``ufd-export --detector NAME --help`` lists the detector's own.
+    """
+
+    name: str
+    help: str
+    kind: type = str
+    """``str``, ``int``, ``float`` or ``bool``."""
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    """``None``: not given; the detector decides (its help says how)."""
+
+    @property
+    def flag(self) -> str:
+        """The command-line spelling, ``--quick-gelu``."""
+        return "--" + self.name.replace("_", "-")
+
+
+QUICK_GELU = DetectorOption(
+    "quick_gelu",
+    "Force QuickGELU on or off. Default: from the model name and the weights (OpenAI CLIP "
+    "weights need it).",
+    kind=bool,
+)
+"""Shared by the detectors on open_clip towers whose weights may be OpenAI's."""
 
 
 @dataclass(frozen=True)
 class DetectorRequest:
-    """What ``ufd-export`` was asked for (``None``: the detector's default)."""
+    """What ``ufd-export`` was asked for (``None``: the detector's default).
+
+    ``settings`` holds the detector's own options (:attr:`Detector.options`), checked
+    and completed with their defaults by :meth:`Detector.settings_for`.
+    """
 
     model: str | None = None
     pretrained: str | None = None
     head: str | None = None
-    quick_gelu: bool | None = None
-    resize: bool | None = None
-    features: str = "cls"
-    """``probe`` only: ``cls`` (the last class token) or ``blocks`` (every block's)."""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def setting(self, name: str) -> Any:
+        """The value of one of the detector's options (``None``: not given)."""
+        return self.settings.get(name)
 
 
 @dataclass
@@ -69,6 +106,31 @@ class Detector:
     default_model: ClassVar[str] = ""
     default_pretrained: ClassVar[str] = "none"
     default_head: ClassVar[str] = "none"
+    options: ClassVar[tuple[DetectorOption, ...]] = ()
+    """The settings this detector takes beyond --model, --pretrained and --head."""
+
+    def settings_for(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """``given`` (option name -> value, ``None``: not given) checked, with defaults.
+
+        Raises:
+            UsageError: an option this detector does not take, or a value not among
+                the option's choices.
+        """
+        own = {option.name: option for option in self.options}
+        foreign = [name for name, value in given.items() if value is not None and name not in own]
+        if foreign:
+            flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+            takes = ", ".join(o.flag for o in self.options) or "none beyond --model, --pretrained"
+            raise UsageError(f"{flags}: not an option of {self.name} (its own: {takes})")
+        settings = {}
+        for name, option in own.items():
+            value = given.get(name)
+            if value is not None and option.choices and value not in option.choices:
+                raise UsageError(
+                    f"{option.flag} must be one of {', '.join(option.choices)}, not {value!r}"
+                )
+            settings[name] = option.default if value is None else value
+        return settings
 
     def build(self, request: DetectorRequest) -> BuiltDetector:
         """Load the weights ``request`` names and build the torch modules.

@@ -27,8 +27,10 @@ import torch
 from torch import nn
 
 from ufd.export.detectors.base import (
+    QUICK_GELU,
     BuiltDetector,
     Detector,
+    DetectorOption,
     DetectorRequest,
     load_exactly,
     read_state_dict,
@@ -110,13 +112,22 @@ class Probe(Detector):
     input_size = "the backbone's; its own evaluation transform"
     weights = "--pretrained: an open_clip tag or local checkpoint, a local timm file, or none"
     licence = "that of the backbone's weights"
+    options = (
+        DetectorOption(
+            "features",
+            "cls (the backbone's own image feature) or blocks (every block's class token, "
+            "as RINE takes them).",
+            choices=FEATURES,
+            default="cls",
+        ),
+        QUICK_GELU,
+    )
 
     def build(self, request: DetectorRequest) -> BuiltDetector:
         """The backbone, its features (``cls`` or ``blocks``), no head."""
         if not request.model:
             raise UsageError("probe needs --model: an open_clip name or timm:NAME")
-        if request.features not in FEATURES:
-            raise UsageError(f"--features must be cls or blocks, not {request.features!r}")
+        features = request.setting("features")
         pretrained = request.pretrained or "none"
         if request.model.startswith(TIMM):
             name = request.model.removeprefix(TIMM)
@@ -131,7 +142,7 @@ class Probe(Detector):
                 checkpoint_sha256=digest,
             )
         else:
-            loaded = load_visual(request.model, pretrained, request.quick_gelu)
+            loaded = load_visual(request.model, pretrained, request.setting("quick_gelu"))
             backbone, info, norm = loaded.visual, loaded.info, "ln_2"
             width = int(backbone.conv1.out_channels)
             cfg = getattr(backbone, "preprocess_cfg", {}) or {}
@@ -144,7 +155,7 @@ class Probe(Detector):
                 std=tuple(cfg.get("std", PreprocessConfig().std)),
             )
         encoder = backbone
-        if request.features == "blocks":
+        if features == "blocks":
             encoder = BlockTokens(backbone, norm).eval()
             blocks = len([n for n, _ in backbone.named_modules() if n.endswith(norm)])
             info = dataclasses.replace(info, feature_dim=blocks * width)
@@ -154,5 +165,5 @@ class Probe(Detector):
             info=dataclasses.replace(info, detector=self.name),
             preprocess=preprocess,
             head_info=HeadInfo(kind="none", source="none (ufd-train fits one)"),
-            notes=[f"probe features: {request.features}"],
+            notes=[f"probe features: {features}"],
         )

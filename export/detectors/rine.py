@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ufd.export.detectors.base import (
+    QUICK_GELU,
     BuiltDetector,
     Detector,
     DetectorRequest,
@@ -147,6 +148,7 @@ class Rine(Detector):
     licence = "code and trainable checkpoints Apache-2.0 (mever-team/rine); CLIP weights MIT"
     default_model = "ViT-L-14"
     default_pretrained = "openai"
+    options = (QUICK_GELU,)
 
     def build(self, request: DetectorRequest) -> BuiltDetector:
         """The CLIP tower with block hooks, RINE's projections, and its head."""
@@ -158,7 +160,7 @@ class Rine(Detector):
         loaded = load_visual(
             request.model or self.default_model,
             request.pretrained or self.default_pretrained,
-            request.quick_gelu,
+            request.setting("quick_gelu"),
         )
         tokens = BlockClassTokens(loaded.visual)
         width = int(loaded.visual.conv1.out_channels)

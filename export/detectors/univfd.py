@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from ufd.export.detectors.base import BuiltDetector, Detector, DetectorRequest
+from ufd.export.detectors.base import (
+    QUICK_GELU,
+    BuiltDetector,
+    Detector,
+    DetectorOption,
+    DetectorRequest,
+)
 from ufd.export.detectors.registry import register
 from ufd.export.heads import load_head
 from ufd.export.models import load_visual
@@ -34,16 +40,26 @@ class UnivFD(Detector):
     default_model = "ViT-L-14"
     default_pretrained = "openai"
     default_head = "univfd"
+    options = (
+        QUICK_GELU,
+        DetectorOption(
+            "resize",
+            "Resize the shorter side to 256 before the crop (the older pipeline). Off by "
+            "default, as in the official test code.",
+            kind=bool,
+            default=False,
+        ),
+    )
 
     def build(self, request: DetectorRequest) -> BuiltDetector:
         """The open_clip tower and the linear head."""
         loaded = load_visual(
             request.model or self.default_model,
             request.pretrained or self.default_pretrained,
-            request.quick_gelu,
+            request.setting("quick_gelu"),
         )
         head = load_head(request.head or self.default_head, loaded.info.feature_dim)
-        mode = "resize_center_crop" if request.resize else "center_crop"
+        mode = "resize_center_crop" if request.setting("resize") else "center_crop"
         preprocess = PreprocessConfig(mode=mode, crop_size=loaded.info.image_size)
         return BuiltDetector(
             encoder=loaded.visual,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,15 +80,13 @@ class ExportOptions:
     head: str | None = None
     detector: str = "univfd"
     """A name of :mod:`ufd.export.detectors` (``ufd-export --list``)."""
-    features: str = "cls"
-    """``probe``: ``cls`` or ``blocks``."""
-    resize: bool | None = None
-    """univfd: resize the shorter side to 256 first (the older pipeline)."""
+    detector_settings: dict[str, Any] = field(default_factory=dict)
+    """The detector's own options (its :attr:`~ufd.export.detectors.Detector.options`),
+    by name; ``None`` or absent: its default."""
     precisions: tuple[str, ...] = ("fp32", "int8", "int8-portable")
     probe_dir: Path | None = None
     n_probes: int = 10
     opset: int = DEFAULT_OPSET
-    quick_gelu: bool | None = None
     max_logit_error: float | None = None
     threshold: float = 0.5
     force: bool = False
@@ -135,9 +134,7 @@ def export_bundle(
         options.model,
         options.pretrained,
         options.head,
-        options.quick_gelu,
-        options.resize,
-        options.features,
+        detector.settings_for(options.detector_settings),
     )
     on_step(f"loading {detector.name}: {options.model or detector.default_model or 'backbone'}")
     built = detector.build(request)
