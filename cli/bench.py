@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import TrustKeys, handle_errors, run, setup_logging, trust
+from ufd.cli.common import handle_errors, run, setup_logging, trust
+from ufd.cli.options import PRECISION_NAMES, BundleDir, Threads, TrustKeys, Verbose
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -24,8 +25,10 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 )
 @handle_errors
 def bench(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
-    precision: Annotated[str, typer.Option(help="Comma-separated precisions.")] = "fp32,int8",
+    bundle: BundleDir,
+    precision: Annotated[
+        str, typer.Option(help=f"Comma-separated precisions ({PRECISION_NAMES}).")
+    ] = "fp32,int8",
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
     iterations: Annotated[int, typer.Option(min=3, help="Timed runs per configuration.")] = 20,
     images: Annotated[Path | None, typer.Option(help="Folder for end-to-end timing.")] = None,
@@ -35,7 +38,7 @@ def bench(
     torch_checkpoint: Annotated[
         str, typer.Option(help="Checkpoint of the torch baseline ('none': random).")
     ] = "none",
-    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime threads.")] = None,
+    threads: Threads = None,
     provider: Annotated[
         str,
         typer.Option(
@@ -52,15 +55,15 @@ def bench(
         ),
     ] = 3,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("bench-results"),
-    trust_key: TrustKeys = [],  # noqa: B006
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    trust_key: TrustKeys = None,
+    verbose: Verbose = 0,
 ) -> None:
     """Benchmark (see the command help)."""
     setup_logging(verbose)
     trust(trust_key)
+    from ufd.runtime.bench.plan import BenchPlan, markdown, plot
     from ufd.runtime.methods import open_bundle
     from ufd.runtime.providers import start_provider
-    from ufd.runtime.tools.bench_plan import BenchPlan, markdown, plot
 
     manifest = open_bundle(bundle).manifest
     plan = BenchPlan(

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import TrustKeys, handle_errors, provider_help, run, setup_logging, trust
+from ufd.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    handle_errors,
+    run,
+    setup_logging,
+    trust,
+)
+from ufd.cli.options import BundleDir, Provider, TrustKeys, Verbose
 
 app = typer.Typer(
     add_completion=False,
@@ -28,41 +37,41 @@ app = typer.Typer(
 )
 @handle_errors
 def verify(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    bundle: BundleDir,
     parity: Annotated[
         bool, typer.Option("--parity", help="Measure every graph on this host (see above).")
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="With --parity: print one JSON object.")
     ] = False,
-    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
-    trust_key: TrustKeys = [],  # noqa: B006
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    provider: Provider = "auto",
+    trust_key: TrustKeys = None,
+    verbose: Verbose = 0,
 ) -> None:
     """Verify (see the command help)."""
     setup_logging(verbose)
     trust(trust_key)
-    from ufd.runtime.tools.bundle_tools import signature_state
-    from ufd.runtime.tools.bundle_tools import verify as check
+    from ufd.runtime.bundle_ops.checks import signature_state
+    from ufd.runtime.bundle_ops.checks import verify as check
 
     problems = check(bundle)
     for problem in problems:
         typer.echo(f"BAD {problem.file}: {problem.reason}", err=True)
     if problems:
         typer.echo(f"{bundle}: {len(problems)} problem(s)", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     if not parity:
         typer.echo(f"{bundle}: every file matches its sha256; every graph and bank loads")
         typer.echo(f"{bundle}: {signature_state(bundle)}")
         return
-    from ufd.runtime.tools.parity_check import check_parity
+    from ufd.runtime.bundle_ops.parity_check import check_parity
 
     verdict = check_parity(bundle, provider)
     if as_json:
         typer.echo(json.dumps(verdict.to_dict(), indent=2))
     else:
         _print_parity(bundle, verdict)
-    raise typer.Exit(0 if verdict.ok else 1)
+    raise typer.Exit(EXIT_OK if verdict.ok else EXIT_SOME_FAILED)
 
 
 def _print_parity(bundle: Path, verdict) -> None:
@@ -84,14 +93,14 @@ def _print_parity(bundle: Path, verdict) -> None:
 @app.command(help="What the bundle holds: model, precisions, methods, sizes, parity figures.")
 @handle_errors
 def info(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    bundle: BundleDir,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    trust_key: TrustKeys = [],  # noqa: B006
+    trust_key: TrustKeys = None,
 ) -> None:
     """Describe (see the command help)."""
     setup_logging(0)
     trust(trust_key)
-    from ufd.runtime.tools.bundle_tools import describe
+    from ufd.runtime.bundle_ops.checks import describe
 
     about = describe(bundle)
     if as_json:
@@ -128,7 +137,7 @@ def info(
 )
 @handle_errors
 def slim(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    bundle: BundleDir,
     keep: Annotated[
         str,
         typer.Option(
@@ -139,8 +148,8 @@ def slim(
 ) -> None:
     """Slim (see the command help)."""
     setup_logging(0)
-    from ufd.runtime.tools.bundle_tools import slim as drop
-    from ufd.runtime.tools.parity_check import check_parity
+    from ufd.runtime.bundle_ops.checks import slim as drop
+    from ufd.runtime.bundle_ops.parity_check import check_parity
 
     manifest, removed = drop(bundle, [p.strip() for p in keep.split(",") if p.strip()])
     typer.echo(
@@ -168,7 +177,7 @@ def slim(
 def keygen(prefix: Annotated[Path, typer.Argument(help="Where to write, e.g. keys/publisher.")]):
     """Keygen (see the command help)."""
     setup_logging(0)
-    from ufd.runtime.tools.bundle_tools import make_keys
+    from ufd.runtime.bundle_ops.checks import make_keys
 
     private, public = make_keys(prefix)
     typer.echo(f"wrote {private} (private: keep it secret) and {public} (public)")
@@ -183,12 +192,14 @@ def keygen(prefix: Annotated[Path, typer.Argument(help="Where to write, e.g. key
 )
 @handle_errors
 def sign(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    bundle: BundleDir,
     key: Annotated[Path, typer.Option(help="Private key (PEM), e.g. from ufd-bundle keygen.")],
     certificate: Annotated[
         Path | None, typer.Option(help="Signing certificate (PEM) to sign with the key.")
     ] = None,
-    chain: Annotated[list[Path], typer.Option(help="Certificate chain (PEM), repeatable.")] = [],  # noqa: B006
+    chain: Annotated[
+        list[Path] | None, typer.Option(help="Certificate chain (PEM), repeatable.")
+    ] = None,
 ) -> None:
     """Sign (see the command help)."""
     setup_logging(0)
@@ -196,7 +207,7 @@ def sign(
     from ufd.runtime.methods import open_bundle
 
     open_bundle(bundle)  # a bundle, whole enough to read
-    path = write_signature(bundle, key, certificate, chain)
+    path = write_signature(bundle, key, certificate, chain or [])
     typer.echo(f"signed {bundle}: {path.name} (covers manifest.json, which pins every file)")
 
 

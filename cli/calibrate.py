@@ -8,16 +8,19 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from ufd.cli.common import (
-    BATCH_HELP,
+from ufd.cli.common import Skips, fail, handle_errors, named_paths, run, setup_logging, trust
+from ufd.cli.options import (
+    BatchSize,
+    BundleDir,
+    FakeFeatures,
+    FakeImages,
+    Precision,
+    Provider,
+    RealFeatures,
+    RealImages,
+    Threads,
     TrustKeys,
-    fail,
-    handle_errors,
-    named_paths,
-    provider_help,
-    run,
-    setup_logging,
-    trust,
+    Verbose,
 )
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -43,17 +46,11 @@ def _calibratable() -> str:
 )
 @handle_errors
 def calibrate(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
-    real: Annotated[list[Path], typer.Option(help="Folder of held-out real images.")] = [],  # noqa: B006
-    real_features: Annotated[
-        list[Path], typer.Option(help="Precomputed real features, .npy (N, D).")
-    ] = [],  # noqa: B006
-    fake: Annotated[
-        list[str], typer.Option(help="Folder of held-out fake images (DIR or NAME=DIR).")
-    ] = [],  # noqa: B006
-    fake_features: Annotated[
-        list[str], typer.Option(help="Precomputed fake features (F.npy or NAME=F.npy).")
-    ] = [],  # noqa: B006
+    bundle: BundleDir,
+    real: RealImages = None,
+    real_features: RealFeatures = None,
+    fake: FakeImages = None,
+    fake_features: FakeFeatures = None,
     target_fpr: Annotated[
         float, typer.Option(min=0.0, max=0.999, help="False-positive rate on reals.")
     ] = 0.05,
@@ -76,21 +73,21 @@ def calibrate(
         str, typer.Option(help=f"The method to calibrate: {_calibratable()}; nn: its open set.")
     ] = "linear",
     k: Annotated[int, typer.Option("--k", min=1, help="Nearest reals (k-NN methods).")] = 5,
-    precision: Annotated[str | None, typer.Option(help="Encoder precision.")] = None,
-    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime threads.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
-    trust_key: TrustKeys = [],  # noqa: B006
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    precision: Precision = None,
+    provider: Provider = "auto",
+    threads: Threads = None,
+    batch_size: BatchSize = None,
+    trust_key: TrustKeys = None,
+    verbose: Verbose = 0,
 ) -> None:
     """Calibrate (see the command help)."""
     setup_logging(verbose)
     trust(trust_key)
+    from ufd.runtime.building.calibrate import calibrate as calibrate_method
+    from ufd.runtime.building.calibrate import calibrate_open_set
     from ufd.runtime.detector import Detector
+    from ufd.runtime.features.gather import gather_features, pooled
     from ufd.runtime.methods import ScoreOptions, method_class
-    from ufd.runtime.tools.calibrate import calibrate as calibrate_method
-    from ufd.runtime.tools.calibrate import calibrate_open_set
-    from ufd.runtime.tools.features import gather_features, pooled
 
     if method == "nn":
         if not (fake or fake_features):
@@ -103,12 +100,10 @@ def calibrate(
     detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
     dim = detector.bundle.manifest.model.feature_dim
 
-    def features(folders: list[tuple[str, Path]], files: list[tuple[str, Path]]) -> np.ndarray:
-        found = gather_features(detector, folders, files, batch_size, skip)
-        return pooled(found, dim)
+    skips = Skips()
 
-    def skip(path: str, why: str) -> None:
-        typer.echo(f"skipped {path}: {why}", err=True)
+    def features(folders: list[tuple[str, Path]], files: list[tuple[str, Path]]) -> np.ndarray:
+        return pooled(gather_features(detector, folders, files, batch_size, skips), dim)
 
     fakes = features(
         named_paths(fake, "fake", "--fake"), named_paths(fake_features, "fake", "--fake-features")
@@ -123,7 +118,7 @@ def calibrate(
         )
         return
     detector.methods.check((method,), ScoreOptions(k if uses_k else None), need_threshold=False)
-    reals = features([("real", p) for p in real], [("real", p) for p in real_features])
+    reals = features([("real", p) for p in real or []], [("real", p) for p in real_features or []])
     manifest = calibrate_method(
         detector, method, reals, target_fpr, k, fakes if len(fakes) else None, target_fnr
     )

@@ -1,4 +1,4 @@
-"""What every ufd command shares: logging, error printing, option help from the registries.
+"""What every ufd command shares: logging, error printing, exit codes (options: :mod:`.options`).
 
 Errors ufd raises on purpose (:class:`UfdError`, usage errors included) are
 printed as one line and exit with status 2; with ``-v`` the traceback follows.
@@ -15,14 +15,12 @@ import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import typer
 from typer.exceptions import TyperException
 
 from ufd.runtime.errors import UfdError
-from ufd.runtime.providers import PROVIDER_HELP
-from ufd.runtime.transforms import REUPLOAD_NAMES
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,15 +30,9 @@ EXIT_INTERNAL = 3  # a bug, never to be read as "some inputs failed" (1)
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as shell tools end when their reader closes the pipe
 EXIT_CODES_HELP = (
-    "Exit status: 0 done, 1 some inputs failed, 2 usage or bundle error, 3 internal error "
-    "(a bug: please report it), 130 interrupted."
-)
-BATCH_HELP = "Images per encoder call. Default: the provider's (8 on the CPU, 32 on a GPU)."
-VIEWS_HELP = (
-    f"Also score N re-upload views of each image, in this order: {', '.join(REUPLOAD_NAMES)}. "
-    "Each method adds the views' lowest and highest score and whether every view's label "
-    "agrees (views_prob_min, views_prob_max, views_agree; traces_views_agree, ...); an "
-    "image whose views disagree is labelled unsure (its score stays its own). 0: none."
+    f"Exit status: {EXIT_OK} done, {EXIT_SOME_FAILED} some inputs failed, {EXIT_USAGE} usage "
+    f"or bundle error, {EXIT_INTERNAL} internal error (a bug: please report it), "
+    f"{EXIT_INTERRUPTED} interrupted, {EXIT_PIPE_CLOSED} the reader of the output went away."
 )
 EXTRA_HINTS = {
     "torch": "export",
@@ -67,51 +59,33 @@ EXTRA_HINTS = {
 logger = logging.getLogger("ufd")
 
 
-TrustKeys = Annotated[
-    list[Path],
-    typer.Option(
-        "--trust-key",
-        help="Use only bundles signed with this public key (ufd-bundle sign); repeatable. "
-        "Also UFD_TRUSTED_KEYS (keys separated by ':') and UFD_TRUSTED_CERTS (certificate "
-        "chains). An unsigned bundle, another signer or a change after signing: exit 2.",
-    ),
-]
-
-
-def trust(keys: list[Path]) -> None:
+def trust(keys: list[Path] | None) -> None:
     """Apply ``--trust-key``: every bundle this process (and its workers) opens is checked."""
-    from ufd.runtime.bundle.signing import trust as trust_keys
-
     if keys:
+        from ufd.runtime.bundle.signing import trust as trust_keys
+
         trust_keys(keys)
 
 
-def provider_help() -> str:
-    """``--provider`` help, from the provider table."""
-    return PROVIDER_HELP
+class Skips:
+    """Images a command skipped (unreadable), each said once on stderr and kept.
 
-
-def help_wanted() -> bool:
-    """Whether this process shows a command's help (``--help``)."""
-    return "--help" in sys.argv[1:]
-
-
-def methods_help(allow_all: bool = True) -> str:
-    """``--method`` help, from the method registry.
-
-    The methods (numpy, onnxruntime) are imported only when help is shown: typer
-    builds every option's help at every start, and a one-image call through a
-    service (``ufd-detect --server``) should not pay for modules it never uses.
+    Call it as the ``on_skip(path, why)`` of feature gathering and evaluation.
     """
-    if not help_wanted():
-        return "a method, a comma-separated list, or all (see --help)."
-    from ufd.runtime.registry import registered
 
-    text = "; ".join(cls.summary for cls in registered().values())
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self._said: set[tuple[str, str]] = set()
 
-    return text + (
-        "; a comma-separated list, or all (every one the bundle has)." if allow_all else "."
-    )
+    def __call__(self, path: str, why: str) -> None:
+        """Say and keep a skipped image, once however often it is met."""
+        if (path, why) not in self._said:
+            self._said.add((path, why))
+            self.seen.append((path, why))
+            typer.echo(f"skipped {path}: {why}", err=True)
+
+    def __len__(self) -> int:
+        return len(self.seen)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -148,7 +122,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 
-def named_paths(values: list[str], default: str, option: str) -> list[tuple[str, Path]]:
+def named_paths(values: list[str] | None, default: str, option: str) -> list[tuple[str, Path]]:
     """``NAME=PATH`` or plain ``PATH`` (named ``default``) per value of a repeatable option.
 
     A value is split at its first ``=`` unless it names an existing path as it is.
@@ -157,7 +131,7 @@ def named_paths(values: list[str], default: str, option: str) -> list[tuple[str,
         typer.Exit: an empty name or path.
     """
     found = []
-    for value in values:
+    for value in values or []:
         name, sep, path = value.partition("=")
         if not sep or Path(value).exists() or "/" in name or "\\" in name:
             name, path = default, value

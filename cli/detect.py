@@ -8,7 +8,6 @@ neither, so a caller that runs once per image pays only for the request.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,41 +17,42 @@ from typing import IO, Annotated
 import typer
 
 from ufd.cli.common import (
-    BATCH_HELP,
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
-    VIEWS_HELP,
-    TrustKeys,
     fail,
     handle_errors,
-    methods_help,
-    provider_help,
     run,
     setup_logging,
     trust,
 )
+from ufd.cli.options import (
+    BatchSize,
+    K,
+    MaxPixels,
+    Method,
+    Precision,
+    Progress,
+    Provider,
+    Quiet,
+    Threads,
+    TrustKeys,
+    Verbose,
+    Views,
+)
 from ufd.runtime.io.inputs import Skipped, expand_inputs
+from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 from ufd.runtime.io.writers import FORMATS, done_paths, format_from_suffix, make_writer
 from ufd.runtime.records import Record
-from ufd.runtime.tools.detect_run import RunCounts, write_records
+from ufd.runtime.runs import RunCounts, write_records
 
-DEFAULT_MAX_PIXELS = 64_000_000  # ufd.runtime.io.decode's, without importing Pillow here
-LOCAL_ONLY = {
-    "precision": None,
-    "provider": "auto",
-    "threads": None,
-    "threshold": None,
-    "batch_size": None,
-    "decode_workers": None,
-    "max_pixels": DEFAULT_MAX_PIXELS,
-    "features": None,
-    "provenance": False,
-    "exact": None,
-    "trust_key": [],
-}
-"""Options a service ignores (it runs its own bundle and graph), with their defaults."""
+SERVICE_OPTIONS = frozenset(
+    {"server", "api_key_file", "method", "k", "views", "fmt", "output", "resume", "strict"}
+    | {"progress", "quiet", "verbose"}
+)
+"""The options a run on a service takes (the service runs its own bundle and graph); the
+others are refused with --server. The fast path (:func:`main`) parses only these."""
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -71,6 +71,7 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 )
 @handle_errors
 def detect(
+    ctx: typer.Context,
     bundle: Annotated[
         Path,
         typer.Argument(
@@ -80,17 +81,12 @@ def detect(
     inputs: Annotated[
         list[str] | None, typer.Argument(help="Image files, directories or globs.")
     ] = None,
-    method: Annotated[str, typer.Option(help=methods_help())] = "linear",
+    method: Method = "linear",
     features: Annotated[
         Path | None,
         typer.Option(help="Score precomputed features (.npy, one row per image), no encoder."),
     ] = None,
-    k: Annotated[
-        int | None,
-        typer.Option(
-            "--k", min=1, help="Neighbours: nn vote (default 1), realonly (default: calibrated)."
-        ),
-    ] = None,
+    k: K = None,
     exact: Annotated[
         bool | None,
         typer.Option(
@@ -98,25 +94,17 @@ def detect(
             help="NN search: exact (brute force) or HNSW. Default: by bank size (shown).",
         ),
     ] = None,
-    views: Annotated[int, typer.Option(min=0, help=VIEWS_HELP)] = 0,
-    precision: Annotated[
-        str | None,
-        typer.Option(
-            help="fp32, fp16, int8 or int8-portable. Default (auto): the fastest the bundle "
-            "has for the provider that keeps the bundle's tolerance on this CPU."
-        ),
-    ] = None,
-    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="onnxruntime intra-op threads (every session).")
-    ] = None,
+    views: Views = 0,
+    precision: Precision = None,
+    provider: Provider = "auto",
+    threads: Threads = None,
     threshold: Annotated[
         float | None,
         typer.Option(
             min=0.0, max=1.0, help="linear: fake when p(fake) > threshold. Default: the bundle's."
         ),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
+    batch_size: BatchSize = None,
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -135,13 +123,8 @@ def detect(
             "0 on the CPU, 1 on a GPU).",
         ),
     ] = None,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more decoded pixels than this.")
-    ] = DEFAULT_MAX_PIXELS,
-    progress: Annotated[
-        bool | None,
-        typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: TTY)."),
-    ] = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    progress: Progress = None,
     resume: Annotated[
         bool,
         typer.Option(help="Skip inputs already in --output (jsonl/csv) and append the rest."),
@@ -168,50 +151,83 @@ def detect(
         Path | None,
         typer.Option(help="With --server: the service's API key (this file's first line)."),
     ] = None,
-    trust_key: TrustKeys = [],  # noqa: B006
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    trust_key: TrustKeys = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Run detection (see the command help)."""
     setup_logging(verbose, quiet)
     trust(trust_key)
-    if server:
-        given = locals()
-        local = [name for name, default in LOCAL_ONLY.items() if given[name] != default]
-        if local:
-            flags = ", ".join("--" + name.replace("_", "-") for name in local)
-            raise fail(f"{flags}: only for a local run; the service runs its own bundle")
-        settings = Run(
-            [str(bundle), *(inputs or [])],
-            method,
-            k,
-            fmt,
-            output,
-            resume,
-            strict,
-            progress,
-            quiet,
-            verbose,
-            views,
-        )
-        raise typer.Exit(_on_server(settings, server, api_key_file))
     settings = Run(
-        inputs or [], method, k, fmt, output, resume, strict, progress, quiet, verbose, views
+        inputs=list(inputs or []),
+        method=method,
+        k=k,
+        fmt=fmt,
+        output=output,
+        resume=resume,
+        strict=strict,
+        progress=progress,
+        quiet=quiet,
+        verbose=verbose,
+        views=views,
     )
+    if server:
+        _refuse_local_options(ctx)
+        settings.inputs.insert(0, str(bundle))  # every argument is an image
+        raise typer.Exit(_on_server(settings, server, api_key_file))
     if features is not None and views:
         raise fail("--views makes views of images: it cannot score --features")
     settings.check(need_inputs=features is None)
-    detector, methods, options = _open(locals(), quiet)
+    from ufd.runtime.detector import Detector
+
+    detector = Detector.open(
+        bundle,
+        precision=precision,
+        provider=provider,
+        threads=threads,
+        threshold=threshold,
+        max_pixels=max_pixels,
+        decode_workers=decode_workers,
+        provenance=provenance,
+    )
+    methods, options = detector.plan(method, k, exact, views)
+    if not quiet:
+        for name in methods:
+            line = detector.methods.get(name).describe(options)
+            if line is not None:
+                typer.echo(f"{name}: {line}", err=True)
     if features is not None:
         _score_feature_file(detector, features, methods, options, settings.fmt, output)
         return
-    from ufd.runtime.tools.detect_run import local_batches
+    from ufd.runtime.runs import local_batches
 
     items, skipped, done = settings.items()
     batches = local_batches(detector, items, methods, options, batch_size)
     fields = detector.fields(methods, views)
     where = f"{detector.precision} on {detector.provider}"
     raise typer.Exit(settings.write(batches, lambda records: fields, items, skipped, done, where))
+
+
+def _refuse_local_options(ctx: typer.Context | None) -> None:
+    """Refuse options a service run cannot honour (given on the command line).
+
+    ``ctx`` is ``None`` on the fast path, which parses only :data:`SERVICE_OPTIONS`.
+
+    Raises:
+        typer.Exit: naming them (exit 2).
+    """
+    if ctx is None:
+        return
+    given = [
+        name
+        for name in ctx.params
+        if name not in SERVICE_OPTIONS
+        and ctx.get_parameter_source(name).name in ("COMMANDLINE", "ENVIRONMENT")
+        and name not in ("bundle", "inputs")
+    ]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise fail(f"{flags}: only for a local run; the service runs its own bundle")
 
 
 @dataclass
@@ -282,36 +298,13 @@ class Run:
 def _on_server(settings: Run, server: str, api_key_file: Path | None) -> int:
     """Score on a running service: the same records, formats and exit codes as a local run."""
     from ufd.client import Client
-    from ufd.runtime.tools.detect_run import server_batches, server_fields
+    from ufd.runtime.runs import server_batches, server_fields
 
     settings.check()
     client = Client(server, api_key=_read_key(api_key_file))
     items, skipped, done = settings.items()
     batches = server_batches(client, items, settings.method, settings.k, views=settings.views)
     return settings.write(batches, server_fields, items, skipped, done, server)
-
-
-def _open(given: dict, quiet: bool):
-    """The local detector, and the methods and options of this run (described on stderr)."""
-    from ufd.runtime.detector import Detector
-
-    detector = Detector.open(
-        given["bundle"],
-        precision=given["precision"],
-        provider=given["provider"],
-        threads=given["threads"],
-        threshold=given["threshold"],
-        max_pixels=given["max_pixels"],
-        decode_workers=given["decode_workers"],
-        provenance=given["provenance"],
-    )
-    methods, options = detector.plan(given["method"], given["k"], given["exact"], given["views"])
-    if not quiet:
-        for name in methods:
-            line = detector.methods.get(name).describe(options)
-            if line is not None:
-                typer.echo(f"{name}: {line}", err=True)
-    return detector, methods, options
 
 
 def _write(
@@ -395,77 +388,19 @@ def _open_output(output: Path | None, append: bool = False) -> Iterator[IO[str]]
         yield stream
 
 
-FAST_VALUES = {
-    "--server": "server",
-    "--method": "method",
-    "--k": "k",
-    "--views": "views",
-    "--format": "fmt",
-    "--output": "output",
-    "-o": "output",
-    "--api-key-file": "api_key_file",
-}
-FAST_FLAGS = {"--quiet": "quiet", "-q": "quiet", "--no-progress": "progress", "--strict": "strict"}
-
-
-def _service_call(argv: list[str]) -> dict | None:
-    """A call to a service in the plain form (``--server URL IMAGES``, a few options), parsed.
-
-    typer (with pydantic) takes ~0.2 s to start; a device that calls ufd once per
-    image through a service should not pay it. Anything else (help, local runs,
-    other options) returns ``None``: typer parses it, as always.
-    """
-    found: dict = {"server": os.environ.get("UFD_SERVER") or None, "inputs": []}
-    args = iter(argv)
-    for arg in args:
-        name, _, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name in FAST_VALUES:
-            value = inline or next(args, None)
-            if value is None:
-                return None
-            found[FAST_VALUES[name]] = value
-        elif arg in FAST_FLAGS:
-            found[FAST_FLAGS[arg]] = arg != "--no-progress"
-        elif arg.startswith("-") and arg != "-":
-            return None
-        else:
-            found["inputs"].append(arg)
-    if not found["server"] or not found["inputs"]:
-        return None
-    if "k" in found:
-        if not found["k"].isdigit() or int(found["k"]) < 1:
-            return None  # typer says what is wrong
-        found["k"] = int(found["k"])
-    if "views" in found:
-        if not found["views"].isdigit():
-            return None
-        found["views"] = int(found["views"])
-    return found
-
-
 def main() -> None:
-    """Console-script entry point (a plain service call skips typer: see :func:`_service_call`)."""
-    call = _service_call(sys.argv[1:])
-    if call is None:
+    """Console-script entry point: a plain service call skips typer (:mod:`ufd.cli.quick`)."""
+    from ufd.cli.quick import quick_values
+
+    call = quick_values(detect, sys.argv[1:], SERVICE_OPTIONS)
+    if call is None or not call["server"]:
         run(app)
         return
     from ufd.cli import c_stderr
     from ufd.cli.common import run_quickly
 
     c_stderr.route()
-    settings = Run(
-        call["inputs"],
-        call.get("method", "linear"),
-        call.get("k"),
-        call.get("fmt"),
-        Path(call["output"]) if "output" in call else None,
-        strict=call.get("strict", False),
-        progress=False if "progress" in call else None,
-        quiet=call.get("quiet", False),
-        views=call.get("views", 0),
-    )
-    key = Path(call["api_key_file"]) if "api_key_file" in call else None
-    run_quickly(lambda: _on_server(settings, call["server"], key), settings.quiet)
+    run_quickly(lambda: detect(ctx=None, **{k: v for k, v in call.items() if k != "ctx"}))
 
 
 if __name__ == "__main__":

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
 
-from ufd.cli.common import (
-    BATCH_HELP,
+from ufd.cli.common import Skips, fail, handle_errors, named_paths, run, setup_logging, trust
+from ufd.cli.options import (
+    BatchSize,
+    BundleDir,
+    FakeFeatures,
+    FakeImages,
+    FeaturePrecision,
+    Provider,
+    RealFeatures,
+    RealImages,
+    Threads,
     TrustKeys,
-    fail,
-    handle_errors,
-    named_paths,
-    provider_help,
-    run,
-    setup_logging,
-    trust,
+    Verbose,
 )
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -35,22 +37,11 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 )
 @handle_errors
 def index(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory made by ufd-export.")],
-    real: Annotated[list[Path], typer.Option(help="Folder of real images (repeatable).")] = [],  # noqa: B006
-    fake: Annotated[
-        list[str],
-        typer.Option(
-            help="Folder of fake images, as DIR (source 'fake') or NAME=DIR to name the "
-            "generator for attribution (repeatable)."
-        ),
-    ] = [],  # noqa: B006
-    real_features: Annotated[
-        list[Path], typer.Option(help="Precomputed real features, .npy (N, D) (repeatable).")
-    ] = [],  # noqa: B006
-    fake_features: Annotated[
-        list[str],
-        typer.Option(help="Precomputed fake features, F.npy or NAME=F.npy (repeatable)."),
-    ] = [],  # noqa: B006
+    bundle: BundleDir,
+    real: RealImages = None,
+    fake: FakeImages = None,
+    real_features: RealFeatures = None,
+    fake_features: FakeFeatures = None,
     append: Annotated[bool, typer.Option(help="Add to the existing bank.")] = False,
     real_only: Annotated[
         bool,
@@ -88,43 +79,23 @@ def index(
         int, typer.Option(min=0, help="Search exactly (numpy) while the bank is smaller.")
     ] = 10_000,
     seed: Annotated[int, typer.Option(help="HNSW random seed.")] = 100,
-    precision: Annotated[str, typer.Option(help="Encoder precision for features.")] = "fp32",
-    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="Threads.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help=BATCH_HELP)] = None,
-    trust_key: TrustKeys = [],  # noqa: B006
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    precision: FeaturePrecision = "fp32",
+    provider: Provider = "auto",
+    threads: Threads = None,
+    batch_size: BatchSize = None,
+    trust_key: TrustKeys = None,
+    verbose: Verbose = 0,
 ) -> None:
     """Build the bank (see the command help)."""
     setup_logging(verbose)
     trust(trust_key)
+    from ufd.runtime.building.banks import IndexOptions, build_index
     from ufd.runtime.detector import Detector
-    from ufd.runtime.tools.features import gather_features
-    from ufd.runtime.tools.index_build import IndexOptions, build_index
+    from ufd.runtime.features.gather import gather_features
 
     if not (real or fake or real_features or fake_features):
         raise fail("nothing to index: pass --real/--fake folders or --real-/--fake-features")
-    detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
-    dim = detector.bundle.manifest.model.feature_dim
-    skipped = 0
-
-    def on_skip(path: str, reason: str) -> None:
-        nonlocal skipped
-        skipped += 1
-        typer.echo(f"skipped {path}: {reason}", err=True)
-
-    def gather(folders, files) -> dict[str, np.ndarray]:
-        return gather_features(detector, folders, files, batch_size, on_skip)
-
-    reals = gather([("real", p) for p in real], [("real", p) for p in real_features])
-    real_bank = reals.get("real", np.zeros((0, dim), np.float32))
-    fakes = gather(
-        named_paths(fake, "fake", "--fake"), named_paths(fake_features, "fake", "--fake-features")
-    )
-
-    if backend not in ("usearch", "hnswlib") or storage not in (None, "fp32", "fp16", "int8"):
-        raise fail("--backend is usearch or hnswlib; --storage is fp32, fp16 or int8")
-    options = IndexOptions(
+    options = IndexOptions(  # checked before any image is encoded
         m=m,
         ef_construction=ef_construction,
         ef=ef,
@@ -132,6 +103,18 @@ def index(
         exact_below=exact_below,
         backend=backend,
         storage=storage,
+    )
+    detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
+    dim = detector.bundle.manifest.model.feature_dim
+    skips = Skips()
+
+    def gather(folders, files) -> dict[str, np.ndarray]:
+        return gather_features(detector, folders, files, batch_size, skips)
+
+    reals = gather([("real", p) for p in real or []], [("real", p) for p in real_features or []])
+    real_bank = reals.get("real", np.zeros((0, dim), np.float32))
+    fakes = gather(
+        named_paths(fake, "fake", "--fake"), named_paths(fake_features, "fake", "--fake-features")
     )
     method = "realonly" if real_only else "nn"
     manifest = build_index(bundle, real_bank, fakes, options, append, precision, method=method)
@@ -141,7 +124,7 @@ def index(
     typer.echo(
         f"indexed {config.counts['real']} real + {config.counts['fake']} fake features "
         f"({config.dim}-d, {config.backend} {config.storage}) in {built['build_seconds']:.1f} s; "
-        f"{skipped} images skipped"
+        f"{len(skips)} images skipped"
     )
     if len(config.sources) > 1 or config.sources != ("fake",):
         counts = built.get("source_counts", {})

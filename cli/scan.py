@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,17 +10,27 @@ import typer
 
 from ufd.cli.common import (
     EXIT_CODES_HELP,
-    VIEWS_HELP,
-    TrustKeys,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
     fail,
     handle_errors,
-    methods_help,
-    provider_help,
     run,
     setup_logging,
     trust,
 )
-from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
+from ufd.cli.options import (
+    PRECISION_NAMES,
+    K,
+    MaxPixels,
+    Method,
+    Progress,
+    Provider,
+    Threads,
+    TrustKeys,
+    Verbose,
+    Views,
+)
+from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -57,37 +66,31 @@ def scan(
     object_store_mb: Annotated[
         int | None, typer.Option(min=64, help="Cap on Ray's object store use for this scan.")
     ] = None,
-    method: Annotated[str, typer.Option(help=methods_help())] = "linear",
-    k: Annotated[int | None, typer.Option("--k", min=1, help="Neighbours (k-NN methods).")] = None,
+    method: Method = "linear",
+    k: K = None,
     precision: Annotated[
         str | None,
         typer.Option(
-            help="fp32, fp16, int8 or int8-portable, on every worker. Default (auto): each "
+            help=f"{PRECISION_NAMES}, on every worker. Default (auto): each "
             "worker takes the fastest graph that keeps the bundle's tolerance on its own host "
             "(measured once per host); each row names its graph (graph_precision)."
         ),
     ] = None,
-    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(min=1, help="onnxruntime threads per worker (default: its CPUs).")
-    ] = None,
+    provider: Provider = "auto",
+    threads: Threads = None,
     features: Annotated[bool, typer.Option(help="Also store each image's feature vector.")] = False,
-    views: Annotated[int, typer.Option(min=0, help=VIEWS_HELP)] = 0,
+    views: Views = 0,
     resume: Annotated[bool, typer.Option(help="Continue the scan in --out.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Empty --out first.")] = False,
     shard_rows: Annotated[int, typer.Option(min=1, help="Rows per Parquet shard.")] = 1024,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Images per encoder call.")] = None,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more decoded pixels.")
-    ] = DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     max_image_mb: Annotated[
         float, typer.Option(min=0.001, help="Refuse remote objects larger than this (URIs).")
     ] = 256,
-    progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: TTY).")
-    ] = None,
-    trust_key: TrustKeys = [],  # noqa: B006
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    progress: Progress = None,
+    trust_key: TrustKeys = None,
+    verbose: Verbose = 0,
 ) -> None:
     """Scan (see the command help)."""
     setup_logging(verbose)
@@ -104,8 +107,6 @@ def scan(
     listed = read_list(from_list) if from_list else []
     if not inputs and not listed:
         raise fail("give images, folders, globs or URIs to scan (or --from-list FILE)")
-    if threads is None and engine == "local":
-        threads = max(1, (os.cpu_count() or 1) // workers)
     settings = ScanSettings(
         bundle=str(bundle.absolute()),
         method=method,
@@ -162,7 +163,7 @@ def scan(
         f"{graphs or 'none scored'})",
         err=True,
     )
-    raise typer.Exit(1 if totals.failed else 0)
+    raise typer.Exit(EXIT_SOME_FAILED if totals.failed else EXIT_OK)
 
 
 def main() -> None:

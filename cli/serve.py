@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ufd.cli.common import (
-    VIEWS_HELP,
+from ufd.cli.common import handle_errors, run, setup_logging, trust
+from ufd.cli.options import (
+    BundleDir,
+    MaxPixels,
+    Method,
+    Precision,
+    Provider,
+    Threads,
     TrustKeys,
-    handle_errors,
-    methods_help,
-    provider_help,
-    run,
-    setup_logging,
-    trust,
+    Verbose,
+    Views,
 )
-from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
+from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
-MB = 1 << 20
 
 
 @app.command(
@@ -30,12 +30,13 @@ MB = 1 << 20
         "images) answers one record per image with the fields of ufd-detect's JSONL; "
         "GET /v1/info, /metrics (Prometheus), /healthz, /readyz; a page at / and the API "
         "at /docs. Binds 127.0.0.1 unless told otherwise. Loads and warms the bundle once; "
-        "SIGTERM/SIGINT answer every accepted request, then exit 0."
+        "SIGTERM/SIGINT answer every accepted request, then exit 0. --method and --views "
+        "are the defaults of requests that name none."
     )
 )
 @handle_errors
 def serve(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    bundle: BundleDir,
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0: every interface).")] = (
         "127.0.0.1"
     ),
@@ -48,15 +49,11 @@ def serve(
             "one-shot callers on this machine: ufd-detect --server unix:PATH IMAGE.",
         ),
     ] = None,
-    method: Annotated[
-        str, typer.Option(help="Default when a request names none. " + methods_help())
-    ] = "linear",
-    views: Annotated[
-        int, typer.Option(min=0, help="Default when a request names none. " + VIEWS_HELP)
-    ] = 0,
-    precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8.")] = None,
-    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
-    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime threads.")] = None,
+    method: Method = "linear",
+    views: Views = 0,
+    precision: Precision = None,
+    provider: Provider = "auto",
+    threads: Threads = None,
     api_key_file: Annotated[
         Path | None,
         typer.Option(help="Require 'Authorization: Bearer KEY' (KEY: this file's first line)."),
@@ -64,9 +61,7 @@ def serve(
     max_image_mb: Annotated[float, typer.Option(min=0.001, help="Largest image, MB.")] = 32,
     max_request_mb: Annotated[float, typer.Option(min=0.001, help="Largest request, MB.")] = 64,
     max_images: Annotated[int, typer.Option(min=1, help="Most images per request.")] = 64,
-    max_pixels: Annotated[
-        int, typer.Option(min=1, help="Refuse images with more decoded pixels.")
-    ] = DEFAULT_MAX_PIXELS,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     request_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds before a request is answered 504.")
     ] = 60,
@@ -91,22 +86,17 @@ def serve(
         bool, typer.Option(help="Add each image's own provenance (C2PA, XMP...) to records.")
     ] = False,
     cors_origin: Annotated[
-        list[str], typer.Option(help="Allow browser calls from this origin (repeatable).")
-    ] = [],  # noqa: B006
-    trust_key: TrustKeys = [],  # noqa: B006
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+        list[str] | None, typer.Option(help="Allow browser calls from this origin (repeatable).")
+    ] = None,
+    trust_key: TrustKeys = None,
+    verbose: Verbose = 0,
 ) -> None:
     """Serve (see the command help)."""
     setup_logging(verbose)
     trust(trust_key)
-    import uvicorn
+    from ufd.runtime.serve.config import MB, ServeConfig, read_api_key
+    from ufd.runtime.serve.run import serve as run_service
 
-    from ufd.runtime.methods import open_bundle
-    from ufd.runtime.serve.app import create_app
-    from ufd.runtime.serve.config import ServeConfig, read_api_key
-    from ufd.runtime.serve.listen import bind_tcp, bind_unix
-
-    open_bundle(bundle)  # a wrong path or a bad manifest fails here, before listening
     config = ServeConfig(
         bundle=bundle,
         host=host,
@@ -128,43 +118,12 @@ def serve(
         decode_workers=decode_workers,
         max_connections=max_connections,
         drain_timeout=drain_timeout,
-        cors_origins=list(cors_origin),
+        cors_origins=list(cors_origin or []),
         provenance=provenance,
     )
-    sockets = [bind_tcp(host, port)]  # a busy port fails here too, before anything listens
-    if socket_path is not None:
-        sockets.append(bind_unix(socket_path))
-    failure: list[int] = []
-
-    def fatal(message: str, code: int) -> None:
-        """The bundle did not load (2) or a worker stopped (3): end the process with it."""
-        failure.append(code)
-        server.should_exit = True
-
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config, on_fatal=fatal),
-            host=host,
-            port=port,
-            log_level="info" if verbose else "warning",
-            access_log=verbose > 1,
-            timeout_graceful_shutdown=int(drain_timeout) or None,
-            limit_concurrency=max_connections,
-        )
-    )
-    for sig in (signal.SIGINT, signal.SIGTERM):  # uvicorn re-raises them after draining:
-        signal.signal(sig, lambda *_: None)  # a drained shutdown then exits 0
-    if config.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
-        typer.echo(f"warning: listening on {host} without --api-key-file", err=True)
-    where = f"http://{host}:{port}" + (f" and unix:{socket_path}" if socket_path else "")
-    typer.echo(f"ufd-serve: {bundle} on {where} (loading; see /readyz)", err=True)
-    try:
-        server.run(sockets=sockets)
-    finally:
-        if socket_path is not None:
-            socket_path.unlink(missing_ok=True)
-    if failure:
-        raise typer.Exit(failure[0])
+    code = run_service(config, socket_path, verbose, lambda line: typer.echo(line, err=True))
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

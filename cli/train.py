@@ -7,15 +7,18 @@ from typing import Annotated
 
 import typer
 
-from ufd.cli.common import (
+from ufd.cli.common import Skips, fail, handle_errors, named_paths, run, setup_logging, trust
+from ufd.cli.options import (
+    BundleDir,
+    FakeFeatures,
+    FakeImages,
+    FeaturePrecision,
+    Provider,
+    RealFeatures,
+    RealImages,
+    Threads,
     TrustKeys,
-    fail,
-    handle_errors,
-    named_paths,
-    provider_help,
-    run,
-    setup_logging,
-    trust,
+    Verbose,
 )
 from ufd.export.train.trainers import trainers_help
 
@@ -34,23 +37,17 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 )
 @handle_errors
 def train(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
-    real: Annotated[list[Path], typer.Option(help="Real training images (folder).")] = [],  # noqa: B006
-    fake: Annotated[
-        list[str], typer.Option(help="Fake training images: DIR or NAME=DIR (repeatable).")
-    ] = [],  # noqa: B006
-    real_features: Annotated[
-        list[Path], typer.Option(help="Precomputed real features .npy (N, D).")
-    ] = [],  # noqa: B006
-    fake_features: Annotated[
-        list[str],
-        typer.Option(
-            help="Precomputed fake features: F.npy or NAME=F.npy, one file per generator "
-            "(repeatable; names matter to ufd-index, training pools them)."
-        ),
-    ] = [],  # noqa: B006
-    val_real: Annotated[list[Path], typer.Option(help="Real validation folder.")] = [],  # noqa: B006
-    val_fake: Annotated[list[Path], typer.Option(help="Fake validation folder.")] = [],  # noqa: B006
+    bundle: BundleDir,
+    real: RealImages = None,
+    fake: FakeImages = None,
+    real_features: RealFeatures = None,
+    fake_features: FakeFeatures = None,
+    val_real: Annotated[
+        list[Path] | None, typer.Option(help="Real validation folder (repeatable).")
+    ] = None,
+    val_fake: Annotated[
+        list[Path] | None, typer.Option(help="Fake validation folder (repeatable).")
+    ] = None,
     val_split: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="Held-out share without --val-* folders.")
     ] = 0.1,
@@ -72,12 +69,13 @@ def train(
     ] = False,
     views: Annotated[int, typer.Option(min=1, help="Augmented copies per image.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed (split, augmentation, init, order).")] = 0,
-    precision: Annotated[str, typer.Option(help="Encoder precision for features.")] = "fp32",
-    provider: Annotated[str, typer.Option(help=provider_help())] = "auto",
+    precision: FeaturePrecision = "fp32",
+    provider: Provider = "auto",
+    threads: Threads = None,
     encode_batch: Annotated[int, typer.Option(min=1, help="Images per encoder call.")] = 8,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache features.")] = False,
-    trust_key: TrustKeys = [],  # noqa: B006
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    trust_key: TrustKeys = None,
+    verbose: Verbose = 0,
 ) -> None:
     """Train (see the command help)."""
     setup_logging(verbose)
@@ -96,21 +94,18 @@ def train(
         raise fail(f"unknown --augment {augment!r}; use {', '.join(AUGMENTATIONS)}")
     if not (real or real_features) or not (fake or fake_features):
         raise fail("training needs both classes: --real/--real-features and --fake/--fake-features")
-    detector = Detector.open(bundle, precision=precision, provider=provider)
+    detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
     dim = detector.bundle.manifest.model.feature_dim
     gatherer = FeatureGatherer(
-        detector,
-        None if no_cache else cache_dir("features"),
-        encode_batch,
-        lambda path, why: typer.echo(f"skipped {path}: {why}", err=True),
+        detector, None if no_cache else cache_dir("features"), encode_batch, Skips()
     )
     fake = [path for _, path in named_paths(fake, "fake", "--fake")]
     fake_features = [path for _, path in named_paths(fake_features, "fake", "--fake-features")]
     sources = {
         name: Sources(folders, [load_feature_file(f, dim) for f in files], val)
         for name, folders, files, val in (
-            ("real", real, real_features, val_real),
-            ("fake", fake, fake_features, val_fake),
+            ("real", real or [], real_features or [], val_real or []),
+            ("fake", fake, fake_features, val_fake or []),
         )
     }
     typer.echo("encoding training and validation images (cached)...", err=True)

@@ -23,8 +23,9 @@ import numpy as np
 from ufd.runtime.bundle import Bundle
 from ufd.runtime.encoder_choice import open_encoder
 from ufd.runtime.errors import UsageError
-from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource
+from ufd.runtime.io.decode import ImageSource
 from ufd.runtime.io.inputs import InputItem, expand_inputs
+from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 from ufd.runtime.methods import MethodSet, ScoreOptions, fields_for, open_bundle
 from ufd.runtime.parity import GraphParity
 from ufd.runtime.pipeline import FeatureBatch, Prepared, Preparer, prepare_stream

@@ -46,13 +46,21 @@ class EncoderChoice:
     passed_over: tuple[GraphParity, ...] = ()
 
 
+AUTO = "auto"
+
+
+def named(precision: str | None) -> str | None:
+    """A precision asked for by name, or ``None`` for ``auto`` (``None`` or ``"auto"``)."""
+    return None if precision in (None, AUTO) else precision
+
+
 def choose_precision(manifest: Manifest, provider: Provider, precision: str | None) -> str:
     """The precision asked for, else the provider's fastest in the bundle (unchecked).
 
     Raises:
         BundleError: the bundle lacks the precision asked for, or has no encoder.
     """
-    precision = precision or provider.best_precision(manifest.precisions)
+    precision = named(precision) or provider.best_precision(manifest.precisions)
     if precision is None:
         raise BundleError("the bundle has no encoder graph; re-export it with ufd-export")
     manifest.encoder(precision)
@@ -107,7 +115,7 @@ def choose_encoder(
         BundleError: the bundle lacks the precision, or a graph cannot be loaded.
         ProviderError: the provider does not start for the graph.
     """
-    manifest = bundle.manifest
+    manifest, precision = bundle.manifest, named(precision)
     opened: dict[str, EncoderSession] = {}
 
     def measured(candidate: str) -> GraphParity:

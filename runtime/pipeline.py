@@ -21,8 +21,9 @@ import numpy as np
 
 from ufd.runtime.bundle import PreprocessConfig
 from ufd.runtime.errors import ImageError, stable_text
-from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS, ImageSource, decode_image
+from ufd.runtime.io.decode import ImageSource, decode_image
 from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 from ufd.runtime.preprocess import build_preprocessor
 from ufd.runtime.transforms import View
 

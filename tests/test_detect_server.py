@@ -59,6 +59,29 @@ def test_every_output_format_and_the_typer_path(service, full_bundle: Path, corp
         assert fast.stdout == local.stdout == typer_path.stdout, fmt
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "table"])
+def test_a_client_side_error_never_changes_another_record(
+    service, full_bundle: Path, corpus: Path, tmp_path: Path, fmt: str
+) -> None:
+    """A file that fails here (missing, a folder, empty) comes first: the records after it
+    keep every field, in every format, as a local run writes them."""
+    _, socket_path = service
+    empty, nothing = tmp_path / "empty.png", tmp_path / "no-images"
+    empty.write_bytes(b"")
+    nothing.mkdir()
+    first = [str(tmp_path / "missing.jpg"), str(nothing), str(empty)]
+    images = [*first, str(corpus / "rgba.png"), str(corpus / "gray.tiff")]
+    local = _detect(str(full_bundle), *images, "--format", fmt, "--method", "all")
+    remote = _detect("--server", f"unix:{socket_path}", *images, "--format", fmt, "--method", "all")
+    assert remote.returncode == local.returncode == 1, remote.stderr
+    assert remote.stdout == local.stdout
+    assert "2 scored, 3 failed" in remote.stderr
+    if fmt == "jsonl":
+        scored = [r for r in _lines(remote) if r["error"] is None]
+        assert len(scored) == 2 and all(r["prob"] is not None for r in scored)
+        assert _lines(remote)[0]["error"] == "no such file or directory"
+
+
 def test_ufd_server_in_the_environment(service, full_bundle: Path, corpus: Path) -> None:
     _, socket_path = service
     image = str(corpus / "rgba.png")

@@ -128,12 +128,25 @@ def test_k_beyond_the_bank_is_a_usage_error(
             "100000",
         ],
     )
-    assert result.exit_code == 2
-    assert "k=100000 exceeds" in result.stderr and "Traceback" not in result.stderr
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "k must be at most 300, the smallest bank's size" in result.stderr
+
+
+def test_k_beyond_the_smallest_bank_is_refused_whatever_the_method(full_bundle: Path) -> None:
+    """One rule for ufd-detect, ufd-scan and the service: k is never silently ignored."""
+    from ufd.runtime import Detector
+    from ufd.runtime.errors import UsageError
+
+    detector = Detector.open(full_bundle, precision="fp32", provider="cpu")
+    largest = detector.methods.largest_k()
+    assert largest == 300  # the real-only bank (300 reals) is the smallest
+    assert detector.plan("linear", largest)[1].k == largest
+    with pytest.raises(UsageError, match="k must be at most 300"):
+        detector.plan("linear", largest + 1)
 
 
 def test_calibrating_a_method_without_threshold_is_refused(full_bundle: Path, world_features):
-    from ufd.runtime.tools.calibrate import calibrate
+    from ufd.runtime.building.calibrate import calibrate
 
     reals = np.load(world_features["held_real"])
     with pytest.raises(UsageError, match="no threshold to calibrate"):

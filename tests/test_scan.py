@@ -24,9 +24,9 @@ from typer.testing import CliRunner
 from ufd.cli.detect import app as detect_app
 from ufd.cli.index import app as index_app
 from ufd.cli.scan import app as scan_app
+from ufd.runtime.bundle_ops.parity_check import check_parity
 from ufd.runtime.methods import open_bundle
 from ufd.runtime.scan.stages import GRAPH_COLUMNS
-from ufd.runtime.tools.parity_check import check_parity
 
 runner = CliRunner()
 

@@ -161,7 +161,7 @@ def test_unknown_routes_and_verbs_answer_json(server: Server) -> None:
 
 
 def test_info_docs_and_page(server: Server, full_bundle: Path) -> None:
-    from ufd.runtime.tools.parity_check import check_parity
+    from ufd.runtime.bundle_ops.parity_check import check_parity
 
     rule = check_parity(full_bundle, "cpu")  # what auto takes on this host, measured here
     status, info = get(server.url + "/v1/info")

@@ -260,7 +260,8 @@ def test_scan_writes_view_fields_to_parquet(
     )
     for line in expected.stdout.splitlines():
         record = json.loads(line)
-        assert rows[record["path"]] == record
+        row = rows[record["path"]]
+        assert {k: row[k] for k in record} == record and row["graph_precision"] is not None
 
 
 # -- ufd-eval --stability -----------------------------------------------------------------

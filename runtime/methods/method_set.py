@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from ufd.runtime.bundle import Bundle
+from ufd.runtime.errors import UsageError
 from ufd.runtime.methods.base import Columns, Measured, Method, MethodContext, Scored, ScoreOptions
 from ufd.runtime.methods.views import split_rows, with_views
 from ufd.runtime.providers import Provider
@@ -62,10 +63,28 @@ class MethodSet:
                 self._loaded[name] = method
         return self._loaded[name]
 
+    def largest_k(self) -> int | None:
+        """The largest ``k`` every k-NN method of the bundle can give (its smallest bank)."""
+        sizes = [
+            len(method.bank.bank) for name in self.available() if (method := self.get(name)).uses_k
+        ]
+        return min(sizes) if sizes else None
+
     def check(
         self, names: tuple[str, ...], options: ScoreOptions, need_threshold: bool = True
     ) -> None:
-        """Load every method named and refuse options they cannot honour, up front."""
+        """Load every method named and refuse options they cannot honour, up front.
+
+        A ``k`` over the smallest bank is refused whatever the methods: it is never
+        silently ignored by a method that takes no ``k``.
+
+        Raises:
+            UsageError: bad options.
+            BundleError: a method the bundle lacks, or its threshold.
+        """
+        k_max = self.largest_k() if options.k is not None else None
+        if k_max is not None and options.k is not None and options.k > k_max:
+            raise UsageError(f"k must be at most {k_max}, the smallest bank's size")
         for name in names:
             self.get(name).check(options, need_threshold)
 

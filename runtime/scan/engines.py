@@ -93,11 +93,15 @@ def run_local(
 ) -> None:
     """Scan with ``workers`` processes (1: in this process), one shard per chunk.
 
+    Without ``settings.threads``, each worker's sessions get an equal share of the CPUs.
+
     A worker that dies (SIGKILL, the OOM killer) breaks its pool: a new pool
     redoes every chunk that has no shard yet. A chunk always writes the same shard
     (named by its paths), so a chunk done twice still gives one row per input.
     """
     work = dict(enumerate(chunks(items, shard_rows)))
+    if settings.threads is None:  # the CPUs shared out between the workers
+        settings = dataclasses.replace(settings, threads=max(1, (os.cpu_count() or 1) // workers))
     if workers <= 1:
         _init_worker(settings)
         for chunk in work.values():

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ufd.runtime.encoder_choice import choose_encoder, choose_precision, head_of
+from ufd.runtime.encoder_choice import choose_encoder, choose_precision, head_of, named
 from ufd.runtime.errors import UsageError
 from ufd.runtime.io.inputs import InputItem, Skipped
 from ufd.runtime.methods import MethodSet, ScoreOptions, open_bundle
@@ -107,6 +107,7 @@ def plan_scan(
     methods.check(names, ScoreOptions(settings.k, settings.exact), need_threshold=True)
     provider = worker_provider(settings, engine, gpus_per_worker)
     manifest = bundle.manifest
+    settings = dataclasses.replace(settings, precision=named(settings.precision))
     if settings.precision is not None:
         graph = choose_precision(manifest, provider, settings.precision)  # the bundle has it
         encoder_sha: str | dict[str, str] = manifest.files[manifest.encoder(graph).file].sha256

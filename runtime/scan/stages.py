@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 
 from ufd.runtime.detector import Detector
-from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
 from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS, unreadable
 from ufd.runtime.methods import open_bundle
 from ufd.runtime.pipeline import Prepared, Preparer, prepare_item
 from ufd.runtime.registry import declared_type, fields_for
@@ -89,7 +89,7 @@ def _item(path: str, error: Any, settings: ScanSettings) -> InputItem:
     try:
         return InputItem(path, data=read_bytes(path, settings.max_bytes))
     except OSError as e:
-        return InputItem(path, f"cannot read: {e}")
+        return InputItem(path, unreadable(e))
 
 
 @functools.lru_cache(maxsize=4)

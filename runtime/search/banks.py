@@ -17,6 +17,22 @@ from ufd.runtime.search.base import VectorBank
 
 INDEX_FILES = {"hnswlib": "bank.hnsw", "usearch": "bank.usearch"}
 BACKENDS = tuple(INDEX_FILES)
+STORAGES = ("fp32", "fp16", "int8")
+"""How a bank stores its vectors (usearch: all three; hnswlib: fp32 only)."""
+
+
+def check_bank_settings(backend: str | None, storage: str | None) -> None:
+    """Refuse a backend or storage that does not exist, or that the backend cannot do.
+
+    Raises:
+        UsageError: with the names to choose from.
+    """
+    if backend not in (None, *BACKENDS):
+        raise UsageError(f"unknown --backend {backend!r}; use {' or '.join(BACKENDS)}")
+    if storage not in (None, *STORAGES):
+        raise UsageError(f"unknown --storage {storage!r}; use {', '.join(STORAGES)}")
+    if backend == "hnswlib" and storage not in (None, "fp32"):
+        raise UsageError("hnswlib stores fp32 vectors only: use --backend usearch for fp16/int8")
 
 
 def load_bank(

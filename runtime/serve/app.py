@@ -160,7 +160,7 @@ def _describe_api(app: FastAPI, config: ServeConfig, state: ServiceState) -> Non
             return app.openapi_schema
         detector = state.detector
         methods = detector.methods.available() if detector is not None else method_names()
-        k_max = _largest_k(detector) if detector is not None else None
+        k_max = detector.methods.largest_k() if detector is not None else None
         body = openapi_contract.detect_body(
             methods, k_max, config.max_images, config.max_image_bytes
         )
@@ -173,16 +173,6 @@ def _describe_api(app: FastAPI, config: ServeConfig, state: ServiceState) -> Non
         return schema
 
     app.openapi = openapi
-
-
-def _largest_k(detector: Detector) -> int | None:
-    """The largest k every k-NN method of the bundle can give (its smallest bank)."""
-    sizes = [
-        len(method.bank.bank)
-        for name in detector.methods.available()
-        if (method := detector.methods.get(name)).uses_k
-    ]
-    return min(sizes) if sizes else None
 
 
 def _worker_died(state: ServiceState, metrics: ServeMetrics, on_fatal, reason: str) -> None:
@@ -295,10 +285,6 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
                 f"commas, no spaces ({', '.join(detector.methods.available())})",
             )
 
-        k_max = _largest_k(detector)
-        if parsed.k is not None and k_max is not None and parsed.k > k_max:
-            # the contract's maximum holds whatever the methods: k is never silently ignored
-            raise RequestError(400, f'"k" must be at most {k_max}, the smallest bank\'s size')
         try:
             views = config.views if parsed.views is None else parsed.views
             methods, options = detector.plan(method, parsed.k, views=views)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ufd.runtime.errors import UsageError
-from ufd.runtime.io.decode import DEFAULT_MAX_PIXELS
+from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 
 MB = 1 << 20
 
