@@ -40,11 +40,15 @@ test: $(STAMP) test-packages
 test-fast: $(STAMP)
 	$(PY) -m pytest -m 'not slow'
 
-# ruff, then the import contract (pyproject.toml [tool.importlinter]): layers import downward only.
+# ruff (lint and format), the import contract (pyproject.toml [tool.importlinter]: layers
+# import downward only), then mypy --strict on the plain install ([tool.mypy]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	@mkdir -p .typecheck/ufd && for part in runtime:runtime export:export cli:cli client:runtime/client; do \
+	  ln -sfn "$(CURDIR)/$${part#*:}" ".typecheck/ufd/$${part%%:*}"; done
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

@@ -27,7 +27,8 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @app.command(
     help=(
-        "Train the UnivFD linear head on frozen CLIP features and write it into the bundle. "
+        "Fit a head on the frozen features of the bundle's encoder (UnivFD's CLIP, a "
+        "probe's backbone, any detector ufd exports) and write it into the bundle. "
         "Recipe (--augment paper): resize 256, blur p=0.5 sigma~U[0,3], JPEG p=0.5 "
         "q~U[30,100], random crop 224, flip (--views augmented copies per image, cached); "
         "--augment reupload adds a platform's re-upload around it (crop 80-100 %, downscale "

@@ -113,7 +113,7 @@ class Detector:
         methods = MethodSet(bundle, started, threads, verify, thresholds)
         head, head_sha = None, None
         if manifest.method("linear") is not None:  # load (and verify) the head up front
-            head = methods.get("linear").head
+            head = methods.head_method("linear").head
             check_feature_dim(manifest.model.feature_dim, {"head input": head})
             head_sha = manifest.files[manifest.methods["linear"].files["graph"]].sha256
         choice = open_encoder(bundle, started, precision, threads, verify, head, head_sha)
@@ -160,7 +160,7 @@ class Detector:
         Raises:
             BundleError: the bundle has no linear head.
         """
-        return self.methods.get("linear").logits(features)
+        return self.methods.head_method("linear").logits(features)
 
     def plan(
         self, method: str, k: int | None = None, exact: bool | None = None, views: int = 0
@@ -300,7 +300,7 @@ class Detector:
                 (features[:, 0], features[:, 1:]) if features.ndim == 3 else (features, None)
             )
             columns = self.methods.columns(methods, own, options, views)
-        errors = [p.error or failure if p.pixels is None or failure else None for p in batch]
+        errors = [p.error if p.error is not None else failure for p in batch]
         records = records_from_columns([p.item.path for p in batch], errors, columns)
         if not self.provenance:
             return records
@@ -362,9 +362,13 @@ class Detector:
         if not ready:
             return batch, None, None
         features, failure = self.encode_pixels(ready)
+        if isinstance(features, list):  # one prepare step gives every image the same views
+            features = np.stack(features)
         return batch, features, failure
 
-    def encode_pixels(self, pixels: list[np.ndarray]) -> tuple[np.ndarray | None, str | None]:
+    def encode_pixels(
+        self, pixels: list[np.ndarray]
+    ) -> tuple[np.ndarray | list[np.ndarray] | None, str | None]:
         """Features of preprocessed images, or why the encoder failed (never raised).
 
         The one encode step of ufd-detect, the service and the scanner. Each entry

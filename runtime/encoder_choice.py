@@ -32,16 +32,26 @@ _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
-@dataclass
-class EncoderChoice:
-    """The graph a run takes, its session, and how it measured here (``None``: not measured).
+@dataclass(frozen=True)
+class Decision:
+    """Which graph a run on this host takes, and how it measured here.
 
-    ``session`` is ``None`` only from :func:`choose_encoder` when every figure came
-    from the cache (nothing had to be opened to decide).
+    ``parity`` is ``None`` when nothing was measured; ``session`` is the graph's
+    session if deciding had to open it (else ``None``: the cache answered).
     """
 
     precision: str
     session: EncoderSession | None
+    parity: GraphParity | None = None
+    passed_over: tuple[GraphParity, ...] = ()
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """The graph a run takes, its open session, and how it measured here."""
+
+    precision: str
+    session: EncoderSession
     parity: GraphParity | None = None
     passed_over: tuple[GraphParity, ...] = ()
 
@@ -91,10 +101,9 @@ def open_encoder(
         BundleError: the bundle lacks the precision, or a graph cannot be loaded.
         ProviderError: the provider does not start for the graph.
     """
-    choice = choose_encoder(bundle, provider, precision, threads, verify, logits, head_sha)
-    if choice.session is None:
-        choice.session = open_session(bundle, provider, choice.precision, threads, verify)
-    return choice
+    decided = choose_encoder(bundle, provider, precision, threads, verify, logits, head_sha)
+    session = decided.session or open_session(bundle, provider, decided.precision, threads, verify)
+    return EncoderChoice(decided.precision, session, decided.parity, decided.passed_over)
 
 
 def choose_encoder(
@@ -105,7 +114,7 @@ def choose_encoder(
     verify: bool = True,
     logits: Logits | None = None,
     head_sha: str | None = None,
-) -> EncoderChoice:
+) -> Decision:
     """Decide which graph a run on this host takes, measuring what the cache lacks.
 
     The arguments are :func:`open_encoder`'s. A graph is opened only to be measured,
@@ -132,7 +141,7 @@ def choose_encoder(
         precision = choose_precision(manifest, provider, precision)
         if manifest.probes is None:
             _note_unchecked(precision)
-            return EncoderChoice(precision, None)
+            return Decision(precision, None)
         found = measured(precision)
         if not found.ok:
             _warn_once(
@@ -141,7 +150,7 @@ def choose_encoder(
                 f"({found.describe()}); running it because it was asked for by name; "
                 "--precision auto takes a graph that keeps it",
             )
-        return EncoderChoice(precision, opened.get(precision), found)
+        return Decision(precision, opened.get(precision), found)
     candidates = [p for p in provider.precision_order if p in manifest.encoders]
     if not candidates:
         raise BundleError("the bundle has no encoder graph; re-export it with ufd-export")
@@ -151,7 +160,7 @@ def choose_encoder(
         if found.ok:
             if passed:
                 _say_passed_over(passed, candidate)
-            return EncoderChoice(candidate, opened.get(candidate), found, tuple(passed))
+            return Decision(candidate, opened.get(candidate), found, tuple(passed))
         passed.append(found)
     fallback = "fp32" if "fp32" in manifest.encoders else candidates[-1]
     logger.warning(
@@ -161,7 +170,7 @@ def choose_encoder(
         cure(manifest.precisions),
     )
     chosen = next(p for p in passed if p.precision == fallback)
-    return EncoderChoice(fallback, opened.get(fallback), chosen, tuple(passed))
+    return Decision(fallback, opened.get(fallback), chosen, tuple(passed))
 
 
 def open_session(

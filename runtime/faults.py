@@ -8,13 +8,24 @@ dataset holds two shards; ``slow-batch-ms=300`` makes each service batch 300 ms
 longer; ``stop-worker-after=2`` stops the service's encoder worker with an
 exception after two batches. Unset, as in every real deployment, nothing here
 does anything.
+
+They cannot be switched on by accident: a process honours ``UFD_TEST_FAULTS`` only
+when ``UFD_TEST_FAULTS_ARE_MEANT=1`` is set too (the tests set both), says so in a
+warning the first time, and refuses (with a warning) a name it does not know.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
+
+logger = logging.getLogger(__name__)
+KNOWN = frozenset(
+    {"slow-batch-ms", "stop-worker-after", "pause-after-batches", "pause-after-shards"}
+)
+MEANT = "UFD_TEST_FAULTS_ARE_MEANT"
 
 
 class WorkerStopped(BaseException):
@@ -22,11 +33,24 @@ class WorkerStopped(BaseException):
 
 
 def _settings() -> dict[str, float]:
+    """The faults asked for, when they are meant (see the module docstring)."""
+    asked = os.environ.get("UFD_TEST_FAULTS", "").strip()
+    if not asked:
+        return {}
+    if os.environ.get(MEANT) != "1":
+        logger.warning("UFD_TEST_FAULTS is set but %s=1 is not: ignored (tests only)", MEANT)
+        return {}
     found = {}
-    for part in os.environ.get("UFD_TEST_FAULTS", "").split(","):
-        name, _, value = part.partition("=")
-        if name.strip() and value.strip():
-            found[name.strip()] = float(value)
+    for part in asked.split(","):
+        name, _, value = (p.strip() for p in part.partition("="))
+        try:
+            if name not in KNOWN:
+                raise ValueError(name)
+            found[name] = float(value)
+        except ValueError:
+            logger.warning("UFD_TEST_FAULTS: %r is not a fault of this ufd: ignored", part)
+    if found:
+        logger.warning("test faults on in this process: %s", found)
     return found
 
 

@@ -6,6 +6,7 @@ Scores are "higher = more fake"; labels are 1 fake, 0 real.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class SetMetrics:
     n_real: int
     n_fake: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
         return asdict(self)
 

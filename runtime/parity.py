@@ -34,6 +34,7 @@ import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +95,7 @@ class GraphParity:
                 text += f" {'<=' if self.max_abs_logit <= limit else '>'} {limit:.4f}"
         return text
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with ``ok``."""
         return asdict(self) | {"ok": self.ok}
 
@@ -108,10 +109,9 @@ def loose_promise(manifest: Manifest) -> str | None:
     at_export = manifest.provenance.get("device_parity_at_export")
     if manifest.probes is None or not isinstance(at_export, dict):
         return None
-    graphs = at_export.get("graphs") if isinstance(at_export.get("graphs"), dict) else {}
+    graphs = _mapping(at_export.get("graphs"))
     basis = at_export.get("basis") or next((p for p in LEGACY_BASIS_ORDER if p in graphs), None)
-    host = at_export.get("host") if isinstance(at_export.get("host"), dict) else {}
-    int8_sums = host.get("int8", "unknown")
+    int8_sums = _mapping(at_export.get("host")).get("int8", "unknown")
     if basis != "int8" or int8_sums == "vnni":
         return None
     stored = manifest.probes.tolerance
@@ -125,6 +125,11 @@ def loose_promise(manifest: Manifest) -> str | None:
         f"{DEFAULT_TOLERANCE.min_feature_cosine:g} instead. Re-export the bundle for a "
         "promise that is the same on every CPU"
     )
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (provenance is read leniently)."""
+    return value if isinstance(value, dict) else {}
 
 
 def promised_tolerance(manifest: Manifest) -> Tolerance:
@@ -297,6 +302,8 @@ def measure(
 
 def _key(bundle: Bundle, precision: str, provider: str, head_sha: str | None) -> str:
     manifest = bundle.manifest
+    if manifest.probes is None:
+        raise BundleError("this bundle has no parity probes (made before schema 7)")
     graph_sha = manifest.files[manifest.encoder(precision).file].sha256
     probes_sha = manifest.files[manifest.probes.file].sha256
     return host_key(graph_sha, provider, f"{probes_sha}|{head_sha}")
@@ -332,7 +339,7 @@ def remember(bundle: Bundle, parity: GraphParity, head_sha: str | None) -> None:
         logger.debug("cannot cache a parity measurement: %s", e)
 
 
-def describe_host() -> dict:
+def describe_host() -> dict[str, Any]:
     """What the measurements of this host are keyed on, for people."""
     import onnxruntime
 

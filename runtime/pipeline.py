@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from ufd.runtime.bundle import PreprocessConfig
 from ufd.runtime.errors import ImageError, stable_text
@@ -32,7 +33,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Prepared:
-    """One input after decoding and preprocessing: its pixels, or why there are none."""
+    """One input after decoding and preprocessing: its pixels, or why there are none.
+
+    ``error`` decides: an input without one is scored (its pixels may be dropped once
+    encoded, as the service does to free memory early).
+    """
 
     item: InputItem
     pixels: np.ndarray | None = None
@@ -58,7 +63,7 @@ class Preparer:
         self.preprocessor = build_preprocessor(config)
         self.normalise = self.preprocessor.normalizer
 
-    def decode(self, source: ImageSource):
+    def decode(self, source: ImageSource) -> Image.Image:
         """The RGB image of ``source`` (bounded by ``max_pixels``).
 
         Raises:
@@ -83,7 +88,7 @@ class Preparer:
         image = self.decode(source)
         return np.stack([self._crop(image), *(self._crop(image, view) for view in views)])
 
-    def _crop(self, image, view: View | None = None) -> np.ndarray:
+    def _crop(self, image: Image.Image, view: View | None = None) -> np.ndarray:
         try:
             return self.preprocessor.crop(image if view is None else view(image))
         except Exception as e:

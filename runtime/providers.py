@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from ufd.runtime.cache import cache_dir
 from ufd.runtime.errors import ProviderError
@@ -69,13 +70,13 @@ class Provider:
     batch_wait_ms: float = 0.0
     precision_order: tuple[str, ...] = ("int8", "int8-portable", "fp32", "fp16")
     fallbacks: tuple[str, ...] = (CPU_EP,)
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict[str, Any])
     cache_option: str | None = None
     in_auto: bool = False
     install_hint: str = ""
     tuned: bool = True
 
-    def chain(self) -> list:
+    def chain(self) -> list[Any]:
         """The ``providers`` list for onnxruntime, fallbacks last."""
         options = dict(self.options)
         if self.cache_option:

@@ -61,7 +61,7 @@ class Record:
 
 
 def records_from_columns(
-    paths: Sequence[str], errors: Sequence[str | None], columns: dict[str, list]
+    paths: Sequence[str], errors: Sequence[str | None], columns: dict[str, list[Any]]
 ) -> list[Record]:
     """Records for a batch: errors where given, else the next row of every column."""
     records, row = [], 0

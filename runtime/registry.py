@@ -171,7 +171,7 @@ def declared_type(field: str) -> str | None:
     """The declared column type of a record field (``string``, ``shares``, ``bool``...), if any."""
     for cls in registered().values():
         if field in cls.field_types:
-            return cls.field_types[field]
+            return str(cls.field_types[field])
         if field == view_fields(cls)[2]:
             return "bool"
     return None

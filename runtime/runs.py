@@ -110,14 +110,22 @@ def _error(item: InputItem, reason: bytes | str) -> Record:
 
 
 def _ask(
-    client: Any, images: list[tuple[str, bytes]], method: str, k: int | None, views: int, sleep
-) -> list:
+    client: Any,
+    images: list[tuple[str, bytes]],
+    method: str,
+    k: int | None,
+    views: int,
+    sleep: Callable[[float], None],
+) -> list[Record]:
     from ufd.client import ServiceError
 
     names, data = [name for name, _ in images], [blob for _, blob in images]
     for attempt in range(BUSY_RETRIES):
         try:
-            return client.detect(data, names=names, method=method, k=k, views=views or None)
+            records: list[Record] = client.detect(
+                data, names=names, method=method, k=k, views=views or None
+            )
+            return records
         except ServiceError as e:
             if e.status != 503 or attempt == BUSY_RETRIES - 1:
                 raise

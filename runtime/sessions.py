@@ -97,7 +97,7 @@ class OrtSession:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run the graph on one input batch and return its first output."""
         if not self.io_binding:
-            return self.session.run([self.output_name], {self.input_name: batch})[0]
+            return np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0])
         return self._run_bound(np.ascontiguousarray(batch))
 
     def _run_bound(self, batch: np.ndarray) -> np.ndarray:
@@ -119,7 +119,7 @@ class OrtSession:
         local.binding.bind_ortvalue_input(self.input_name, held)
         local.binding.bind_output(self.output_name, self.device)
         self.session.run_with_iobinding(local.binding)
-        return local.binding.copy_outputs_to_cpu()[0]
+        return np.asarray(local.binding.copy_outputs_to_cpu()[0])
 
     @property
     def _device_input(self) -> ort.OrtValue | None:

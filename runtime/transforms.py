@@ -30,10 +30,13 @@ TRANSFORMS: dict[str, Callable[[Image, float], Image]] = {}
 _STEP = re.compile(r"^([a-z]+)(\d+(?:\.\d+)?)$")
 
 
-def transform(kind: str):
+Transformation = Callable[["Image", float], "Image"]
+
+
+def transform(kind: str) -> Callable[[Transformation], Transformation]:
     """Register a transformation of ``kind`` (an image and one value -> an image)."""
 
-    def register(fn: Callable[[Image, float], Image]):
+    def register(fn: Transformation) -> Transformation:
         add_unique(TRANSFORMS, kind, fn, "transformation")
         return fn
 

@@ -17,6 +17,11 @@ TINY_MODEL = "ufd-tiny-vit"
 FIXTURES = Path(__file__).with_name("fixtures")
 
 
+def fault_env(spec: str) -> dict[str, str]:
+    """The environment that switches on ufd's test faults (:mod:`ufd.runtime.faults`)."""
+    return {"UFD_TEST_FAULTS": spec, "UFD_TEST_FAULTS_ARE_MEANT": "1"}
+
+
 def random_head(path: Path, dim: int = 768, seed: int = 0) -> Path:
     """A seeded random head in the official file format: ``{'weight': [1, D], 'bias': [1]}``."""
     import torch

@@ -14,6 +14,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from helpers import fault_env
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -72,7 +74,7 @@ class Server:
             "cpu",
             *args,
         ]
-        env = os.environ | ({"UFD_TEST_FAULTS": faults} if faults else {})
+        env = os.environ | (fault_env(faults) if faults else {})
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )

@@ -38,3 +38,20 @@ def test_with_and_without_the_api_key(full_bundle: Path, tmp_path: Path) -> None
     with serving(full_bundle, "--api-key-file", str(key)) as server:
         run_schemathesis(server.url)  # every guarded operation: a documented 401
         run_schemathesis(server.url, "-H", "Authorization: Bearer s3cret")
+        assert _status(server.url + "/v1/info") == 401
+        assert _status(server.url + "/v1/info", "Bearer s3cret") == 200
+        assert _status(server.url + "/v1/info", "Bearer wrong") == 401
+
+
+def _status(url: str, authorization: str | None = None) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url)
+    if authorization:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status
+    except urllib.error.HTTPError as e:
+        return e.code

@@ -36,7 +36,7 @@ def _write_sets(root: Path, offset: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def test_sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def evaluated_sets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The evaluated images: never in the bank (other seeds than :func:`bank_sets`)."""
     return _write_sets(tmp_path_factory.mktemp("sets"), offset=0)
 
@@ -55,7 +55,10 @@ def _ok(app, *args: object) -> str:
 
 @pytest.fixture(scope="module")
 def evaluated(
-    tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, test_sets: Path, bank_sets: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_bundle: Path,
+    evaluated_sets: Path,
+    bank_sets: Path,
 ):
     """A bank with a source per set, a banded linear head, and ufd-eval's outputs."""
     work = tmp_path_factory.mktemp("evaluated")
@@ -81,7 +84,7 @@ def evaluated(
     _ok(
         eval_app,
         bundle,
-        test_sets,
+        evaluated_sets,
         "--out",
         out,
         "--method",
@@ -125,11 +128,13 @@ def _nearest_source_matrix(bundle: Path, bank: Path, sets: Path) -> dict:
     return matrix
 
 
-def test_attribution_matrix_names_each_set(evaluated, test_sets: Path, bank_sets: Path) -> None:
+def test_attribution_matrix_names_each_set(
+    evaluated, evaluated_sets: Path, bank_sets: Path
+) -> None:
     bundle, out, results = evaluated
     matrix = results["conditions"]["clean"]["attribution"]
     assert matrix["sources"] == list(SETS)
-    expected = _nearest_source_matrix(bundle, bank_sets, test_sets)
+    expected = _nearest_source_matrix(bundle, bank_sets, evaluated_sets)
     assert matrix["matrix"] == expected
     right = sum(expected.get(name, {}).get(name, 0) for name in SETS)
     assert matrix["accuracy"] == pytest.approx(right / (2 * PER_CLASS))

@@ -235,3 +235,28 @@ def test_optimized_graphs_are_saved_revalidated_and_equal(tmp_path: Path) -> Non
     a = Detector.open(tmp_path / "plain", precision="fp32", provider="cpu").features(x)
     b = Detector.open(tmp_path / "opt", precision="fp32", provider="cpu").features(x)
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_a_detector_declares_its_options_and_export_takes_only_those(tmp_path: Path) -> None:
+    """A detector's own options: offered by ufd-export, refused for another detector."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from ufd.cli.export import app
+
+    runner = CliRunner()
+    probe = ["--detector", "probe", "--model", "timm:vit_tiny_patch16_224", "--out", str(tmp_path)]
+    refused = runner.invoke(app, [*probe, "--resize"])
+    assert refused.exit_code == 2 and "no such option: --resize" in refused.stderr
+    assert "probe's own: --features, --quick-gelu" in refused.stderr
+    bad = runner.invoke(app, [*probe, "--features", "avg"])
+    assert bad.exit_code == 2 and "--features must be one of cls, blocks" in bad.stderr
+    typo = runner.invoke(app, ["--precison", "fp32", "--out", str(tmp_path)])
+    assert typo.exit_code == 2 and "no such option: --precison" in typo.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything was loaded or written
+    command = [sys.executable, "-m", "ufd.cli.export", "--detector", "probe", "--help"]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    assert "Options of --detector probe" in shown and "Choices: cls, blocks" in shown
+    assert "--resize" not in shown.split("Options of --detector probe")[1]

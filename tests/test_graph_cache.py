@@ -53,10 +53,19 @@ def test_a_changed_copy_is_made_again(tiny_bundle: Path, sample_dir: Path, cache
 def test_a_copy_that_computes_other_numbers_is_not_kept(
     tiny_bundle: Path, sample_dir: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(graph_cache.np, "array_equal", lambda a, b: False)
+    compared = []
+
+    def differs(found: np.ndarray, expected: np.ndarray) -> bool:
+        compared.append(found.shape)  # a copy was made and checked
+        return False
+
+    monkeypatch.setattr(graph_cache, "same_numbers", differs)
     images = sorted(sample_dir.glob("*.png"))[:2]
-    _features(tiny_bundle, images, "int8")
+    got = _features(tiny_bundle, images, "int8")
+    assert compared == [(1, 768)]
     assert not cache.exists() or not any(p.name[0] != "." for p in cache.iterdir())
+    monkeypatch.setenv("UFD_GRAPH_CACHE", "off")
+    assert np.array_equal(got, _features(tiny_bundle, images, "int8"))  # the graph itself ran
 
 
 def test_gpu_and_fp16_graphs_keep_no_copy(cache: Path) -> None:

@@ -94,3 +94,21 @@ def test_duplicate_detectors_transforms_and_formats_are_refused() -> None:
     assert TRANSFORMS["jpeg"] is jpeg
     with pytest.raises(DuplicateName, match="output format 'jsonl'"):
         register_format("jsonl", lambda stream, fields, appending: JsonlWriter(stream, fields))
+
+
+def test_test_faults_need_both_switches_and_known_names(monkeypatch, caplog) -> None:
+    """UFD_TEST_FAULTS alone (a copied environment file, say) switches nothing on."""
+    from ufd.runtime.faults import Faults
+
+    monkeypatch.setenv("UFD_TEST_FAULTS", "stop-worker-after=0")
+    monkeypatch.delenv("UFD_TEST_FAULTS_ARE_MEANT", raising=False)
+    with caplog.at_level("WARNING", logger="ufd.runtime.faults"):
+        assert Faults().stop_after is None
+    assert "ignored (tests only)" in caplog.text
+    monkeypatch.setenv("UFD_TEST_FAULTS_ARE_MEANT", "1")
+    monkeypatch.setenv("UFD_TEST_FAULTS", "stop-worker-after=0,sleep-forever=1")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ufd.runtime.faults"):
+        faults = Faults()
+    assert faults.stop_after == 0 and "'sleep-forever=1' is not a fault" in caplog.text
+    assert "test faults on in this process" in caplog.text

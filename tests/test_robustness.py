@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import bad_input_corpus, random_image
+from helpers import bad_input_corpus, fault_env, random_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -163,9 +163,7 @@ def _detect_process(
     bundle: Path, folder: Path, output: Path, *extra: str, pause_after: int | None = None
 ) -> subprocess.Popen:
     """ufd-detect in a process; ``pause_after``: it waits after that many batches (faults)."""
-    env = os.environ | (
-        {"UFD_TEST_FAULTS": f"pause-after-batches={pause_after}"} if pause_after else {}
-    )
+    env = os.environ | (fault_env(f"pause-after-batches={pause_after}") if pause_after else {})
     cmd = [
         sys.executable,
         "-m",

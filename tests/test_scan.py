@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
-from helpers import bad_input_corpus, random_image
+from helpers import bad_input_corpus, fault_env, random_image
 from typer.testing import CliRunner
 
 from ufd.cli.detect import app as detect_app
@@ -186,7 +186,7 @@ def _scan_command(bundle: Path, folder: Path, out: Path, *engine: str) -> list[s
 def _killed_then_resumed(bundle: Path, folder: Path, out: Path, *engine: str) -> list[dict]:
     cmd = _scan_command(bundle, folder, out, *engine)
     # the scan waits once two shards are written (faults): the kill comes half way, every time
-    env = os.environ | {"UFD_TEST_FAULTS": "pause-after-shards=2"}
+    env = os.environ | fault_env("pause-after-shards=2")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 120
     while len(list(out.glob("part-*.parquet"))) < 2:
@@ -286,7 +286,7 @@ def _scan_with_a_killed_worker(
 
     out, release = tmp_path / "scan", tmp_path / "release"
     cmd = _scan_command(bundle, folder, out, *engine)
-    env = os.environ | {"UFD_TEST_FAULTS": "pause-after-shards=2", "UFD_TEST_RELEASE": str(release)}
+    env = os.environ | fault_env("pause-after-shards=2") | {"UFD_TEST_RELEASE": str(release)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     deadline = time.monotonic() + 300
     while len(list(out.glob("part-*.parquet"))) < 2:

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import random_image
+from helpers import fault_env, random_image
 from serving import Server, multipart, post
 
 from ufd.runtime import Detector
@@ -106,7 +106,8 @@ def test_a_failing_decode_thread_answers_its_image(
 def test_a_stopped_worker_answers_everything_and_refuses_new_work(
     detector: Detector, images, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("UFD_TEST_FAULTS", "stop-worker-after=1")
+    for name, value in fault_env("stop-worker-after=1").items():
+        monkeypatch.setenv(name, value)
     reasons: list[str] = []
     engine = Engine(
         detector,
@@ -158,7 +159,8 @@ def test_readyz_is_503_once_the_worker_stopped(
     app = create_app(ServeConfig(bundle=tmp_path), open_detector=lambda: detector)
     readyz = next(r.endpoint for r in app.routes if getattr(r, "path", "") == "/readyz")
     state = app.state.ufd
-    monkeypatch.setenv("UFD_TEST_FAULTS", "stop-worker-after=0")
+    for name, value in fault_env("stop-worker-after=0").items():
+        monkeypatch.setenv(name, value)
     state.engine, state.detector = _engine(detector), detector
     state.ready.set()
     answer = _ask(state.engine, images[:1])  # the first batch meets the stop

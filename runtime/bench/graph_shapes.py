@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ import numpy as np
 class NodeShapes:
     """The chosen nodes, the shape of each tensor they touch, and the weight names."""
 
-    nodes: list  # onnx.NodeProto
+    nodes: list[Any]  # onnx.NodeProto
     shapes: dict[str, list[int]]
     weights: frozenset[str]
 

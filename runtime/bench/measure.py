@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,12 +107,12 @@ def matmul_peak(dtype: str, repeats: int = 5, provider: str = "cpu") -> float:
     return n**3 / min(times) / 1e9
 
 
-def run_peak(dtype: str, provider: str = "cpu") -> dict:
+def run_peak(dtype: str, provider: str = "cpu") -> dict[str, Any]:
     """:func:`matmul_peak` as a child-process job."""
     return {"gmacs": matmul_peak(dtype, provider=provider)}
 
 
-def median_run(runs: list[dict], metric: str) -> dict:
+def median_run(runs: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """The run whose ``metric`` is the median (the lower middle one for even counts).
 
     Each run is one fresh process; the chosen run is returned whole (with
@@ -143,7 +144,7 @@ def run_ort(
     iterations: int,
     threads: int | None,
     provider: str = "cpu",
-):
+) -> dict[str, Any]:
     """Encoder (+head) latency of one bundle precision at one batch size."""
     from ufd.runtime import Detector
 
@@ -163,7 +164,7 @@ def run_ort(
 
 def run_e2e_ort(
     bundle: str, precision: str, folder: str, threads: int | None, provider: str = "cpu"
-) -> dict:
+) -> dict[str, Any]:
     """End to end on a folder, batch 1: decode + preprocess + encoder + head."""
     from ufd.runtime import Detector
     from ufd.runtime.io.inputs import expand_inputs
@@ -178,7 +179,7 @@ def run_e2e_ort(
     return {"images": scored, "per_image_ms": elapsed / max(scored, 1) * 1e3}
 
 
-def child(kind: str, **kwargs) -> dict:
+def child(kind: str, **kwargs: Any) -> dict[str, Any]:
     """Run one configuration in a fresh interpreter; its JSON result plus peak RSS.
 
     ``kind`` is a runner of this module (``run_ort``) or ``module:function``.
@@ -195,5 +196,6 @@ def child(kind: str, **kwargs) -> dict:
     )
     for line in out.stdout.splitlines():
         if line.startswith("UFD-BENCH"):
-            return json.loads(line[len("UFD-BENCH") :])
+            found: dict[str, Any] = json.loads(line[len("UFD-BENCH") :])
+            return found
     raise RuntimeError(f"{kind} failed: {out.stderr.strip().splitlines()[-1:]}")

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ufd.runtime.bench.measure import child, count_macs, median_run
 from ufd.runtime.bundle import Manifest
 
-Job = tuple[str, dict]
+Job = tuple[str, dict[str, Any]]
 
 
 @dataclass
@@ -46,8 +47,12 @@ class BenchPlan:
 
     def jobs(self) -> dict[str, Job]:
         """Every job by key: (the :mod:`ufd.runtime.bench.measure` runner, its arguments)."""
-        ort = {"bundle": str(self.bundle), "threads": self.threads, "provider": self.provider}
-        jobs = {
+        ort: dict[str, Any] = {
+            "bundle": str(self.bundle),
+            "threads": self.threads,
+            "provider": self.provider,
+        }
+        jobs: dict[str, Job] = {
             f"peak.{d}": ("run_peak", {"dtype": d, "provider": self.provider})
             for d in self.peak_types
         }
@@ -69,22 +74,26 @@ class BenchPlan:
             jobs[f"e2e.{p}"] = ("run_e2e_ort", {**ort, "precision": p, "folder": str(self.images)})
         return jobs
 
-    def run(self, on_step: Callable[[str], None] = lambda _: None) -> dict[str, list[dict]]:
+    def run(
+        self, on_step: Callable[[str], None] = lambda _: None
+    ) -> dict[str, list[dict[str, Any]]]:
         """Run every job ``rounds`` times, round-robin, each in a fresh process."""
         jobs = self.jobs()
-        runs: dict[str, list[dict]] = {key: [] for key in jobs}
+        runs: dict[str, list[dict[str, Any]]] = {key: [] for key in jobs}
         for r in range(self.rounds):
             for key, (kind, kwargs) in jobs.items():
                 on_step(f"round {r + 1}/{self.rounds}: {key}...")
                 runs[key].append(child(kind, **kwargs))
         return runs
 
-    def summarise(self, runs: dict[str, list[dict]], manifest: Manifest) -> dict:
+    def summarise(
+        self, runs: dict[str, list[dict[str, Any]]], manifest: Manifest
+    ) -> dict[str, Any]:
         """The report: median rounds, MACs and fractions of the measured peaks."""
         fp32 = manifest.encoders.get("fp32")
         macs = count_macs(self.bundle / fp32.file) if fp32 else None
         peaks = {d: median_run(runs[f"peak.{d}"], "gmacs")["gmacs"] for d in self.peak_types}
-        result: dict = {
+        result: dict[str, Any] = {
             "bundle": str(self.bundle),
             "model": manifest.model.name,
             "provider": self.provider,
@@ -115,7 +124,7 @@ class BenchPlan:
         return result
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict[str, Any]) -> str:
     """The bench result as Markdown tables."""
     peaks = ", ".join(f"{d} {g:.0f} GMAC/s" for d, g in result["matmul_peak_gmacs"].items())
     lines = [
@@ -154,7 +163,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict, path: Path) -> None:
+def plot(result: dict[str, Any], path: Path) -> None:
     """p50 latency per configuration as a bar chart (skipped without matplotlib)."""
     try:
         import matplotlib

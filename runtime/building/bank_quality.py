@@ -80,15 +80,15 @@ def measure_quality(
             for kk in (1, k)
         }
         overlap = [len(set(a) & set(b)) / k for a, b in zip(h_ids, e_ids, strict=True)]
+        recall = float(np.mean(h_ids[:, 0] == e_ids[:, 0]))
         quality = IndexQuality(
             n_queries=len(queries),
             k=k,
-            recall_at_1=float(np.mean(h_ids[:, 0] == e_ids[:, 0])),
+            recall_at_1=recall,
             recall_at_k=float(np.mean(overlap)),
             vote_agreement_k1=votes[1],
             vote_agreement_k=votes[k],
         )
-        good = quality.recall_at_1 >= MIN_RECALL_AT_1 and min(votes.values()) >= MIN_VOTE_AGREEMENT
-        if good:
+        if recall >= MIN_RECALL_AT_1 and min(votes.values()) >= MIN_VOTE_AGREEMENT:
             break
     return ef, quality

@@ -110,7 +110,7 @@ def build_index(
     _check_source_names(sources)
     labels = np.concatenate(codes)
     vectors = l2_normalise(np.concatenate(parts) if len(labels) else np.zeros((0, dim)))
-    if kept is not None:  # rebuild with the stored vectors first (a mapped index is read-only)
+    if kept is not None and previous is not None:  # the stored vectors first (mapped: read-only)
         existing = open_labelled_bank(bundle, previous)
         vectors = np.concatenate([existing.bank.vectors(), vectors])
         labels = np.concatenate([existing.codes.astype(np.uint8), labels])

@@ -69,15 +69,17 @@ def calibrate(
         )
     if not 0.0 <= target_fpr < 1.0:
         raise UsageError(f"--target-fpr {target_fpr} must lie in [0, 1)")
-    band = target_fnr is not None
-    if band and (fakes is None or len(fakes) < MIN_REALS):
-        got = 0 if fakes is None else len(fakes)
-        raise UsageError(
-            f"--target-fnr needs held-out fakes (--fake DIR or --fake-features F.npy): "
-            f"got {got}, use at least {MIN_REALS} (hundreds are better)"
-        )
-    if band and not 0.0 <= target_fnr < 1.0:
-        raise UsageError(f"--target-fnr {target_fnr} must lie in [0, 1)")
+    band = None
+    if target_fnr is not None:
+        if fakes is None or len(fakes) < MIN_REALS:
+            got = 0 if fakes is None else len(fakes)
+            raise UsageError(
+                f"--target-fnr needs held-out fakes (--fake DIR or --fake-features F.npy): "
+                f"got {got}, use at least {MIN_REALS} (hundreds are better)"
+            )
+        if not 0.0 <= target_fnr < 1.0:
+            raise UsageError(f"--target-fnr {target_fnr} must lie in [0, 1)")
+        band = (fakes, target_fnr)
     k = k if cls.uses_k else None
     options = ScoreOptions(k=k)
     detector.methods.check((method,), options, need_threshold=False)
@@ -85,8 +87,9 @@ def calibrate(
     scores = measure(reals, options).score
     threshold, achieved = threshold_for_fpr(scores, target_fpr)
     real_below = achieved_fnr = None
-    if band:
-        real_below, achieved_fnr = real_below_for_fnr(measure(fakes, options).score, target_fnr)
+    if band is not None:
+        band_fakes, band_fnr = band
+        real_below, achieved_fnr = real_below_for_fnr(measure(band_fakes, options).score, band_fnr)
         real_below = min(real_below, threshold)  # fakes this separable leave no band
     info = CalibrationInfo(
         target_fpr=target_fpr,
@@ -97,7 +100,7 @@ def calibrate(
         k=k,
         target_fnr=target_fnr,
         achieved_fnr=achieved_fnr,
-        n_fake=len(fakes) if band else None,
+        n_fake=len(band[0]) if band is not None else None,
         real_below=real_below,
     )
     manifest = detector.bundle.manifest
@@ -124,7 +127,7 @@ def calibrate_open_set(detector: Detector, fakes: np.ndarray, unknown_rate: floa
     if not 0.0 <= unknown_rate < 1.0:
         raise UsageError(f"--unknown-rate {unknown_rate} must lie in [0, 1)")
     detector.methods.check(("nn",), ScoreOptions(k=1), need_threshold=False)
-    vote = detector.methods.get("nn").bank.vote(fakes, 1)
+    vote = detector.methods.bank_method("nn").bank.vote(fakes, 1)
     nearest_fake = np.where(np.isnan(vote.dist_fake), np.inf, vote.dist_fake)
     beyond, achieved = threshold_for_fpr(nearest_fake, unknown_rate)
     if not np.isfinite(beyond):

@@ -28,6 +28,7 @@ the method, in :mod:`ufd.runtime.methods.density`; fitting and choosing live her
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,7 @@ def choose(
     train_reals: np.ndarray,
     val_reals: np.ndarray,
     val_fakes: np.ndarray,
-    knn_score,
+    knn_score: Callable[[np.ndarray], np.ndarray],
 ) -> Choice:
     """Fit the candidates on ``train_reals``; keep the best by validation AP.
 
@@ -89,7 +90,8 @@ def choose(
     features = np.concatenate([val_reals, val_fakes])
     knn = knn_score(features)
     ap = {"knn": average_precision(labels, knn)}
-    best_model, best_gauss, best_k_ap = None, None, -1.0
+    best: tuple[GaussianModel, np.ndarray] | None = None
+    best_k_ap = -1.0
     for k in SUBSPACES:
         if k >= min(len(train_reals), train_reals.shape[1]):
             break
@@ -97,9 +99,10 @@ def choose(
         scores = model.score(features)
         ap[f"gaussian{k}"] = average_precision(labels, scores)
         if ap[f"gaussian{k}"] > best_k_ap:
-            best_model, best_gauss, best_k_ap = model, scores, ap[f"gaussian{k}"]
-    if best_model is None:
+            best, best_k_ap = (model, scores), ap[f"gaussian{k}"]
+    if best is None:
         return Choice("knn", None, None, ap)
+    best_model, best_gauss = best
     n_real = len(val_reals)
     z = z_params(knn[:n_real], best_gauss[:n_real])
     ap["combined"] = average_precision(labels, combined(knn, best_gauss, z))

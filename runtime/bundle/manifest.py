@@ -322,7 +322,7 @@ class Manifest:
             data = migrate(data)
         raw_methods = data.get("methods", {})
         rest = {k: v for k, v in data.items() if k != "methods"}
-        manifest = build(cls, rest, "manifest")
+        manifest: Manifest = build(cls, rest, "manifest")
         methods = _build_methods(raw_methods, method_configs)
         return dataclasses.replace(manifest, methods=methods, schema_version=SCHEMA_VERSION)
 

@@ -83,7 +83,7 @@ def _build_sequence(tp: Any, value: Any, where: str) -> Any:
     return items
 
 
-def _required(f: dataclasses.Field) -> bool:
+def _required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
@@ -106,7 +106,7 @@ def describe(tp: Any) -> str:
         for f in dataclasses.fields(tp):
             default = "" if _required(f) else f"={_default_text(f)}"
             parts.append(f"{f.name}:{describe(hints[f.name])}{default}")
-        return f"{tp.__name__}({', '.join(parts)})"
+        return f"{getattr(tp, '__name__', repr(tp))}({', '.join(parts)})"
     args = typing.get_args(tp)
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -119,7 +119,8 @@ def describe(tp: Any) -> str:
     return getattr(tp, "__name__", repr(tp))
 
 
-def _default_text(f: dataclasses.Field) -> str:
+def _default_text(f: dataclasses.Field[Any]) -> str:
     if f.default is not dataclasses.MISSING:
         return repr(f.default)
-    return repr(f.default_factory())  # type: ignore[misc]
+    factory: Any = f.default_factory  # set: the field is not required
+    return repr(factory())

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ufd.runtime.errors import BundleError, UsageError
 
@@ -29,7 +31,7 @@ KEYS_ENV, CERTS_ENV = "UFD_TRUSTED_KEYS", "UFD_TRUSTED_CERTS"
 SIGNING_HINT = "pip install 'ufd[signing]'"
 
 
-def trust(keys: list[Path] = (), certificates: list[Path] = ()) -> None:
+def trust(keys: Sequence[Path] = (), certificates: Sequence[Path] = ()) -> None:
     """Trust only bundles signed by these keys (or certificate chains), in this process.
 
     Set in the environment, so worker processes (ufd-scan) apply the same policy.
@@ -100,7 +102,9 @@ def _verify(manifest_bytes: bytes, signature: Path, kind: str, trusted_file: Pat
             raise BundleError(_first_line(e)) from e
 
 
-def sign(root: Path, key: Path, certificate: Path | None = None, chain: list[Path] = ()) -> Path:
+def sign(
+    root: Path, key: Path, certificate: Path | None = None, chain: Sequence[Path] = ()
+) -> Path:
     """Sign the bundle at ``root`` (its manifest) with an EC private key; the signature's path.
 
     With ``certificate`` (and its ``chain``), the signature carries the certificate.
@@ -130,7 +134,7 @@ def sign(root: Path, key: Path, certificate: Path | None = None, chain: list[Pat
     return target
 
 
-def _model_signing(part: str):
+def _model_signing(part: str) -> Any:
     try:
         import importlib
 

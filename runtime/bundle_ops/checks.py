@@ -142,9 +142,7 @@ def describe(root: Path) -> dict[str, Any]:
             "threshold": entry.threshold,
             "calibration": None if entry.calibration is None else vars(entry.calibration),
             "mb": sum(sizes.get(f, 0) for f in entry.files.values()) / 1e6,
-            "config": dataclasses.asdict(entry.config)
-            if dataclasses.is_dataclass(entry.config)
-            else entry.config,
+            "config": _config_dict(entry.config),
         }
     return {
         "schema_version_on_disk": read_json(root / MANIFEST_NAME).get("schema_version"),
@@ -159,6 +157,13 @@ def describe(root: Path) -> dict[str, Any]:
         "signed_by": bundle.signed_by,
         "total_mb": sum(sizes.values()) / 1e6,
     }
+
+
+def _config_dict(config: Any) -> Any:
+    """A method's manifest config as JSON-ready data."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    return config
 
 
 def slim(root: Path, keep: list[str]) -> tuple[Manifest, list[str]]:

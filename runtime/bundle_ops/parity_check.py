@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ufd.runtime import parity
 from ufd.runtime.bundle import Bundle
@@ -22,6 +23,7 @@ from ufd.runtime.methods import open_bundle
 from ufd.runtime.parity import GraphParity
 from ufd.runtime.preprocess import Normalizer
 from ufd.runtime.providers import Provider, start_provider
+from ufd.runtime.sessions import HeadSession
 
 
 @dataclass
@@ -40,7 +42,7 @@ class ParityVerdict:
         """Whether the graph auto takes keeps the tolerance."""
         return self.auto is not None and self.graphs[self.auto].ok
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The ``--json`` object: ``auto``, ``graphs`` (one per precision), and context."""
         return {
             "auto": self.auto,
@@ -79,7 +81,9 @@ def check_parity(root: Path, provider: str = "auto") -> ParityVerdict:
     return verdict
 
 
-def _against_fp32_here(bundle: Bundle, started: Provider, head) -> ParityVerdict:
+def _against_fp32_here(
+    bundle: Bundle, started: Provider, head: HeadSession | None
+) -> ParityVerdict:
     """A bundle without probes: each graph against this host's fp32 graph, generated images."""
     verdict = ParityVerdict(
         "fp32-here",

@@ -62,7 +62,7 @@ class Client:
 
     def detect(
         self,
-        images: Sequence[str | os.PathLike | bytes],
+        images: Sequence[str | os.PathLike[str] | bytes],
         names: Sequence[str] | None = None,
         method: str | None = None,
         k: int | None = None,
@@ -95,7 +95,8 @@ class Client:
 
     def info(self) -> dict[str, Any]:
         """``GET /v1/info``."""
-        return self._call("GET", "/v1/info")
+        info: dict[str, Any] = self._call("GET", "/v1/info")
+        return info
 
     def ready(self) -> bool:
         """Whether ``/readyz`` says the bundle is loaded and warmed."""

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ufd.runtime.detector import Detector
 from ufd.runtime.errors import UfdError
 from ufd.runtime.features.cache import (
+    EncodedBatch,
     FeatureCache,
     cache_key,
     cached_features,
     encoded_batches,
 )
+from ufd.runtime.io.decode import ImageSource
 from ufd.runtime.io.inputs import InputItem, is_image_name
 from ufd.runtime.methods import ScoreOptions
 from ufd.runtime.metrics import set_metrics
@@ -139,13 +142,13 @@ def evaluate(
     sets: list[TestSet],
     options: EvalOptions,
     on_skip: Callable[[str, str], None] = lambda path, reason: None,
-) -> tuple[dict, dict[str, dict[str, SetScores]]]:
+) -> tuple[dict[str, Any], dict[str, dict[str, SetScores]]]:
     """Score every set under every condition.
 
     Returns:
         (results for ``results.json``, scores per condition and set for the report).
     """
-    results: dict = {}
+    results: dict[str, Any] = {}
     all_scores: dict[str, dict[str, SetScores]] = {}
     for sigma, quality in options.conditions:
         view = condition(sigma, quality)
@@ -170,7 +173,7 @@ def evaluate(
     return results, all_scores
 
 
-def view_preparer(detector: Detector, view: View):
+def view_preparer(detector: Detector, view: View) -> Callable[[ImageSource], np.ndarray]:
     """Image -> encoder input of its ``view`` (the detector's own prepare step when clean)."""
     if not view.steps:
         return detector.prepare
@@ -196,7 +199,7 @@ def score_set(
     fake_paths = set(test_set.fake)
     prepare = view_preparer(detector, view)
 
-    def encode(missing: list[InputItem]):
+    def encode(missing: list[InputItem]) -> Iterator[EncodedBatch]:
         return encoded_batches(detector, missing, options.batch_size, prepare)
 
     paths, features = cached_features(items, cache, encode, on_skip)
@@ -208,14 +211,14 @@ def score_set(
     runs = detector.methods.run(options.methods, features, ScoreOptions(options.k))
     for method, result in runs.items():  # the score the threshold applies to, and the decision
         scored.scores[method], scored.predictions[method] = result.measured.score, result.is_fake
-        if detector.methods.get(method).real_below is not None:
+        if detector.methods.get(method).real_below is not None and result.unsure is not None:
             scored.unsure[method] = result.unsure
         if method == "nn":
             scored.sources = list(result.columns["nn_source"])
     return scored
 
 
-def _unsure_rates(scored: SetScores, method: str) -> dict:
+def _unsure_rates(scored: SetScores, method: str) -> dict[str, Any]:
     """Share called unsure and accuracy on the rest (methods with a band only)."""
     unsure = scored.unsure.get(method)
     if unsure is None or not len(unsure):
@@ -230,7 +233,7 @@ def _unsure_rates(scored: SetScores, method: str) -> dict:
     }
 
 
-def attribution_matrix(detector: Detector, sets: dict[str, SetScores]) -> dict | None:
+def attribution_matrix(detector: Detector, sets: dict[str, SetScores]) -> dict[str, Any] | None:
     """Counts of true source x ``nn_source`` over sets named after the bank's sources.
 
     Reals of every set count under ``real``; fakes of a set named like a source
@@ -274,7 +277,7 @@ def _threshold(detector: Detector, method: str) -> float:
     return detector.methods.get(method).threshold
 
 
-def _prediction_accuracy(scored: SetScores, method: str) -> dict:
+def _prediction_accuracy(scored: SetScores, method: str) -> dict[str, Any]:
     """Accuracies from the method's own decisions (the NN vote breaks ties by distance)."""
     pred, labels = scored.predictions[method], scored.labels
     if not len(labels):
@@ -293,7 +296,7 @@ def _nanmean(values: list[float]) -> float:
     return float(known.mean()) if len(known) else float("nan")
 
 
-def _mean_rows(per_set: dict, methods: tuple[str, ...]) -> dict:
+def _mean_rows(per_set: dict[str, Any], methods: tuple[str, ...]) -> dict[str, Any]:
     means = {}
     for method in methods:
         rows = [metrics[method] for metrics in per_set.values()]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def paper_rows(results: dict, condition: str) -> tuple[list[str], list[list[str]]]:
+def paper_rows(results: dict[str, Any], condition: str) -> tuple[list[str], list[list[str]]]:
     """The paper's layout for one condition: header and rows (sets, then the mean).
 
     Per method: AP, accuracy (real/fake), oracle best accuracy, ROC-AUC, in
@@ -41,7 +42,7 @@ def paper_rows(results: dict, condition: str) -> tuple[list[str], list[list[str]
     return header, rows
 
 
-def attribution_rows(matrix: dict) -> tuple[list[str], list[list[str]]]:
+def attribution_rows(matrix: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The attribution confusion matrix: true source (rows) x ``nn_source`` (columns)."""
     predicted = ["real", *matrix["sources"], "unknown"]
     header = ["true \\ nn_source", *predicted]
@@ -51,7 +52,7 @@ def attribution_rows(matrix: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def stability_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+def stability_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """``--stability``: per set and method (then the mean), how often a re-upload flips."""
     block = results["stability"]
     header = [
@@ -82,7 +83,7 @@ def stability_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def view_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+def view_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """``--stability``: each view's flip rate per method (mean over the sets), in percent."""
     block = results["stability"]
     methods = list(block["mean"])
@@ -94,7 +95,7 @@ def view_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def write_table(results: dict, path: Path) -> None:
+def write_table(results: dict[str, Any], path: Path) -> None:
     """``table.md``: the paper's layout per condition (attribution, stability when measured)."""
     lines = []
     for condition, block in results["conditions"].items():
@@ -135,7 +136,7 @@ def pct(value: float | None) -> str:
     return "-" if value is None or np.isnan(value) else f"{100 * value:.2f}"
 
 
-def write_json(results: dict, path: Path) -> None:
+def write_json(results: dict[str, Any], path: Path) -> None:
     """``results.json`` (NaN written as null)."""
     text = json.dumps(results, indent=2, default=float)
     path.write_text(text.replace("NaN", "null") + "\n", encoding="utf-8")

@@ -15,6 +15,7 @@ import html
 import io
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ STYLE = (
 )
 
 
-def title(results: dict) -> str:
+def title(results: dict[str, Any]) -> str:
     """The report's title: the model and its weights, the precision."""
     model = results.get("model") or {}
     name = model.get("name", "bundle")
@@ -49,7 +50,9 @@ def title(results: dict) -> str:
     return f"ufd-eval: {name}{weights}, {results['precision']}"
 
 
-def write_html(results: dict, scores: dict[str, dict[str, SetScores]], path: Path) -> bool:
+def write_html(
+    results: dict[str, Any], scores: dict[str, dict[str, SetScores]], path: Path
+) -> bool:
     """Write ``report.html``; returns whether the figures are in it (matplotlib)."""
     plt = _pyplot()
     parts = [
@@ -85,7 +88,7 @@ def write_html(results: dict, scores: dict[str, dict[str, SetScores]], path: Pat
     return plt is not None
 
 
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -97,7 +100,7 @@ def _pyplot():
     return plt
 
 
-def _summary(results: dict) -> str:
+def _summary(results: dict[str, Any]) -> str:
     parts = [f"bundle {results.get('bundle_name', '')}".strip()]
     for method, threshold in results["thresholds"].items():
         if not method_class(method).calibratable:
@@ -122,7 +125,7 @@ def _table(header: list[str], rows: list[list[str]], mean_last: bool = False) ->
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _figure(plt, scored: SetScores) -> str:
+def _figure(plt: Any, scored: SetScores) -> str:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     labels = scored.labels
     for method, values in scored.scores.items():
@@ -145,7 +148,7 @@ def _figure(plt, scored: SetScores) -> str:
     return _png(plt, fig, "curves")
 
 
-def _stability_figure(plt, block: dict) -> str:
+def _stability_figure(plt: Any, block: dict[str, Any]) -> str:
     """Flip rate per view, one bar per method (mean over the sets)."""
     views, methods = block["views"], list(block["mean"])
     fig, ax = plt.subplots(figsize=(11, 3.6))
@@ -161,7 +164,7 @@ def _stability_figure(plt, block: dict) -> str:
     return _png(plt, fig, "flip rate per view")
 
 
-def _png(plt, fig, alt: str) -> str:
+def _png(plt: Any, fig: Any, alt: str) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)

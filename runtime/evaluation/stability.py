@@ -18,6 +18,7 @@ set, over every (image, view) pair:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def stability(
     clean: dict[str, SetScores] | None = None,
     on_skip: Callable[[str, str], None] = lambda path, reason: None,
     views: tuple[View, ...] = REUPLOADS,
-) -> dict:
+) -> dict[str, Any]:
     """The stability of every method on every set (``results.json``'s ``stability``).
 
     Args:
@@ -64,7 +65,7 @@ def stability(
     }
 
 
-def method_stability(base: SetScores, views: dict[str, SetScores], method: str) -> dict:
+def method_stability(base: SetScores, views: dict[str, SetScores], method: str) -> dict[str, Any]:
     """One method's stability on one set: ``base`` (the images) against each view."""
     row_of = {path: i for i, path in enumerate(base.paths)}
     flipped_images = np.zeros(len(base.paths), dtype=bool)
@@ -99,7 +100,7 @@ def method_stability(base: SetScores, views: dict[str, SetScores], method: str) 
     }
 
 
-def worst_view(per_view: dict[str, dict]) -> str | None:
+def worst_view(per_view: dict[str, dict[str, Any]]) -> str | None:
     """The view with the highest flip rate (ties: the larger mean |Δ|); ``None``: no pair."""
     rated = [
         (row["flip_rate"], row["mean_abs_delta"], name)
@@ -109,12 +110,12 @@ def worst_view(per_view: dict[str, dict]) -> str | None:
     return max(rated, key=lambda r: (r[0], r[1]))[2] if rated else None
 
 
-def _mean(per_set: dict, methods: tuple[str, ...], views: list[str]) -> dict:
+def _mean(per_set: dict[str, Any], methods: tuple[str, ...], views: list[str]) -> dict[str, Any]:
     """Per method: each key's mean over the sets, and each view's mean flip rate."""
     means = {}
     for method in methods:
         rows = [metrics[method] for metrics in per_set.values()]
-        row: dict = {key: _nanmean([r[key] for r in rows]) for key in STABILITY_KEYS}
+        row: dict[str, Any] = {key: _nanmean([r[key] for r in rows]) for key in STABILITY_KEYS}
         row["per_view"] = {
             view: {
                 key: _nanmean([r["per_view"][view][key] for r in rows])

@@ -18,9 +18,11 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ufd.runtime.bundle import PreprocessConfig
 from ufd.runtime.detector import Detector
 from ufd.runtime.io.decode import ImageSource
 from ufd.runtime.io.inputs import InputItem
@@ -39,9 +41,9 @@ def file_key(path: str | Path) -> FileKey | None:
     return (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
 
 
-def cache_key(encoder_sha256: str, preprocess: object, variant: str = "clean") -> str:
+def cache_key(encoder_sha256: str, preprocess: PreprocessConfig, variant: str = "clean") -> str:
     """The folder name for features of one encoder, preprocessing and variant."""
-    settings = json.dumps(dataclasses.asdict(preprocess), sort_keys=True)  # type: ignore[arg-type]
+    settings = json.dumps(dataclasses.asdict(preprocess), sort_keys=True)
     return hashlib.sha256(f"{encoder_sha256}|{settings}|{variant}".encode()).hexdigest()[:24]
 
 
@@ -81,7 +83,7 @@ class FeatureCache:
         chunk, row = where
         if chunk not in self._chunks:
             self._chunks[chunk] = np.load(self.folder / _chunk_name(chunk), allow_pickle=False)
-        return self._chunks[chunk][row]
+        return np.asarray(self._chunks[chunk][row])
 
     def put(self, keys: list[FileKey], features: np.ndarray) -> None:
         """Store one batch: the chunk first, then its entry lines."""
@@ -103,12 +105,16 @@ def _chunk_name(chunk: int) -> str:
     return f"chunk-{chunk:06d}.npy"
 
 
+EncodedBatch = tuple[list[InputItem], np.ndarray, list[tuple[str, str]]]
+"""Items encoded, their features (one row each), and (path, why) of those skipped."""
+
+
 def encoded_batches(
     detector: Detector,
     items: list[InputItem],
     batch_size: int | None = None,
     prepare: Callable[[ImageSource], np.ndarray] | None = None,
-) -> Iterator[tuple[list[InputItem], np.ndarray, list[tuple[str, str]]]]:
+) -> Iterator[EncodedBatch]:
     """The detector's encoded batches in the form :func:`cached_features` takes.
 
     Yields:
@@ -129,7 +135,7 @@ def encoded_batches(
 def cached_features(
     items: Iterable[InputItem],
     cache: FeatureCache | None,
-    encode: Callable[[list[InputItem]], Iterable[tuple[list[InputItem], np.ndarray, list]]],
+    encode: Callable[[list[InputItem]], Iterable[tuple[list[InputItem], np.ndarray, list[Any]]]],
     on_skip: Callable[[str, str], None] = lambda path, reason: None,
 ) -> tuple[list[str], np.ndarray]:
     """Features for ``items``, from the cache where possible, encoding the rest.

@@ -38,7 +38,7 @@ from ufd.runtime.io.policy import (
 )
 
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
-ImageSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 
 
 def decode_image(

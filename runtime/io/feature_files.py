@@ -52,4 +52,4 @@ def _scan_features(path: Path, dim: int) -> np.ndarray:
     if len(column) == 0:
         return np.zeros((0, dim), np.float32)
     values = column.flatten().to_numpy(zero_copy_only=False)
-    return values.astype(np.float32).reshape(len(column), -1)
+    return np.asarray(values, np.float32).reshape(len(column), -1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from ufd.runtime.errors import BundleError, UsageError
 if TYPE_CHECKING:
     from ufd.runtime.providers import Provider
 
-Columns = dict[str, list]
+Columns = dict[str, list[Any]]
 """Record fields of one batch: field name -> one value per encoded input."""
 
 
@@ -222,7 +222,9 @@ class Method:
         low = self.real_below
         if low is None:
             return np.zeros(len(is_fake), dtype=bool)
-        return ~is_fake & np.array([float(s) > low for s in measured.score], dtype=bool)
+        above = np.array([float(s) > low for s in measured.score], dtype=bool)
+        unsure: np.ndarray = np.logical_and(~is_fake, above)
+        return unsure
 
     @classmethod
     def label_field(cls) -> str:

@@ -7,6 +7,7 @@ fitted model, so the method needs nothing from the tools above it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +32,9 @@ class GaussianModel:
         k, rest = len(self.variances), len(self.mean) - len(self.variances)
         inside = (projected**2 / (self.variances + self.noise)).sum(axis=1)
         outside = residual / self.noise
-        return np.maximum((inside - k) / np.sqrt(2 * k), np.abs(outside - rest) / np.sqrt(2 * rest))
+        return np.asarray(
+            np.maximum((inside - k) / np.sqrt(2 * k), np.abs(outside - rest) / np.sqrt(2 * rest))
+        )
 
     def arrays(self) -> dict[str, np.ndarray]:
         """For saving (``np.savez``)."""
@@ -43,7 +46,7 @@ class GaussianModel:
         }
 
     @classmethod
-    def from_arrays(cls, arrays) -> GaussianModel:
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> GaussianModel:
         """From :meth:`arrays` (a loaded ``.npz``)."""
         return cls(
             np.asarray(arrays["mean"], np.float64),

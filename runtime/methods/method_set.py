@@ -13,6 +13,8 @@ import numpy as np
 from ufd.runtime.bundle import Bundle
 from ufd.runtime.errors import UsageError
 from ufd.runtime.methods.base import Columns, Measured, Method, MethodContext, Scored, ScoreOptions
+from ufd.runtime.methods.linear import HeadMethod
+from ufd.runtime.methods.nn import BankMethod
 from ufd.runtime.methods.views import split_rows, with_views
 from ufd.runtime.providers import Provider
 from ufd.runtime.registry import method_class, parse_methods, registered
@@ -63,10 +65,34 @@ class MethodSet:
                 self._loaded[name] = method
         return self._loaded[name]
 
+    def head_method(self, name: str) -> HeadMethod:
+        """Method ``name``, loaded, as a method with a head graph (``linear``, ``traces``).
+
+        Raises:
+            BundleError: the bundle lacks it; UsageError: it has no head.
+        """
+        method = self.get(name)
+        if not isinstance(method, HeadMethod):
+            raise UsageError(f"the {name} method has no head graph")
+        return method
+
+    def bank_method(self, name: str) -> BankMethod:
+        """Method ``name``, loaded, as a k-NN method with a bank (``nn``, ``realonly``).
+
+        Raises:
+            BundleError: the bundle lacks it; UsageError: it has no bank.
+        """
+        method = self.get(name)
+        if not isinstance(method, BankMethod):
+            raise UsageError(f"the {name} method has no bank")
+        return method
+
     def largest_k(self) -> int | None:
         """The largest ``k`` every k-NN method of the bundle can give (its smallest bank)."""
         sizes = [
-            len(method.bank.bank) for name in self.available() if (method := self.get(name)).uses_k
+            len(self.bank_method(name).bank.bank)
+            for name in self.available()
+            if method_class(name).uses_k
         ]
         return min(sizes) if sizes else None
 

@@ -64,21 +64,28 @@ class RealOnly(BankMethod):
             with np.load(self.bundle.verified_path(name, self.context.verify)) as arrays:
                 self.density = GaussianModel.from_arrays(arrays)
 
+    def _density(self) -> GaussianModel:
+        """The density model (loaded with the method whenever its scorer uses one)."""
+        if self.density is None:
+            raise BundleError("the realonly density model is not loaded; run ufd-train again")
+        return self.density
+
     def knn_distances(self, features: np.ndarray, k: int, exact: bool | None) -> np.ndarray:
         """Mean cosine distance to the k nearest reals."""
         bank = self.bank
         _, dist = bank.bank.search(features, k, bank.use_exact(exact))
-        return dist.astype(np.float64).mean(axis=1)
+        mean: np.ndarray = np.asarray(dist, np.float64).mean(axis=1)
+        return mean
 
     def measure(self, features: np.ndarray, options: ScoreOptions) -> Measured:
         """Raw and score: the configured real-only distance."""
         scorer = self.config.scorer
         if scorer == "gaussian":
-            score = self.density.score(features)
+            score = self._density().score(features)
         elif scorer == "combined":
             k = options.k or self.config.knn_k or self.default_k()
             knn = self.knn_distances(features, k, options.exact)
-            score = combined(knn, self.density.score(features), self.config.z)
+            score = combined(knn, self._density().score(features), self.config.z)
         else:
             score = self.knn_distances(features, self.k(options), options.exact)
         return Measured(raw=score, score=score)

@@ -82,7 +82,7 @@ def _bytes(source: Any, max_bytes: int) -> bytes | None:
         source.seek(start)
         if len(data) > max_bytes:
             raise OSError(f"file over {max_bytes:,} bytes; metadata not read")
-        return data
+        return bytes(data)
     return None
 
 

@@ -102,14 +102,14 @@ def remote_manifest(url: str) -> dict[str, Any]:
     }
 
 
-def _generator(manifest: dict) -> str | None:
+def _generator(manifest: dict[str, Any]) -> str | None:
     info = manifest.get("claim_generator_info")
     if isinstance(info, list) and info and isinstance(info[0], dict):
         return " ".join(str(info[0].get(k, "")) for k in ("name", "version")).strip() or None
     return manifest.get("claim_generator")
 
 
-def _actions(manifest: dict) -> list[dict[str, str]]:
+def _actions(manifest: dict[str, Any]) -> list[dict[str, str]]:
     found = []
     for assertion in manifest.get("assertions", []):
         if assertion.get("label") not in _ACTIONS:
@@ -127,6 +127,6 @@ def _actions(manifest: dict) -> list[dict[str, str]]:
     return found
 
 
-def _failures(status: dict | None) -> list[str]:
+def _failures(status: dict[str, Any] | None) -> list[str]:
     """The failure codes of one validation status (the active manifest's, an ingredient's)."""
     return [str(item.get("code")) for item in (status or {}).get("failure", []) or []]

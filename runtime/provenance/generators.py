@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
@@ -156,11 +157,11 @@ def read_generator(
     xmp: dict[str, str],
     errors: list[str],
     rules: tuple[Rule, ...] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The ``generator`` entry of an opened image (empty: none matched); default :data:`RULES`."""
     rules = RULES if rules is None else rules
     texts = _Texts(image, xmp, errors)
-    found: dict = {}
+    found: dict[str, Any] = {}
     for rule in rules:
         for source in rule.sources:
             text = texts.get(source)
@@ -185,7 +186,7 @@ class _Texts:
     def __init__(self, image: Image.Image, xmp: dict[str, str], errors: list[str]) -> None:
         self.image, self.xmp, self.errors = image, xmp, errors
         self.cache: dict[str, str | None] = {}
-        self._exif = None
+        self._exif: dict[int, Any] | None = None
 
     def get(self, source: str) -> str | None:
         if source not in self.cache:
@@ -215,10 +216,11 @@ class _Texts:
         if self._exif is None:
             try:
                 exif = self.image.getexif()
-                self._exif = {**exif.get_ifd(EXIF_IFD), **exif}
+                found: dict[int, Any] = {**exif.get_ifd(EXIF_IFD), **exif}
             except Exception as e:  # noqa: BLE001
                 self.errors.append(f"exif: unreadable ({type(e).__name__})")
-                self._exif = {}
+                found = {}
+            self._exif = found
         return exif_text(self._exif.get(tag))
 
 

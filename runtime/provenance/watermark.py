@@ -57,7 +57,7 @@ def block_bits(rgb: np.ndarray) -> np.ndarray:
     blocks = blocks.transpose(0, 2, 1, 3).reshape(br * bc, BLOCK * BLOCK)
     rest = np.abs(blocks[:, 1:])
     largest = rest[np.arange(len(rest)), rest.argmax(axis=1)]
-    return (largest % SCALE) > 0.5 * SCALE
+    return np.asarray((largest % SCALE) > 0.5 * SCALE)
 
 
 def decode_bits(blocks: np.ndarray, length: int) -> np.ndarray:
@@ -72,4 +72,4 @@ def _u_channel(rgb: np.ndarray) -> np.ndarray:
     """U of YUV as 8-bit values (OpenCV's BGR2YUV: U = 0.492 (B - Y) + 128)."""
     r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
     y = 0.299 * r + 0.587 * g + 0.114 * b
-    return np.clip(np.rint(0.492 * (b - y) + 128.0), 0, 255)
+    return np.asarray(np.clip(np.rint(0.492 * (b - y) + 128.0), 0, 255))

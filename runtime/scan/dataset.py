@@ -43,7 +43,8 @@ that passed its fence check just before is in place by then."""
 def open_output(out: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem and root path of a dataset folder or URI."""
     if "://" in out:
-        return pafs.FileSystem.from_uri(out)
+        filesystem, path = pafs.FileSystem.from_uri(out)
+        return filesystem, str(path)
     from pathlib import Path
 
     return pafs.LocalFileSystem(), str(Path(out).absolute())
@@ -72,7 +73,7 @@ def write_shard(table: pa.Table, out: str, run: str) -> dict[str, Any]:
 def _read_text(filesystem: pafs.FileSystem, path: str) -> str | None:
     try:
         with filesystem.open_input_stream(path) as fh:
-            return fh.read().decode()
+            return bytes(fh.read()).decode()
     except (OSError, FileNotFoundError):
         return None
 
@@ -175,7 +176,7 @@ def _temporaries(filesystem: pafs.FileSystem, root: str) -> list[str]:
 
 def scan_settings_record(
     settings: Any, methods: tuple[str, ...], encoder_sha: str | dict[str, str]
-) -> dict:
+) -> dict[str, Any]:
     """What ``_scan.json`` holds: what decides a row's values.
 
     ``precision`` is what was asked: a name (``encoder_sha256`` is that graph's) or
@@ -190,7 +191,7 @@ def scan_settings_record(
     return record | {"methods": list(methods), "encoder_sha256": encoder_sha}
 
 
-def read_settings(out: str) -> dict | None:
+def read_settings(out: str) -> dict[str, Any] | None:
     """The ``_scan.json`` of the dataset at ``out``, or ``None`` (none, or unreadable)."""
     filesystem, root = open_output(out)
     try:

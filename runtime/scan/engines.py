@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
+from typing import Any
 
 import pyarrow as pa
 
@@ -33,7 +35,7 @@ from ufd.runtime.scan.nodes import survey_nodes
 from ufd.runtime.scan.stages import ScanSettings, Scorer, crop_batch
 
 logger = logging.getLogger(__name__)
-OnShard = Callable[[dict], None]
+OnShard = Callable[[dict[str, Any]], None]
 DECODE_CPUS = 0.5
 
 
@@ -51,7 +53,7 @@ class RayOptions:
     decode_batch: int = 32
 
 
-def columns(items: list[InputItem]) -> dict[str, list]:
+def columns(items: list[InputItem]) -> dict[str, list[Any]]:
     """The ``path`` / ``error`` columns a scan starts from."""
     return {"path": [i.path for i in items], "error": [i.error for i in items]}
 
@@ -72,9 +74,14 @@ def _init_worker(settings: ScanSettings) -> None:
     _SCORER = Scorer(settings)
 
 
-def _score_chunk(chunk: list[InputItem], settings: ScanSettings, out: str, run: str) -> dict:
-    batch = settings.batch_size or _SCORER.detector.provider_spec.batch_size
-    tables = [_SCORER(crop_batch(columns(part), settings)) for part in chunks(chunk, batch)]
+def _score_chunk(
+    chunk: list[InputItem], settings: ScanSettings, out: str, run: str
+) -> dict[str, Any]:
+    scorer = _SCORER
+    if scorer is None:
+        raise RuntimeError("a scan worker scored before it was initialised")
+    batch = settings.batch_size or scorer.detector.provider_spec.batch_size
+    tables = [scorer(crop_batch(columns(part), settings)) for part in chunks(chunk, batch)]
     return write_shard(pa.concat_tables(tables), out, run)
 
 
@@ -124,7 +131,13 @@ def run_local(
 
 
 def _pool_pass(
-    work: dict[int, list[InputItem]], settings, out, run, workers, on_shard, context
+    work: dict[int, list[InputItem]],
+    settings: ScanSettings,
+    out: str,
+    run: str,
+    workers: int,
+    on_shard: OnShard,
+    context: BaseContext,
 ) -> None:
     """Score ``work`` on a pool; finished chunks leave ``work`` as their shards land."""
     with ProcessPoolExecutor(workers, context, _init_worker, (settings,)) as pool:
@@ -139,7 +152,7 @@ def _pool_pass(
 # --- ray -----------------------------------------------------------------------------
 
 
-def _shard_task(table: pa.Table, out: str, run: str) -> dict[str, list]:
+def _shard_task(table: pa.Table, out: str, run: str) -> dict[str, list[Any]]:
     result = write_shard(table, out, run)
     return {k: [v] for k, v in result.items()}
 
@@ -181,7 +194,7 @@ def run_ray(
         ray.data.from_arrow(pa.table(columns(items)))
         # decoding tasks ask for less than an actor's CPU, so Ray does not fuse them into it
         .map_batches(
-            crop_batch,
+            crop_batch,  # type: ignore[arg-type]  # Ray passes fn_kwargs after the batch
             fn_kwargs={"settings": settings},
             batch_size=options.decode_batch,
             num_cpus=DECODE_CPUS,
@@ -195,7 +208,7 @@ def run_ray(
             num_gpus=options.gpus_per_worker or None,
         )
         .map_batches(
-            _shard_task,
+            _shard_task,  # type: ignore[arg-type]  # Ray passes fn_kwargs after the batch
             fn_kwargs={"out": out, "run": run},
             batch_size=shard_rows,
             batch_format="pyarrow",
@@ -213,7 +226,7 @@ def _actor_provider(settings: ScanSettings, options: RayOptions) -> str:
     return "cuda" if options.gpus_per_worker else "cpu"
 
 
-def _check_room(ray, options: RayOptions) -> None:
+def _check_room(ray: Any, options: RayOptions) -> None:
     """Refuse actors that would take every CPU: decoding tasks would never run.
 
     Raises:
@@ -228,7 +241,7 @@ def _check_room(ray, options: RayOptions) -> None:
         )
 
 
-def _start_ray(ray, options: RayOptions) -> None:
+def _start_ray(ray: Any, options: RayOptions) -> None:
     if ray.is_initialized():
         return
     if not logger.isEnabledFor(logging.INFO):  # Ray's C++ and Data logs, unless -v

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ufd.runtime.encoder_choice import choose_encoder, head_of
 from ufd.runtime.methods import open_bundle
@@ -85,11 +86,12 @@ def node_graph(bundle_dir: str, provider: str, precision: str | None, node: str)
 def _remote_node_graph(bundle_dir: str, provider: str, precision: str | None) -> NodeGraph:
     import ray
 
-    return node_graph(bundle_dir, provider, precision, ray.util.get_node_ip_address())
+    node: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    return node_graph(bundle_dir, provider, precision, node)
 
 
 def survey_nodes(
-    ray, bundle_dir: str, provider: str, precision: str | None, cpus: float, gpus: float
+    ray: Any, bundle_dir: str, provider: str, precision: str | None, cpus: float, gpus: float
 ) -> list[NodeGraph]:
     """One :class:`NodeGraph` per alive node with room for a scoring actor, each said once.
 
@@ -112,7 +114,7 @@ def survey_nodes(
         placed = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         options = {"num_cpus": cpus, "num_gpus": gpus or None, "scheduling_strategy": placed}
         pending.append(task.options(**options).remote(bundle_dir, provider, precision))
-    found = ray.get(pending)
+    found: list[NodeGraph] = ray.get(pending)
     for graph in found:
         logger.log(logging.WARNING if graph.worth_a_warning else logging.INFO, graph.line())
     return found

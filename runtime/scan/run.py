@@ -17,6 +17,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ufd.runtime.encoder_choice import choose_encoder, choose_precision, head_of, named
 from ufd.runtime.errors import UsageError
@@ -48,7 +49,7 @@ class ScanPlan:
 
     settings: ScanSettings
     methods: tuple[str, ...]
-    record: dict
+    record: dict[str, Any]
     graph: str = "auto"
 
 
@@ -154,7 +155,7 @@ def run_scan(
     resume: bool = False,
     overwrite: bool = False,
     on_start: Callable[[ScanTotals], None] = lambda totals: None,
-    on_shard: Callable[[dict], None] = lambda result: None,
+    on_shard: Callable[[dict[str, Any]], None] = lambda result: None,
 ) -> ScanTotals:
     """Scan ``inputs`` (and ``listed`` entries) into the dataset ``out``.
 
@@ -175,7 +176,7 @@ def run_scan(
 
     shards: set[str] = set()
 
-    def landed(result: dict) -> None:
+    def landed(result: dict[str, Any]) -> None:
         if result["shard"] in shards:  # a chunk redone after a worker died: counted once
             return
         if result["shard"] is not None:

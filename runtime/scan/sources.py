@@ -130,4 +130,4 @@ def read_bytes(uri: str, max_bytes: int) -> bytes:
     if info.size is not None and info.size > max_bytes:
         raise OSError(f"file is {info.size:,} bytes, over the limit of {max_bytes:,}")
     with filesystem.open_input_file(path) as fh:
-        return fh.read()
+        return bytes(fh.read())

@@ -145,8 +145,11 @@ class Scorer:
         return pa.table(columns, schema=self.schema)
 
 
-def _feature_column(prepared: list[Prepared], features, failure) -> list:
-    out, row = [], 0
+def _feature_column(
+    prepared: list[Prepared], features: np.ndarray | None, failure: str | None
+) -> list[np.ndarray | None]:
+    out: list[np.ndarray | None] = []
+    row = 0
     for p in prepared:
         if p.pixels is None or failure is not None or features is None:
             out.append(None)

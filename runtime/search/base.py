@@ -10,6 +10,7 @@ neighbours; approximate (HNSW) search belongs to the backend
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +22,7 @@ def l2_normalise(features: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), as float32."""
     features = np.asarray(features, dtype=np.float32)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
+    return np.asarray(features / np.maximum(norms, 1e-12), np.float32)
 
 
 class VectorBank:
@@ -46,6 +47,14 @@ class VectorBank:
         self, queries: np.ndarray, k: int, threads: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Approximate k-NN of unit ``queries``: (ids, distances), nearest first."""
+        raise NotImplementedError
+
+    def add(self, vectors: np.ndarray, threads: int) -> None:
+        """Append unit ``vectors`` (ids continue from ``len``)."""
+        raise NotImplementedError
+
+    def save(self, path: Path, vectors_path: Path | None = None) -> None:
+        """Write the index (and, where the backend keeps them apart, the fp32 rows)."""
         raise NotImplementedError
 
     def exact_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -101,7 +110,7 @@ class FloatBank(VectorBank):
     @property
     def dim(self) -> int:
         """Feature dimension."""
-        return self.rows.shape[1]
+        return int(self.rows.shape[1])
 
     def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``start:stop``."""

@@ -84,12 +84,12 @@ class HnswBank(VectorBank):
         return cls(index, ef, path)
 
     def __len__(self) -> int:
-        return self.index.get_current_count()
+        return int(self.index.get_current_count())
 
     @property
     def dim(self) -> int:
         """Feature dimension."""
-        return self.index.dim
+        return int(self.index.dim)
 
     def add(self, vectors: np.ndarray, threads: int = -1) -> None:
         """Append vectors (normalised here, in chunks), growing the index as needed."""
@@ -104,8 +104,8 @@ class HnswBank(VectorBank):
         self._path = None  # the file no longer holds every vector
         self._rows = None
 
-    def save(self, path: Path) -> None:
-        """Write the hnswlib index file."""
+    def save(self, path: Path, vectors_path: Path | None = None) -> None:
+        """Write the hnswlib index file (it holds the vectors: ``vectors_path`` unused)."""
         self.index.save_index(str(path))
 
     def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -150,7 +150,8 @@ class HnswBank(VectorBank):
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k-NN of hnswlib at ``ef`` (at least k)."""
         self.index.set_ef(max(self.ef, k))
-        return self.index.knn_query(queries, k=k, num_threads=threads)
+        ids, dist = self.index.knn_query(queries, k=k, num_threads=threads)
+        return np.asarray(ids), np.asarray(dist)
 
     def exact_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Blocks from the index file (or a kept copy) when there is one, else hnswlib."""

@@ -90,7 +90,7 @@ class UsearchBank(VectorBank):
             raise BundleError(f"{path.name} holds {found}-d vectors, not {dim}-d; rebuild it")
         index.expansion_search = ef
         rows = VectorFile(vectors) if vectors is not None else None
-        if rows is not None and len(rows) != len(index):
+        if vectors is not None and rows is not None and len(rows) != len(index):
             raise BundleError(f"{vectors.name} has {len(rows)} rows for {len(index)} vectors")
         return cls(index, ef, rows)
 
@@ -100,7 +100,7 @@ class UsearchBank(VectorBank):
     @property
     def dim(self) -> int:
         """Feature dimension."""
-        return self.index.ndim
+        return int(self.index.ndim)
 
     def add(self, vectors: np.ndarray, threads: int = 0) -> None:
         """Append vectors (normalised here, in chunks); ``threads`` <= 0: every core."""
@@ -112,27 +112,31 @@ class UsearchBank(VectorBank):
             if isinstance(self.rows, np.ndarray):
                 self.rows = np.concatenate([self.rows, chunk])
 
-    def save(self, path: Path, vectors: Path | None = None) -> None:
-        """Write the usearch index file (and an int8 bank's fp32 rows to ``vectors``)."""
+    def save(self, path: Path, vectors_path: Path | None = None) -> None:
+        """Write the usearch index file (and an int8 bank's fp32 rows to ``vectors_path``)."""
         self.index.save(str(path))
         if self.rows is not None:
-            if vectors is None:
+            if vectors_path is None:
                 raise ValueError("an int8 bank needs a path for its fp32 rows")
-            write_vectors(vectors, self.vectors())
+            write_vectors(vectors_path, self.vectors())
 
     def vectors(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Stored vectors ``start:stop`` (dequantised, re-normalised), in key order."""
         stop = len(self) if stop is None else min(stop, len(self))
-        if self.rows is not None:
-            return self.vectors_of(np.arange(start, stop))
-        keys = np.arange(start, stop, dtype=np.uint64)
+        return self.vectors_of(np.arange(start, stop))
+
+    def vectors_from_index(self, ids: np.ndarray) -> np.ndarray:
+        """Unit rows of ``ids`` as the index stores them (dequantised), as float32."""
+        keys = np.asarray(ids, dtype=np.uint64)
         return l2_normalise(np.asarray(self.index.get(keys, dtype=np.float32), np.float32))
 
     def vectors_of(self, ids: np.ndarray) -> np.ndarray:
         """Unit rows of ``ids`` (any order), as float32."""
         if isinstance(self.rows, VectorFile):
             return self.rows.rows(ids)
-        return self.rows[ids]
+        if self.rows is None:  # an fp32/fp16 bank: its index holds the vectors
+            return self.vectors_from_index(ids)
+        return np.asarray(self.rows[ids])
 
     def exact_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Exact search reads the fp32 rows in order, when there are some."""

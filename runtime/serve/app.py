@@ -15,8 +15,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -36,6 +37,9 @@ from ufd.runtime.serve.metrics import ServeMetrics
 from ufd.runtime.serve.uploads import RequestError, describe_limits, read_detect_request
 from ufd.runtime.transforms import REUPLOAD_NAMES
 
+OnFatal = Callable[[str, int], None]
+"""Told why the service cannot go on, and the exit status it should end with."""
+
 logger = logging.getLogger(__name__)
 EXIT_BUNDLE, EXIT_INTERNAL = 2, 3
 """How ``ufd-serve`` ends when it cannot serve: the bundle failed to load, or a worker stopped."""
@@ -54,14 +58,14 @@ class ServiceState:
 def create_app(
     config: ServeConfig,
     open_detector: Callable[[], Detector] | None = None,
-    on_fatal: Callable[[str, int], None] = lambda message, code: None,
+    on_fatal: OnFatal = lambda message, code: None,
 ) -> FastAPI:
     """The service for ``config`` (``open_detector`` replaces bundle loading in tests)."""
     state, metrics = ServiceState(), ServeMetrics()
     opener = open_detector or (lambda: _open(config))
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = threading.Thread(
             target=_load, args=(state, config, opener, metrics, on_fatal), daemon=True
         )
@@ -108,7 +112,13 @@ def _open(config: ServeConfig) -> Detector:
     )
 
 
-def _load(state, config, opener, metrics: ServeMetrics, on_fatal) -> None:
+def _load(
+    state: ServiceState,
+    config: ServeConfig,
+    opener: Callable[[], Detector],
+    metrics: ServeMetrics,
+    on_fatal: OnFatal,
+) -> None:
     """Load the bundle, load every method, run one warm-up image, start the engine."""
     try:
         started = time.perf_counter()
@@ -155,7 +165,7 @@ def _describe_api(app: FastAPI, config: ServeConfig, state: ServiceState) -> Non
 
     from ufd.runtime.registry import method_names
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         detector = state.detector
@@ -172,10 +182,12 @@ def _describe_api(app: FastAPI, config: ServeConfig, state: ServiceState) -> Non
             app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
-def _worker_died(state: ServiceState, metrics: ServeMetrics, on_fatal, reason: str) -> None:
+def _worker_died(
+    state: ServiceState, metrics: ServeMetrics, on_fatal: OnFatal, reason: str
+) -> None:
     """Not ready any more; the process ends non-zero (exit 3) so that a supervisor restarts it."""
     state.failure = reason
     state.ready.clear()
@@ -194,7 +206,9 @@ def _install_errors(app: FastAPI, metrics: ServeMetrics) -> None:
         return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=headers)
 
     @app.middleware("http")
-    async def measure(request: Request, call_next):
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         started = time.perf_counter()
         route = request.url.path if request.url.path in _ROUTES else "other"
         try:
@@ -238,7 +252,7 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
         return HTMLResponse(resources.files("ufd.runtime.serve").joinpath("page.html").read_text())
 
     @app.get("/healthz", summary="The process is alive")
-    async def healthz() -> dict:
+    async def healthz() -> dict[str, Any]:
         return {"status": "alive"}
 
     @app.get("/readyz", summary="The bundle is loaded and warmed, the worker runs (503 if not)")
@@ -257,7 +271,7 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
         return Response(metrics.exposition(depth), media_type=metrics.content_type)
 
     @app.get("/v1/info", summary="Model, precisions, methods, thresholds, parity, limits")
-    async def info(request: Request) -> dict:
+    async def info(request: Request) -> dict[str, Any]:
         require_key(request)
         detector, _ = ready_detector()
         return describe(detector, config)
@@ -303,7 +317,7 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
         return JSONResponse({"records": [r.to_dict(fields) for r in records]})
 
 
-def device_parity(detector: Detector) -> dict | None:
+def device_parity(detector: Detector) -> dict[str, Any] | None:
     """The graph this service runs as measured here, and the faster ones auto passed over."""
     if detector.parity is None:
         return None
@@ -311,7 +325,7 @@ def device_parity(detector: Detector) -> dict | None:
     return detector.parity.to_dict() | {"passed_over": passed}
 
 
-def describe(detector: Detector, config: ServeConfig) -> dict:
+def describe(detector: Detector, config: ServeConfig) -> dict[str, Any]:
     """What ``GET /v1/info`` reports."""
     manifest = detector.bundle.manifest
     methods = {}

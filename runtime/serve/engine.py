@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import queue
 import threading
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +40,6 @@ from ufd.runtime.pipeline import Prepared, prepare_item
 from ufd.runtime.records import Record
 
 logger = logging.getLogger(__name__)
-
-
-_ENCODED = np.empty(0, np.float32)
 
 
 class Overloaded(Exception):
@@ -98,7 +97,7 @@ class Engine:
         self._admit_lock = threading.Condition()
         self._queue_lock = threading.Lock()  # orders queueing against the worker's death
         self._accepting = True
-        self._encode_queue: queue.Queue = queue.Queue()
+        self._encode_queue: queue.Queue[tuple[Job, int] | None] = queue.Queue()
         self._in_flight: list[tuple[Job, int]] = []
         self._faults = Faults()
 
@@ -125,7 +124,7 @@ class Engine:
             Overloaded: the engine is full, shutting down, or its worker stopped.
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
+        future: asyncio.Future[list[Record]] = loop.create_future()
 
         def done(result: list[Record] | BaseException) -> None:
             def settle() -> None:
@@ -258,7 +257,7 @@ class Engine:
         if not live:
             return
         started = time.perf_counter()
-        features, failure = self.detector.encode_pixels([job.prepared[i].pixels for job, i in live])
+        features, failure = self.detector.encode_pixels([_pixels(job, i) for job, i in live])
         _call_hook(self.stats.on_batch, len(live), time.perf_counter() - started)
         for row, (job, i) in enumerate(live):
             self._settle(job, i, None if features is None else features[row], failure)
@@ -272,7 +271,9 @@ class Engine:
             job.settled[index] = True
             if feature is not None:
                 job.features[index] = feature
-                job.prepared[index].pixels = _ENCODED  # free the pixels, keep "had pixels"
+                encoded = job.prepared[index]
+                if encoded is not None:  # free the pixels now: its record needs the feature
+                    job.prepared[index] = dataclasses.replace(encoded, pixels=None)
             elif failure is not None:
                 job.failures[index] = failure
             job.remaining -= 1
@@ -323,7 +324,15 @@ class Engine:
         return drained
 
 
-def _call_hook(hook: Callable, *args) -> None:
+def _pixels(job: Job, index: int) -> np.ndarray:
+    """The pixels of an image queued for the encoder (only decoded images are queued)."""
+    prepared = job.prepared[index]
+    if prepared is None or prepared.pixels is None:
+        raise RuntimeError(f"image {index} of a request was queued without pixels")
+    return prepared.pixels
+
+
+def _call_hook(hook: Callable[..., None], *args: Any) -> None:
     """A metrics hook: its failure is logged, never a request's."""
     try:
         hook(*args)

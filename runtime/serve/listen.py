@@ -14,6 +14,7 @@ import errno
 import os
 import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from ufd.runtime.errors import UsageError
@@ -81,7 +82,7 @@ def _answers(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _private_umask():
+def _private_umask() -> Iterator[None]:
     old = os.umask(0o177)  # the socket file is created 0600
     try:
         yield

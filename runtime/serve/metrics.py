@@ -75,7 +75,7 @@ class ServeMetrics:
         """A request's records are ready."""
         for record in records:
             self.images.labels("scored" if record.ok else "error").inc()
-            if not record.ok:
+            if record.error is not None:
                 self.image_errors.labels(error_reason(record.error)).inc()
 
     def on_request(self, route: str, status: int, seconds: float) -> None:

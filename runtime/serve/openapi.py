@@ -26,7 +26,7 @@ RECORD = {
 }
 
 
-def error(description: str) -> dict:
+def error(description: str) -> dict[str, Any]:
     """A documented error answer."""
     return {
         "description": description,
@@ -36,7 +36,7 @@ def error(description: str) -> dict:
 
 UNAUTHORIZED = {401: error("missing or wrong API key (Authorization: Bearer KEY)")}
 NOT_READY = {503: error("not ready (loading), the worker stopped, or full: retry later")}
-RESPONSES: dict[str, dict[int, dict]] = {
+RESPONSES: dict[str, dict[int, dict[str, Any]]] = {
     "/healthz": {},
     "/readyz": NOT_READY,
     "/metrics": UNAUTHORIZED,
@@ -123,7 +123,7 @@ def detect_body(
     }
 
 
-def detect_answer() -> dict:
+def detect_answer() -> dict[str, Any]:
     """The 200 answer of ``POST /v1/detect``: one record per image, in order."""
     records = {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}
     schema = {"type": "object", "properties": {"records": records}, "required": ["records"]}
@@ -133,7 +133,7 @@ def detect_answer() -> dict:
     }
 
 
-def complete(schema: dict, body: dict) -> dict:
+def complete(schema: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     """FastAPI's generated schema, with the detect body, the answers and the shared types."""
     paths = schema["paths"]
     for path, item in paths.items():

@@ -13,9 +13,12 @@ import binascii
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 from ufd.runtime.serve.config import MB, ServeConfig
 from ufd.runtime.transforms import REUPLOAD_NAMES
@@ -115,7 +118,8 @@ class _Parts:
         self.part: tuple[str, str | None] = ("", None)  # (field name, file name)
         self.error: RequestError | None = None
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
+        """What the multipart parser calls as the body streams in."""
         return {
             "on_part_begin": self._begin,
             "on_header_field": self._header_field,
