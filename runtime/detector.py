@@ -22,17 +22,19 @@ import numpy as np
 
 from ufd.runtime.bundle import Bundle
 from ufd.runtime.encoder_choice import open_encoder
-from ufd.runtime.errors import UsageError
+from ufd.runtime.errors import BundleError, UsageError
 from ufd.runtime.io.decode import ImageSource
 from ufd.runtime.io.inputs import InputItem, expand_inputs
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 from ufd.runtime.methods import MethodSet, ScoreOptions, fields_for, open_bundle
 from ufd.runtime.parity import GraphParity
-from ufd.runtime.pipeline import FeatureBatch, Prepared, Preparer, prepare_stream
-from ufd.runtime.providers import Provider, start_provider
+from ufd.runtime.pipeline import FeatureBatch, Pixels, Prepared, Preparer, prepare_stream
+from ufd.runtime.providers import PROVIDERS, Provider, start_provider
 from ufd.runtime.records import Record, records_from_columns
-from ufd.runtime.sessions import EncoderSession, check_feature_dim
+from ufd.runtime.registry import INPUT_NOTE
+from ufd.runtime.sessions import AggregatorSession, EncoderSession, check_feature_dim
 from ufd.runtime.transforms import reupload_views
+from ufd.runtime.units import Units
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class Detector:
         self.preparer = Preparer(self.preprocess_config, max_pixels)
         self.preprocessor = self.preparer.preprocessor
         self.decode_workers = provider.decode_workers if decode_workers is None else decode_workers
+        self.aggregator: AggregatorSession | None = None
+        """``tiles`` bundles: the graph that turns an image's tile features into its own."""
         self.parity: GraphParity | None = None
         """How the encoder measured on this host against the bundle's probes (``None``:
         not measured: the bundle has no probes)."""
@@ -130,6 +134,9 @@ class Detector:
             bundle, encoder, precision, started, methods, max_pixels, decode_workers, provenance
         )
         detector.parity, detector.passed_over = choice.parity, choice.passed_over
+        if manifest.aggregator is not None:
+            path = bundle.graph_path(manifest.aggregator.file, verify)
+            detector.aggregator = AggregatorSession(path, PROVIDERS["cpu"], threads)
         return detector
 
     @property
@@ -142,7 +149,7 @@ class Detector:
         """The linear head's decision threshold on p(fake)."""
         return self.methods.get("linear").threshold
 
-    def prepare(self, source: ImageSource) -> np.ndarray:
+    def prepare(self, source: ImageSource) -> Pixels:
         """Decode and preprocess one image (path, bytes or file object) to the encoder's input.
 
         Raises:
@@ -177,7 +184,7 @@ class Detector:
         self.methods.check(names, options)
         return names, options
 
-    def prepare_for(self, options: ScoreOptions) -> Callable[[ImageSource], np.ndarray]:
+    def prepare_for(self, options: ScoreOptions) -> Callable[[ImageSource], Pixels]:
         """The prepare step of a call: :meth:`prepare`, or with views the image and its views.
 
         With ``options.views`` = V, an image becomes (1 + V, 3, S, S): itself, then its views.
@@ -302,6 +309,11 @@ class Detector:
             columns = self.methods.columns(methods, own, options, views)
         errors = [p.error if p.error is not None else failure for p in batch]
         records = records_from_columns([p.item.path for p in batch], errors, columns)
+        if self.notes_input:
+            records = [
+                dataclasses.replace(r, values={**r.values, INPUT_NOTE: _note(p.pixels)})
+                for r, p in zip(records, batch, strict=True)
+            ]
         if not self.provenance:
             return records
         from ufd.runtime.provenance import read_provenance
@@ -316,15 +328,21 @@ class Detector:
     def fields(self, methods: tuple[str, ...], views: int = 0) -> tuple[str, ...]:
         """The record fields of ``methods``.
 
-        With ``provenance`` when it is read, and the views' fields with ``views``.
+        With ``provenance`` when it is read, the views' fields with ``views``, and
+        ``input`` for bundles that may change an image to fit the encoder.
         """
-        return fields_for(methods, self.provenance, views > 0)
+        return fields_for(methods, self.provenance, views > 0, self.notes_input)
+
+    @property
+    def notes_input(self) -> bool:
+        """Whether records say what was done to an image to fit the encoder (``whole``)."""
+        return self.preprocess_config.mode == "whole"
 
     def feature_batches(
         self,
         items: Iterable[InputItem],
         batch_size: int | None = None,
-        prepare: Callable[[ImageSource], np.ndarray] | None = None,
+        prepare: Callable[[ImageSource], Pixels] | None = None,
     ) -> Iterator[FeatureBatch]:
         """Decode, preprocess and encode items in batches.
 
@@ -366,28 +384,69 @@ class Detector:
             features = np.stack(features)
         return batch, features, failure
 
+    def _encode_units(self, pixels: list[Pixels]) -> np.ndarray | list[np.ndarray]:
+        """:meth:`encode_pixels` for units, one feature per image (or view).
+
+        Every part's units go through the encoder (one call per input size), then
+        :func:`aggregate_units` makes their features one.
+        """
+        units = [p for p in pixels if isinstance(p, Units)]
+        if len(units) != len(pixels):
+            raise ValueError("a batch mixes units with single crops")
+        parts = [part for unit in units for part in unit.parts]
+        encoded = self._encode_parts(parts)
+        mode = self.preprocess_config.mode
+        per_image, at = [], 0
+        for unit in units:
+            own = [
+                aggregate_units(mode, self.aggregator, f)
+                for f in encoded[at : at + len(unit.parts)]
+            ]
+            at += len(unit.parts)
+            per_image.append(own[0] if len(own) == 1 else np.stack(own))
+        if len({f.shape for f in per_image}) == 1:
+            return np.stack(per_image)
+        return per_image
+
+    def _encode_parts(self, parts: list[np.ndarray]) -> list[np.ndarray]:
+        """The encoder's features of each part's units, in order; one call per input size."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, part in enumerate(parts):
+            groups.setdefault(part.shape[1:], []).append(i)
+        encoded: dict[int, np.ndarray] = {}
+        for indices in groups.values():
+            rows = self.features(np.concatenate([parts[i] for i in indices]))
+            start = 0
+            for i in indices:
+                encoded[i] = rows[start : start + len(parts[i])]
+                start += len(parts[i])
+        return [encoded[i] for i in range(len(parts))]
+
     def encode_pixels(
-        self, pixels: list[np.ndarray]
+        self, pixels: list[Pixels]
     ) -> tuple[np.ndarray | list[np.ndarray] | None, str | None]:
         """Features of preprocessed images, or why the encoder failed (never raised).
 
         The one encode step of ufd-detect, the service and the scanner. Each entry
-        is one image, (3, S, S), or an image and its views, (1 + V, 3, S, S): all
-        go through the encoder together, and the features come back one entry per
-        image: (N, D), or (N, 1 + V, D) when every entry has the same V (else a
-        list of (1 + V, D) arrays).
+        is one image, (3, S, S), or an image and its views, (1 + V, 3, S, S), or
+        :class:`Units`: all go through the encoder together, and the features come
+        back one entry per image: (N, D), or (N, 1 + V, D) when every entry has the
+        same V (else a list of (1 + V, D) arrays).
         """
         try:
-            if all(p.ndim == 3 for p in pixels):
-                return self.features(np.stack(pixels)), None
-            counts = [1 if p.ndim == 3 else len(p) for p in pixels]
-            flat = self.features(np.concatenate([p.reshape(-1, *p.shape[-3:]) for p in pixels]))
+            arrays = [p for p in pixels if isinstance(p, np.ndarray)]
+            if len(arrays) < len(pixels):
+                return self._encode_units(pixels), None
+            if all(p.ndim == 3 for p in arrays):
+                return self.features(np.stack(arrays)), None
+            counts = [1 if p.ndim == 3 else len(p) for p in arrays]
+            flat = self.features(np.concatenate([p.reshape(-1, *p.shape[-3:]) for p in arrays]))
             if len(set(counts)) == 1:
-                return flat.reshape(len(pixels), counts[0], -1), None
+                return flat.reshape(len(arrays), counts[0], -1), None
             ends = np.cumsum(counts)
             return [
                 flat[end - c : end] if p.ndim == 4 else flat[end - 1]
-                for p, c, end in zip(pixels, counts, ends, strict=True)
+                for p, c, end in zip(arrays, counts, ends, strict=True)
             ], None
         except Exception as e:
             logger.error(
@@ -399,11 +458,35 @@ class Detector:
             return None, f"inference failed: {type(e).__name__}: {e}"
 
 
-def _rows(pixels: np.ndarray | None) -> int:
-    """Encoder rows of one prepared image: 0 (none), 1, or 1 + V with views."""
+def aggregate_units(
+    mode: str, aggregator: AggregatorSession | None, rows: np.ndarray
+) -> np.ndarray:
+    """One image's feature from its units' (K, d) features, as the bundle's mode says.
+
+    ``tiles``: the aggregator graph; ``five_crops``: their mean (float32, as the official
+    wrapper's mean of logits: the head is linear); ``whole``: the only one.
+    """
+    if mode == "tiles":
+        if aggregator is None:
+            raise BundleError("a tiles bundle without its aggregator graph: re-export it")
+        return aggregator(rows)
+    if mode == "five_crops":
+        return np.asarray(rows.mean(axis=0, dtype=np.float32), np.float32)
+    return np.asarray(rows[0], np.float32)
+
+
+def _rows(pixels: Pixels | None) -> int:
+    """Encoder rows of one prepared image: 0 (none), 1, 1 + V with views, or its units'."""
     if pixels is None:
         return 0
+    if isinstance(pixels, Units):
+        return pixels.rows
     return 1 if pixels.ndim == 3 else len(pixels)
+
+
+def _note(pixels: Pixels | None) -> str | None:
+    """What was done to the image to fit the encoder (``whole``'s input cap), if anything."""
+    return pixels.note if isinstance(pixels, Units) else None
 
 
 def _item(image: ImageSource, index: int, names: Sequence[str] | None) -> InputItem:

@@ -27,8 +27,14 @@ from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 from ufd.runtime.preprocess import build_preprocessor
 from ufd.runtime.transforms import View
+from ufd.runtime.units import UNIT_PREPROCESSORS, Units
 
 logger = logging.getLogger(__name__)
+
+
+Pixels = np.ndarray | Units
+"""One prepared image: an array (single-crop bundles: (3, S, S), or (1 + V, 3, S, S)
+with views; uint8 (S, S, 3) crops before normalising) or :class:`Units`."""
 
 
 @dataclass
@@ -40,7 +46,7 @@ class Prepared:
     """
 
     item: InputItem
-    pixels: np.ndarray | None = None
+    pixels: Pixels | None = None
     error: str | None = None
 
 
@@ -51,17 +57,21 @@ FeatureBatch = tuple[list[Prepared], np.ndarray | None, str | None]
 class Preparer:
     """A bundle's preprocessing of one image: decode, crop (and pad), normalise.
 
-    ``crop`` gives the (S, S, 3) uint8 pixels, ``normalise`` the (3, S, S)
-    float32 encoder input made from them; calling it does both. With views
+    ``crop`` gives the uint8 pixels, ``normalise`` the float32 encoder input made
+    from them; calling it does both. Single-crop bundles give an (S, S, 3) crop and
+    a (3, S, S) input; bundles whose images give several inputs (or one of their own
+    size: :mod:`ufd.runtime.units`) give :class:`Units`. With views
     (:mod:`ufd.runtime.transforms`), :meth:`crops` and :meth:`with_views` give the
-    image and each view of it stacked: (1 + V, S, S, 3) and (1 + V, 3, S, S).
+    image and each view of it: stacked, (1 + V, S, S, 3) and (1 + V, 3, S, S), or
+    one :class:`Units` part each.
     """
 
     def __init__(self, config: PreprocessConfig, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.config = config
         self.max_pixels = max_pixels
         self.preprocessor = build_preprocessor(config)
-        self.normalise = self.preprocessor.normalizer
+        self.normalizer = self.preprocessor.normalizer
+        self.units = UNIT_PREPROCESSORS[config.mode](config) if config.units_per_image else None
 
     def decode(self, source: ImageSource) -> Image.Image:
         """The RGB image of ``source`` (bounded by ``max_pixels``).
@@ -71,31 +81,64 @@ class Preparer:
         """
         return decode_image(source, self.max_pixels, self.config.exif_transpose)
 
-    def crop(self, source: ImageSource) -> np.ndarray:
+    def crop(self, source: ImageSource) -> Pixels:
         """The uint8 pixels the encoder input is normalised from.
 
         Raises:
             ImageError: the image cannot be decoded or cropped.
         """
-        return self._crop(self.decode(source))
+        return self.crops(source, ())
 
-    def crops(self, source: ImageSource, views: tuple[View, ...]) -> np.ndarray:
-        """The image's uint8 pixels, then each view's: (1 + V, S, S, 3), decoded once.
+    def crops(self, source: ImageSource, views: tuple[View, ...]) -> Pixels:
+        """The image's uint8 pixels, then each view's, decoded once.
+
+        Single-crop bundles: (1 + V, S, S, 3), or (S, S, 3) without views.
 
         Raises:
             ImageError: the image cannot be decoded, transformed or cropped.
         """
         image = self.decode(source)
+        if self.units is not None:
+            own, note = self._units(image)
+            return Units((own, *(self._units(image, view)[0] for view in views)), note)
+        if not views:
+            return self._crop(image)
         return np.stack([self._crop(image), *(self._crop(image, view) for view in views)])
+
+    def view_crop(self, source: ImageSource, view: View) -> Pixels:
+        """The uint8 pixels of one view of the image only (evaluation under a condition)."""
+        image = self.decode(source)
+        if self.units is not None:
+            return Units((self._units(image, view)[0],))
+        return self._crop(image, view)
 
     def _crop(self, image: Image.Image, view: View | None = None) -> np.ndarray:
         try:
             return self.preprocessor.crop(image if view is None else view(image))
+        except ImageError:
+            raise
         except Exception as e:
             step = "preprocessing" if view is None else f"the view {view.name}"
             raise ImageError(f"{step} failed ({type(e).__name__}: {stable_text(e)})") from e
 
-    def __call__(self, source: ImageSource) -> np.ndarray:
+    def _units(self, image: Image.Image, view: View | None = None) -> tuple[np.ndarray, str | None]:
+        if self.units is None:
+            raise RuntimeError("a single-crop bundle has no units")
+        try:
+            return self.units.units(image if view is None else view(image))
+        except ImageError:
+            raise
+        except Exception as e:
+            step = "preprocessing" if view is None else f"the view {view.name}"
+            raise ImageError(f"{step} failed ({type(e).__name__}: {stable_text(e)})") from e
+
+    def normalise(self, pixels: Pixels) -> Pixels:
+        """uint8 pixels -> float32 encoder inputs (channels first), units part by part."""
+        if isinstance(pixels, Units):
+            return Units(tuple(self.normalizer(part) for part in pixels.parts), pixels.note)
+        return self.normalizer(pixels)
+
+    def __call__(self, source: ImageSource) -> Pixels:
         """The encoder input of ``source``.
 
         Raises:
@@ -103,8 +146,8 @@ class Preparer:
         """
         return self.normalise(self.crop(source))
 
-    def with_views(self, views: tuple[View, ...]) -> Callable[[ImageSource], np.ndarray]:
-        """``source`` -> the encoder inputs of the image and its views, (1 + V, 3, S, S)."""
+    def with_views(self, views: tuple[View, ...]) -> Callable[[ImageSource], Pixels]:
+        """``source`` -> the encoder inputs of the image and its views."""
         if not views:
             return self
         return lambda source: self.normalise(self.crops(source, views))
@@ -112,7 +155,7 @@ class Preparer:
 
 def prepare_stream(
     items: Iterable[InputItem],
-    prepare: Callable[[ImageSource], np.ndarray],
+    prepare: Callable[[ImageSource], Pixels],
     workers: int,
     lookahead: int,
 ) -> Iterator[Prepared]:
@@ -140,7 +183,7 @@ def prepare_stream(
                 future.cancel()
 
 
-def prepare_item(item: InputItem, prepare: Callable[[ImageSource], np.ndarray]) -> Prepared:
+def prepare_item(item: InputItem, prepare: Callable[[ImageSource], Pixels]) -> Prepared:
     """One item decoded and preprocessed, or its error; never raises."""
     if item.error is not None:
         return Prepared(item, error=item.error)

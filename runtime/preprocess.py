@@ -102,11 +102,35 @@ class ResizeCenterCropPreprocessor(CenterCropPreprocessor):
         return super().crop(image)
 
 
+class SquashResizePreprocessor(CenterCropPreprocessor):
+    """``resize``: resize to ``crop_size`` x ``crop_size``, aspect not kept, no crop.
+
+    open_clip's ``squash`` resize mode, as PE-Core's evaluation transform does.
+    """
+
+    def __init__(self, size: int, interpolation: str, normalizer: Normalizer) -> None:
+        super().__init__(size, normalizer)
+        self.resample = _RESAMPLE[interpolation]
+
+    def crop(self, image: Image.Image) -> np.ndarray:
+        """Resize ``image`` (RGB) to the square input size."""
+        size = (self.crop_size, self.crop_size)
+        if image.size != size:
+            image = image.resize(size, self.resample)
+        return np.asarray(image, dtype=np.uint8)
+
+
 def build_preprocessor(config: PreprocessConfig) -> CenterCropPreprocessor:
-    """The preprocessor a bundle's :class:`PreprocessConfig` describes."""
+    """The single-crop preprocessor a bundle's :class:`PreprocessConfig` describes.
+
+    Bundles whose images give several encoder inputs (``config.units_per_image``)
+    use :mod:`ufd.runtime.units` for the crops; this one still normalises them.
+    """
     normalizer = Normalizer(config.mean, config.std)
     if config.mode == "resize_center_crop":
         return ResizeCenterCropPreprocessor(
             config.resize_size, config.crop_size, config.resize_interpolation, normalizer
         )
+    if config.mode == "resize":
+        return SquashResizePreprocessor(config.crop_size, config.resize_interpolation, normalizer)
     return CenterCropPreprocessor(config.crop_size, normalizer)

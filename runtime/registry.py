@@ -30,6 +30,9 @@ BUILTIN_PACKAGE = "ufd.runtime.methods"
 
 PROVENANCE = "provenance"
 """The record field of what the file says about itself (``--provenance``)."""
+INPUT_NOTE = "input"
+"""The record field of what was done to an image to fit the encoder (``whole`` bundles:
+the input cap's centre crop); ``None`` when nothing was."""
 
 
 class DuplicateName(ValueError):
@@ -126,11 +129,16 @@ def view_fields(cls: Any) -> tuple[str, str, str]:
 
 
 def fields_for(
-    methods: str | tuple[str, ...] | list[str], provenance: bool = False, views: bool = False
+    methods: str | tuple[str, ...] | list[str],
+    provenance: bool = False,
+    views: bool = False,
+    input_note: bool = False,
 ) -> tuple[str, ...]:
-    """Record fields: ``path``, the methods' in canonical order, ``provenance``, ``error``.
+    """Record fields: ``path``, the methods' (in canonical order), then ``error``.
 
-    With ``views`` (``--views N``, N > 0) each method's :func:`view_fields` follow its own.
+    With ``views`` (``--views N``, N > 0) each method's :func:`view_fields` follow its
+    own; ``input`` for bundles that may change an image to fit the encoder
+    (``input_note``) and ``provenance`` (when it is read) come before ``error``.
     """
     chosen = set(parse_methods(methods))
     own = [
@@ -139,7 +147,8 @@ def fields_for(
         if name in chosen
         for f in (*cls.fields, *(view_fields(cls) if views else ()))
     ]
-    return ("path", *own, *((PROVENANCE,) if provenance else ()), "error")
+    extra = (*((INPUT_NOTE,) if input_note else ()), *((PROVENANCE,) if provenance else ()))
+    return ("path", *own, *extra, "error")
 
 
 def all_fields() -> frozenset[str]:
@@ -147,6 +156,7 @@ def all_fields() -> frozenset[str]:
     return frozenset(
         [
             PROVENANCE,
+            INPUT_NOTE,
             *(f for cls in registered().values() for f in (*cls.fields, *view_fields(cls))),
         ]
     )
@@ -169,6 +179,8 @@ def table_columns() -> dict[str, tuple[str, int]]:
 
 def declared_type(field: str) -> str | None:
     """The declared column type of a record field (``string``, ``shares``, ``bool``...), if any."""
+    if field == INPUT_NOTE:
+        return "string"
     for cls in registered().values():
         if field in cls.field_types:
             return str(cls.field_types[field])

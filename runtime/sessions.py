@@ -174,6 +174,15 @@ class HeadSession(OrtSession):
         return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
+class AggregatorSession(OrtSession):
+    """``tiles`` bundles: the tiles' features of one image -> its feature: (L, d) -> (D,)."""
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        """The image's feature from its tiles' (one image per call: L varies)."""
+        out = self.run(np.ascontiguousarray(tiles[None], dtype=np.float32))
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
 def check_feature_dim(feature_dim: int, graphs: dict[str, OrtSession]) -> None:
     """Every graph's feature width must match the manifest's.
 

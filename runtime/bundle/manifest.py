@@ -16,9 +16,12 @@ Versions: 1 (encoder, head, parity), 2 (+ banks, heads, thresholds, fusion),
 ``provenance``), 4 (k-NN banks name their ``backend`` and ``storage``), 5
 (``realonly`` may score with a density model), 6 (attribution sources, open
 set, unsure band), 7 (device parity probes and tolerance, the ``int8-portable``
-encoder). Schema 1 and 2 manifests are migrated in memory
-(:mod:`ufd.runtime.bundle.legacy`), 3 to 5 read as they are (new fields take
-their defaults), and all score exactly as before; a newer one is refused with
+encoder), 8 (``model.detector``), 9 (how an image becomes the encoder's inputs:
+``preprocess.mode`` ``resize``, ``whole``, ``five_crops`` or ``tiles``, with
+their settings, and the ``aggregator`` graph of tiled detectors). Schema 1 and
+2 manifests are migrated in memory (:mod:`ufd.runtime.bundle.legacy`), 3 to 8
+read as they are (new fields take their defaults), and all score exactly as
+before; a newer one is refused with
 "upgrade ufd". Each method's ``config`` is checked against the dataclass the
 caller gives for it (:data:`MethodConfigs`: the method registry's
 ``config_types()``); this module never imports the methods.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +40,7 @@ from typing import Any, Literal
 from ufd.runtime.bundle.schema import build, describe, lenient
 from ufd.runtime.errors import BundleError
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 SCHEMA_FINGERPRINTS = {
     3: "fbef47549236",
     4: "e4d5c6f8ac5b",
@@ -44,6 +48,7 @@ SCHEMA_FINGERPRINTS = {
     6: "98cd2d828aa8",
     7: "400ace4e3f6e",
     8: "c457ac99190a",
+    9: "3ca821c76e2e",
 }
 """Digest of :func:`schema_text` per version: a test fails when the dataclasses change
 without a new version. Append a line for a new version; never edit an old one."""
@@ -62,31 +67,67 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+PreprocessMode = Literal[
+    "center_crop", "resize_center_crop", "resize", "whole", "five_crops", "tiles"
+]
+SINGLE_CROP_MODES = ("center_crop", "resize_center_crop", "resize")
+"""Modes that give the encoder one fixed-size input per image (schema 8 and before: all)."""
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """How an RGB image becomes the encoder's input tensor.
+    """How an RGB image becomes the encoder's inputs (its "units").
 
-    ``center_crop`` is the official UnivFD test pipeline: no resize, a centre
-    crop of ``crop_size`` that zero-pads images smaller than the crop.
-    ``resize_center_crop`` first resizes the shorter side to ``resize_size``.
+    One unit per image, ``crop_size`` square:
+
+    * ``center_crop``: the official UnivFD test pipeline: no resize, a centre crop
+      that zero-pads images smaller than the crop;
+    * ``resize_center_crop``: first resize the shorter side to ``resize_size``;
+    * ``resize``: resize to ``crop_size`` x ``crop_size``, aspect not kept (schema 9).
+
+    Several units per image (schema 9):
+
+    * ``whole``: the whole image as it is, any size (a dynamic-size encoder); one
+      larger than ``max_input_pixels`` is centre-cropped to it (its record says so);
+    * ``five_crops``: ``crop_size`` crops at the centre and the four corners, on a
+      ``grid``-pixel grid, of the image tiled around itself when it is smaller (B-Free);
+      the image's feature is the mean of the five;
+    * ``tiles``: ``crop_size`` tiles every ``tile_stride`` pixels (torchvision's five
+      crops when there are fewer than ``min_tiles``); the bundle's ``aggregator``
+      graph turns the tiles' features into the image's (SPAI).
     """
 
-    mode: Literal["center_crop", "resize_center_crop"] = "center_crop"
+    mode: PreprocessMode = "center_crop"
     crop_size: int = 224
     resize_size: int = 256
     resize_interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     exif_transpose: bool = False
+    grid: int = 1
+    """``five_crops``: crop offsets are multiples of this (the encoder's patch size)."""
+    tile_stride: int | None = None
+    """``tiles``: pixels between tiles (``None``: ``crop_size``, no overlap)."""
+    min_tiles: int = 0
+    """``tiles``: fewer tiles than this and the image gives five crops instead."""
+    max_input_pixels: int | None = None
+    """``whole``: the largest encoder input, in pixels (``None``: no cap beyond decoding's)."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("center_crop", "resize_center_crop"):
+        if self.mode not in typing.get_args(PreprocessMode):
             raise BundleError(
-                f"unknown preprocessing mode {self.mode!r}; "
-                "expected 'center_crop' or 'resize_center_crop'"
+                f"unknown preprocessing mode {self.mode!r}; expected one of "
+                f"{', '.join(typing.get_args(PreprocessMode))} (a newer ufd may know it)"
             )
-        if self.crop_size <= 0 or self.resize_size <= 0:
-            raise BundleError("crop_size and resize_size must be positive")
+        if self.crop_size <= 0 or self.resize_size <= 0 or self.grid <= 0:
+            raise BundleError("crop_size, resize_size and grid must be positive")
+        if self.tile_stride is not None and self.tile_stride <= 0:
+            raise BundleError("tile_stride must be positive")
+
+    @property
+    def units_per_image(self) -> bool:
+        """Whether an image becomes several encoder inputs (or one of its own size)."""
+        return self.mode not in SINGLE_CROP_MODES
 
 
 @dataclass(frozen=True)
@@ -119,6 +160,17 @@ class EncoderGraph:
     attention: Literal["fused", "plain"] | None = None
     """``fused`` (one ``com.microsoft.MultiHeadAttention`` op per block) or ``plain``
     (standard ONNX ops); ``None`` in bundles made before attention fusion."""
+
+
+@dataclass(frozen=True)
+class AggregatorGraph:
+    """``tiles`` bundles: (1, L, input_dim) tile features -> (1, D) the image's feature."""
+
+    file: str
+    input_name: str
+    output_name: str
+    input_dim: int
+    """The width of a tile's feature (the encoder's output)."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +277,8 @@ class Manifest:
     methods: dict[str, MethodEntry] = field(default_factory=dict)
     probes: ParityProbes | None = None
     """Device parity probes (schema 7); ``None`` in bundles made before."""
+    aggregator: AggregatorGraph | None = None
+    """The graph that turns tile features into the image's (schema 9, ``tiles`` only)."""
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 

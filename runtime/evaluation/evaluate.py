@@ -35,6 +35,7 @@ from ufd.runtime.io.decode import ImageSource
 from ufd.runtime.io.inputs import InputItem, is_image_name
 from ufd.runtime.methods import ScoreOptions
 from ufd.runtime.metrics import set_metrics
+from ufd.runtime.pipeline import Pixels
 from ufd.runtime.transforms import View, condition
 
 logger = logging.getLogger(__name__)
@@ -173,12 +174,12 @@ def evaluate(
     return results, all_scores
 
 
-def view_preparer(detector: Detector, view: View) -> Callable[[ImageSource], np.ndarray]:
+def view_preparer(detector: Detector, view: View) -> Callable[[ImageSource], Pixels]:
     """Image -> encoder input of its ``view`` (the detector's own prepare step when clean)."""
     if not view.steps:
         return detector.prepare
     preparer = detector.preparer
-    return lambda source: preparer.normalise(preparer.crops(source, (view,))[1])
+    return lambda source: preparer.normalise(preparer.view_crop(source, view))
 
 
 def score_set(

@@ -26,6 +26,7 @@ from ufd.runtime.bundle import PreprocessConfig
 from ufd.runtime.detector import Detector
 from ufd.runtime.io.decode import ImageSource
 from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.pipeline import Pixels
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def encoded_batches(
     detector: Detector,
     items: list[InputItem],
     batch_size: int | None = None,
-    prepare: Callable[[ImageSource], np.ndarray] | None = None,
+    prepare: Callable[[ImageSource], Pixels] | None = None,
 ) -> Iterator[EncodedBatch]:
     """The detector's encoded batches in the form :func:`cached_features` takes.
 

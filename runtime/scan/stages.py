@@ -54,24 +54,30 @@ class ScanSettings:
 
 
 def crop_batch(batch: dict[str, Any], settings: ScanSettings) -> dict[str, Any]:
-    """Columns ``path``, ``error`` -> plus ``pixels`` (N, S, S, 3) uint8 and ``ok``.
+    """Columns ``path``, ``error`` -> plus ``pixels`` (uint8, not yet normalised) and ``ok``.
 
     Each input goes through the same prepare step as ufd-detect's
-    (:func:`~ufd.runtime.pipeline.prepare_item`), cropped but not yet normalised.
-    With ``views``, ``pixels`` is (N, 1 + V, S, S, 3): the image, then its views.
+    (:func:`~ufd.runtime.pipeline.prepare_item`). ``pixels`` is (N, S, S, 3), with
+    ``views`` (N, 1 + V, S, S, 3): the image, then its views; for bundles whose
+    images give several encoder inputs, one :class:`~ufd.runtime.units.Units` per row.
     """
     preparer = _preparer(settings.bundle, settings.max_pixels)
-    size = preparer.config.crop_size
     items = [_item(str(p), e, settings) for p, e in zip(batch["path"], batch["error"], strict=True)]
     views = reupload_views(settings.views)
-    crop = functools.partial(preparer.crops, views=views) if views else preparer.crop
-    prepared = [prepare_item(item, crop) for item in items]
-    shape = (len(items), 1 + len(views)) if views else (len(items),)
-    pixels = np.zeros((*shape, size, size, 3), np.uint8)
-    for i, p in enumerate(prepared):
-        if p.pixels is not None:
-            pixels[i] = p.pixels
+    prepared = [
+        prepare_item(item, functools.partial(preparer.crops, views=views)) for item in items
+    ]
     errors = [p.error for p in prepared]
+    if preparer.units is not None:
+        pixels: np.ndarray = np.empty(len(items), object)
+        pixels[:] = [p.pixels for p in prepared]
+    else:
+        size = preparer.config.crop_size
+        shape = (len(items), 1 + len(views)) if views else (len(items),)
+        pixels = np.zeros((*shape, size, size, 3), np.uint8)
+        for i, p in enumerate(prepared):
+            if p.pixels is not None:
+                pixels[i] = p.pixels
     return {
         "path": np.array([item.path for item in items], object),
         "error": np.array(errors, object),

@@ -36,7 +36,7 @@ from ufd.runtime.detector import Detector
 from ufd.runtime.faults import Faults
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.methods import ScoreOptions
-from ufd.runtime.pipeline import Prepared, prepare_item
+from ufd.runtime.pipeline import Pixels, Prepared, prepare_item
 from ufd.runtime.records import Record
 
 logger = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ class Engine:
         return drained
 
 
-def _pixels(job: Job, index: int) -> np.ndarray:
+def _pixels(job: Job, index: int) -> Pixels:
     """The pixels of an image queued for the encoder (only decoded images are queued)."""
     prepared = job.prepared[index]
     if prepared is None or prepared.pixels is None:
