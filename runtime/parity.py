@@ -147,6 +147,17 @@ def promised_tolerance(manifest: Manifest) -> Tolerance:
     return Tolerance(max(stored.min_feature_cosine, floor), stored.max_abs_logit)
 
 
+def unit_logits(head: Logits | None, aggregator: Logits | None) -> Logits | None:
+    """The logits parity compares for single encoder inputs.
+
+    The head on each feature, through the aggregator first in ``tiles`` bundles (each
+    probe an image of one tile).
+    """
+    if head is None or aggregator is None:
+        return head
+    return lambda features: head(np.stack([aggregator(row[None]) for row in features]))
+
+
 def host_features() -> list[str]:
     """The CPU's instruction-set features as the running code sees them (CPUID, hwcaps).
 

@@ -241,7 +241,18 @@ def test_list_names_every_detector_and_its_files() -> None:
     for name, detector in DETECTORS.items():
         assert f"{name}: {detector.summary}" in result.stdout
         assert detector.weights in result.stdout
-    assert list(DETECTORS) == ["univfd", "rine", "c2p-clip", "commfor", "probe"]
+        assert detector.licence in result.stdout
+    assert list(DETECTORS) == [
+        "univfd",
+        "rine",
+        "c2p-clip",
+        "commfor",
+        "probe",
+        "dda",
+        "bfree",
+        "aligned",
+        "spai",
+    ]
 
 
 def test_weight_errors_name_the_file_and_what_is_missing(tiny_clip, tmp_path: Path) -> None:

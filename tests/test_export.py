@@ -79,12 +79,12 @@ def test_local_checkpoint_is_recorded(checkpoint_bundle, head_file: Path) -> Non
 
 
 def test_failed_validation_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ufd.export.graph.build as build
+    import ufd.export.graph.references as references
 
     def refuse(report, max_logit_error=None) -> None:
         raise ExportError("simulated parity failure")
 
-    monkeypatch.setattr(build, "enforce", refuse)
+    monkeypatch.setattr(references, "enforce", refuse)
     out = tmp_path / "bundle"
     with pytest.raises(ExportError, match="simulated"):
         export_bundle(ExportOptions(out=out, model=TINY_MODEL, pretrained="none", head="none"))

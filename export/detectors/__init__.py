@@ -15,6 +15,10 @@ from ufd.export.detectors import rine  # noqa: F401
 from ufd.export.detectors import c2p_clip  # noqa: F401
 from ufd.export.detectors import commfor  # noqa: F401
 from ufd.export.detectors import probe  # noqa: F401
+from ufd.export.detectors import dda  # noqa: F401
+from ufd.export.detectors import bfree  # noqa: F401
+from ufd.export.detectors import aligned  # noqa: F401
+from ufd.export.detectors import spai  # noqa: F401
 
 # isort: on
 from ufd.export.detectors.base import BuiltDetector, Detector, DetectorRequest

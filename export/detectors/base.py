@@ -83,7 +83,11 @@ class DetectorRequest:
 
 @dataclass
 class BuiltDetector:
-    """The torch side of a bundle, in eval mode, float32."""
+    """The torch side of a bundle, in eval mode, float32.
+
+    ``aggregator`` (``tiles`` bundles only): (1, L, d) tile features -> (1, D) the
+    image's feature, which the head scores.
+    """
 
     encoder: torch.nn.Module
     head: torch.nn.Module | None
@@ -91,6 +95,9 @@ class BuiltDetector:
     preprocess: PreprocessConfig
     head_info: HeadInfo
     notes: list[str] = field(default_factory=list)
+    aggregator: torch.nn.Module | None = None
+    tile_feature_dim: int | None = None
+    """``tiles``: the width of a tile's feature (the aggregator's input)."""
 
 
 class Detector:

@@ -19,20 +19,24 @@ from typing import Any
 import numpy as np
 
 from ufd.export.detectors import DetectorRequest, get_detector
+from ufd.export.detectors.base import BuiltDetector
 from ufd.export.graph.device_probes import (
     PROBES_FILE,
     derive_tolerance,
+    export_logits,
     measure_at_export,
-    probe_images,
     provenance_at_export,
     tolerance_basis,
     tolerance_notes,
     write_probes,
 )
 from ufd.export.graph.onnx_export import (
+    AGGREGATOR_INPUT,
+    AGGREGATOR_OUTPUT,
     DEFAULT_OPSET,
     ENCODER_INPUT,
     ENCODER_OUTPUT,
+    export_aggregator,
     export_encoder,
     export_feature_head,
 )
@@ -43,25 +47,25 @@ from ufd.export.graph.precision import (
     optimize_in_place,
 )
 from ufd.export.graph.probes import folder_probes, synthetic_probes
-from ufd.export.graph.validate import Reference, enforce, measure_parity, torch_reference
+from ufd.export.graph.references import Validation, calibration_pixels, references
 from ufd.export.graph.writer import BundleWriter, check_destination
 from ufd.runtime import __version__
 from ufd.runtime.bundle import (
     PRECISIONS,
+    AggregatorGraph,
     EncoderGraph,
     Manifest,
     MethodEntry,
     ParityProbes,
-    ParityReport,
     PreprocessConfig,
 )
 from ufd.runtime.errors import ExportError
-from ufd.runtime.parity import GraphParity
-from ufd.runtime.preprocess import build_preprocessor
+from ufd.runtime.parity import GraphParity, Logits
 
 logger = logging.getLogger(__name__)
 
 HEAD_FILE = "head.onnx"
+AGGREGATOR_FILE = "aggregator.onnx"
 
 
 def encoder_file(precision: str) -> str:
@@ -145,16 +149,18 @@ def export_bundle(
         probes = folder_probes(options.probe_dir, options.n_probes)
     else:
         probes = synthetic_probes(options.n_probes)
-    reference = torch_reference(built.encoder, built.head, probes, preprocess)
-    device_images = probe_images(probes)
-    device = torch_reference(built.encoder, built.head, device_images, preprocess)
-    crops = np.stack([build_preprocessor(preprocess).crop(image) for image in device_images])
+    reference, crops, device_features = references(built, probes)
 
     with BundleWriter(options.out, options.force) as writer:
         on_step("exporting the fp32 encoder to ONNX")
         fp32_path = writer.path(encoder_file("fp32"))
         fused = export_encoder(
-            built.encoder, fp32_path, preprocess.crop_size, options.opset, options.fuse_attention
+            built.encoder,
+            fp32_path,
+            preprocess.crop_size,
+            options.opset,
+            options.fuse_attention,
+            dynamic_size=preprocess.mode == "whole",
         )
         del built.encoder  # free the torch weights before deriving other graphs
         methods, head_path = {}, None
@@ -162,7 +168,12 @@ def export_bundle(
             head_path = writer.path(HEAD_FILE)
             export_feature_head(built.head, info.feature_dim, head_path, options.opset)
             methods["linear"] = MethodEntry(files={"graph": HEAD_FILE}, threshold=options.threshold)
-        check = _Validation(options, reference, head_path, on_step)
+        aggregator = _export_aggregator(built, writer.path(AGGREGATOR_FILE), options.opset)
+        aggregator_path = writer.path(AGGREGATOR_FILE) if aggregator is not None else None
+        logits = export_logits(head_path, aggregator_path)
+        check = Validation(
+            options.max_logit_error, reference, head_path, aggregator_path, preprocess, on_step
+        )
         encoders = {}
         for precision in _ordered(options.precisions):
             path = writer.path(encoder_file(precision))
@@ -175,7 +186,7 @@ def export_bundle(
         basis_name, unshipped_basis = tolerance_basis(options.precisions), None
         if basis_name not in encoders:  # from the plain fp32 graph, before --optimize
             unshipped_basis = _unshipped_basis(
-                fp32_path, head_path, crops, device.features, preprocess, on_step
+                fp32_path, logits, crops, device_features, preprocess, on_step
             )
         if options.optimize:  # last: int8/fp16 derive from the plain fp32 graph
             for precision in [p for p in options.precisions if p != "fp16"]:
@@ -185,11 +196,9 @@ def export_bundle(
                 optimized = dataclasses.replace(encoders[precision], optimization="extended")
                 encoders[precision] = check(precision, path, optimized)
         on_step(f"measuring every graph on the {len(crops)} device parity probes")
-        write_probes(writer.path(PROBES_FILE), crops, device.features)
+        write_probes(writer.path(PROBES_FILE), crops, device_features)
         at_export = {
-            p: measure_at_export(
-                p, writer.path(g.file), head_path, crops, device.features, preprocess
-            )
+            p: measure_at_export(p, writer.path(g.file), logits, crops, device_features, preprocess)
             for p, g in encoders.items()
         }
         basis = at_export.get(basis_name) or unshipped_basis
@@ -210,6 +219,7 @@ def export_bundle(
             opset=options.opset,
             methods=methods,
             probes=ParityProbes(PROBES_FILE, len(crops), tolerance),
+            aggregator=aggregator,
             provenance={
                 "head": dataclasses.asdict(built.head_info),
                 "parity": {p: dataclasses.asdict(r) for p, r in check.parity.items()},
@@ -220,27 +230,6 @@ def export_bundle(
         writer.commit(manifest)
     logger.info("export took %.1f s", time.perf_counter() - started)
     return manifest
-
-
-@dataclass
-class _Validation:
-    """Validates each encoder graph against torch and keeps its parity report."""
-
-    options: ExportOptions
-    reference: Reference
-    head_path: Path | None
-    on_step: Callable[[str], None]
-    parity: dict[str, ParityReport] = field(default_factory=dict)
-
-    def __call__(self, precision: str, path: Path, entry: EncoderGraph) -> EncoderGraph:
-        """Measure and enforce parity; return ``entry`` unchanged."""
-        self.on_step(f"validating {precision} against torch on {len(self.reference.pixels)} probes")
-        report = measure_parity(
-            precision, path, self.head_path, self.reference, entry.batch_invariant
-        )
-        enforce(report, self.options.max_logit_error)
-        self.parity[precision] = report
-        return entry
 
 
 def _derive(
@@ -258,9 +247,8 @@ def _derive(
         on_step("quantising the encoder to int8 (static QDQ, calibrated)")
         pixels = probe_pixels
         if options.calibration_dir is not None:
-            preprocessor = build_preprocessor(preprocess)
             images = folder_probes(options.calibration_dir, options.n_calibration)
-            pixels = np.stack([preprocessor(image) for image in images])
+            pixels = calibration_pixels(images, preprocess)
         make_int8_static(fp32_path, path, pixels, ENCODER_INPUT)
         quantization = "static"
     elif precision in ("int8", "int8-portable"):
@@ -277,9 +265,18 @@ def _derive(
     )
 
 
+def _export_aggregator(built: BuiltDetector, path: Path, opset: int) -> AggregatorGraph | None:
+    """``tiles`` detectors: write the aggregator graph; its manifest entry."""
+    if built.aggregator is None:
+        return None
+    dim = built.tile_feature_dim or built.info.feature_dim
+    export_aggregator(built.aggregator, dim, path, opset)
+    return AggregatorGraph(path.name, AGGREGATOR_INPUT, AGGREGATOR_OUTPUT, dim)
+
+
 def _unshipped_basis(
     fp32_path: Path,
-    head_path: Path | None,
+    logits: Logits | None,
     crops: np.ndarray,
     features: np.ndarray,
     preprocess: PreprocessConfig,
@@ -294,7 +291,7 @@ def _unshipped_basis(
     with tempfile.TemporaryDirectory(prefix="ufd-basis-") as folder:
         path = Path(folder) / encoder_file("int8-portable")
         make_int8_dynamic(fp32_path, path, reduce_range=True)
-        return measure_at_export("int8-portable", path, head_path, crops, features, preprocess)
+        return measure_at_export("int8-portable", path, logits, crops, features, preprocess)
 
 
 def _ordered(precisions: tuple[str, ...]) -> list[str]:

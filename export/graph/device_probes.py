@@ -30,7 +30,7 @@ from ufd.runtime import parity
 from ufd.runtime.bundle import PreprocessConfig, Tolerance
 from ufd.runtime.parity import GraphParity
 from ufd.runtime.preprocess import Normalizer
-from ufd.runtime.sessions import EncoderSession, HeadSession
+from ufd.runtime.sessions import AggregatorSession, EncoderSession, HeadSession
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +86,17 @@ def derive_tolerance(
     return tolerance
 
 
+def export_logits(head_path: Path | None, aggregator_path: Path | None) -> parity.Logits | None:
+    """The logits device parity compares, from the bundle's head (and aggregator) graphs."""
+    head = HeadSession(head_path) if head_path is not None else None
+    aggregator = AggregatorSession(aggregator_path) if aggregator_path is not None else None
+    return parity.unit_logits(head, aggregator)
+
+
 def measure_at_export(
     precision: str,
     graph: Path,
-    head_path: Path | None,
+    logits: parity.Logits | None,
     crops: np.ndarray,
     features: np.ndarray,
     preprocess: PreprocessConfig,
@@ -98,7 +105,6 @@ def measure_at_export(
     level = "extended" if precision == "fp16" else "all"
     encoder = EncoderSession(graph, optimization=level)
     encoder.batch_invariant = False  # one probe per call, as devices measure
-    logits = HeadSession(head_path) if head_path is not None else None
     normalise = Normalizer(preprocess.mean, preprocess.std)
     cosine, logit = parity.compare(parity.encode(encoder, normalise, crops), features, logits)
     return GraphParity(precision, "cpu", len(crops), cosine, logit, parity.DEFAULT_TOLERANCE)

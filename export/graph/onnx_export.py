@@ -48,18 +48,20 @@ def export_encoder(
     image_size: int,
     opset: int = DEFAULT_OPSET,
     fuse_attention: bool = True,
+    dynamic_size: bool = False,
 ) -> bool:
     """Write the visual encoder as ONNX: ``pixels`` (N,3,S,S) -> ``features`` (N,D).
 
     Args:
         visual: the torch visual tower (not modified).
         path: where to write the graph.
-        image_size: input side in pixels.
+        image_size: input side in pixels (with ``dynamic_size``: the example's).
         opset: ONNX opset.
         fuse_attention: write self-attention as onnxruntime's fused
             ``com.microsoft.MultiHeadAttention`` (see :mod:`ufd.export.graph.attention`)
             and compute only the class token in the last block
             (:mod:`ufd.export.graph.class_token`).
+        dynamic_size: height and width are dynamic axes too (``whole`` bundles).
 
     Returns:
         Whether the written graph uses the fused attention op.
@@ -73,8 +75,19 @@ def export_encoder(
             logger.info("the last block computes the class token only")
     example = torch.zeros(2, 3, image_size, image_size)
     custom = {MS_DOMAIN: 1} if fused else None
-    _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset, custom)
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
+    _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset, custom, axes)
     return fused > 0
+
+
+AGGREGATOR_INPUT, AGGREGATOR_OUTPUT = "tiles", "features"
+
+
+def export_aggregator(module: torch.nn.Module, dim: int, path: Path, opset: int) -> None:
+    """Write a tiles -> image-feature module as ONNX: (1, L, d) -> (1, D), L dynamic."""
+    example = torch.randn(1, 5, dim, generator=torch.Generator().manual_seed(0))
+    axes = {1: "tiles"}
+    _export(module, example, path, AGGREGATOR_INPUT, AGGREGATOR_OUTPUT, opset, None, axes, {})
 
 
 def _vision_towers(module: torch.nn.Module) -> list[torch.nn.Module]:
@@ -107,8 +120,12 @@ def _export(
     output_name: str,
     opset: int,
     custom_opsets: dict[str, int] | None = None,
+    input_axes: dict[int, str] | None = None,
+    output_axes: dict[int, str] | None = None,
 ) -> None:
     module = module.eval()
+    input_axes = {0: "batch"} if input_axes is None else input_axes
+    output_axes = {0: "batch"} if output_axes is None else output_axes
     try:
         with _export_mode():
             torch.onnx.export(
@@ -117,7 +134,7 @@ def _export(
                 str(path),
                 input_names=[input_name],
                 output_names=[output_name],
-                dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+                dynamic_axes={input_name: input_axes, output_name: output_axes},
                 opset_version=opset,
                 custom_opsets=custom_opsets,
                 do_constant_folding=True,

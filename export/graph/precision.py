@@ -51,6 +51,18 @@ def output_projections(src: Path) -> list[str]:
     ]
 
 
+FIXED_TRANSFORM = "fixed_transform"
+"""A detector's module of this name is a fixed signal transform (SPAI's DFT) whose
+exactness the detector relies on: none of its nodes is quantised or made fp16."""
+
+
+def fixed_transforms(src: Path) -> list[str]:
+    """Names of the nodes of graph ``src`` inside a :data:`FIXED_TRANSFORM` module."""
+    model = onnx.load(str(src), load_external_data=False)
+    marker = f"/{FIXED_TRANSFORM}/"
+    return [node.name for node in model.graph.node if marker in node.name]
+
+
 def make_int8_dynamic(src: Path, dst: Path, reduce_range: bool = False) -> None:
     """Write a dynamically quantised (int8 MatMul weights) copy of graph ``src``.
 
@@ -64,6 +76,7 @@ def make_int8_dynamic(src: Path, dst: Path, reduce_range: bool = False) -> None:
     try:
         keep = output_projections(src)
         logger.info("int8: the output projection keeps fp32 (%s)", ", ".join(keep) or "none")
+        keep += fixed_transforms(src)
         quantize_dynamic(
             src,
             dst,
@@ -105,7 +118,7 @@ def make_int8_static(src: Path, dst: Path, calibration: np.ndarray, input_name: 
     )
 
     try:
-        keep = output_projections(src)
+        keep = output_projections(src) + fixed_transforms(src)
         quantize_static(
             src,
             dst,
@@ -136,6 +149,7 @@ def make_fp16(src: Path, dst: Path) -> None:
                 model,
                 keep_io_types=True,
                 op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FP32_OPS],
+                node_block_list=fixed_transforms(src),
             )
         wrapped = OnnxModel(half)
         wrapped.topological_sort()  # the converter appends its input casts last

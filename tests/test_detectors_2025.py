@@ -1,0 +1,309 @@
+"""Today's detectors (DDA, AlignedForensics, B-Free, SPAI), exported exactly, at any resolution.
+
+As for the detectors before them (tests/test_detectors.py): weights in each
+official file format from an independent reference of the official pipeline
+(random weights), ``ufd-export --detector NAME``, and the bundle's fp32 logits
+must equal the reference's within 1e-4 on real photos of many sizes and modes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from official_aligned import ALIGNED_TRANSFORM, OfficialNoDownResNet
+from official_detectors import logits
+from official_dinov2 import BFREE_TRANSFORM, DDA_TRANSFORM, OfficialBFree, OfficialDDA
+from official_spai import OfficialSpai, spai_logit
+
+from ufd.export.graph.build import ExportOptions, export_bundle
+from ufd.runtime import Detector
+from ufd.runtime.errors import ModelLoadError
+
+MAX_LOGIT_ERROR = 1e-4
+
+
+def photos(sample_dir: Path) -> list[Path]:
+    """Real photos in many sizes and modes (the scikit-image samples and their variants)."""
+    return sorted(p for p in sample_dir.iterdir() if p.suffix.lower() in (".png", ".jpg"))[:14]
+
+
+def spread(module: torch.nn.Module, seed: int, std: float = 0.05) -> torch.nn.Module:
+    """Random weights that make images score apart: norms near 1, the rest N(0, std)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                parameter.copy_(1 + 0.1 * torch.randn_like(parameter))
+            else:
+                parameter.normal_(0.0, std)
+    return module.eval()
+
+
+def assert_faithful(bundle: Path, official, transform, paths: list[Path]) -> None:
+    """fp32 logits within 1e-4 of the official pipeline's; where it cannot run (an image
+    smaller than a patch), ufd gives an error record instead of a crash."""
+    runs, crashes = [], []
+    for path in paths:
+        try:
+            runs.append((path, logits(official, transform, [path])[0]))
+        except RuntimeError:
+            crashes.append(path)
+    records = Detector.open(bundle, precision="fp32", provider="cpu").score_images(paths)
+    by_path = {r.path: r for r in records}
+    errors = [abs(by_path[str(p)].logit - e) for p, e in runs]
+    assert max(errors) <= MAX_LOGIT_ERROR, max(errors)
+    assert np.std([e for _, e in runs]) > 1e-3  # the images really differ: no constant passes
+    assert len(runs) >= 8 and all(by_path[str(p)].error for p in crashes)
+
+
+@pytest.fixture(scope="module")
+def dda(tmp_path_factory: pytest.TempPathFactory):
+    """(bundle, official model): a tiny DINOv2 + LoRA in DDA's checkpoint format."""
+    folder = tmp_path_factory.mktemp("dda")
+    official = spread(OfficialDDA(), seed=21)
+    with torch.no_grad():
+        official.base_model.fc.weight.mul_(20)
+    checkpoint = folder / "ckpt.pth"
+    torch.save({"model": official.state_dict()}, checkpoint)
+    bundle = folder / "bundle"
+    export_bundle(
+        ExportOptions(
+            out=bundle, detector="dda", pretrained=str(checkpoint), precisions=("fp32", "int8")
+        )
+    )
+    return bundle, official
+
+
+def test_dda_equals_the_official_pipeline(dda, sample_dir: Path) -> None:
+    bundle, official = dda
+    assert_faithful(bundle, official, DDA_TRANSFORM, photos(sample_dir))
+    manifest = Detector.open(bundle, precision="fp32", provider="cpu").bundle.manifest
+    assert manifest.model.detector == "dda" and manifest.preprocess.crop_size == 336
+
+
+def test_dda_refuses_a_checkpoint_with_missing_keys(dda, tmp_path: Path) -> None:
+    _, official = dda
+    state = official.state_dict()
+    state.pop("base_model.model.blocks.1.mlp.fc2.lora.lora_B")
+    broken = tmp_path / "broken.pth"
+    torch.save({"model": state}, broken)
+    with pytest.raises(ModelLoadError, match=r"lora_B|missing"):
+        export_bundle(ExportOptions(out=tmp_path / "b", detector="dda", pretrained=str(broken)))
+    torch.save(state, tmp_path / "bare.pth")  # not the official {'model': ...} layout
+    with pytest.raises(ModelLoadError, match="no 'model' entry"):
+        export_bundle(
+            ExportOptions(out=tmp_path / "c", detector="dda", pretrained=str(tmp_path / "bare.pth"))
+        )
+
+
+@pytest.fixture(scope="module")
+def bfree(tmp_path_factory: pytest.TempPathFactory):
+    """(bundle, official model): a tiny ViT with registers in B-Free's folder layout."""
+    folder = tmp_path_factory.mktemp("bfree") / "BFREE_tiny"
+    folder.mkdir()
+    official = spread(OfficialBFree(), seed=31)
+    with torch.no_grad():
+        official.model.head.weight.mul_(20)
+    torch.save({"model": official.timm_state()}, folder / "model_epoch_best.pth")
+    (folder / "config.yaml").write_text(
+        "arch: timm_c5i504_vit_base_patch14_reg4_dinov2\nmodel_name: BFREE_tiny\n"
+        "norm_type: resnet\nweights_file: model_epoch_best.pth\n"
+    )
+    bundle = folder.parent / "bundle"
+    export_bundle(
+        ExportOptions(
+            out=bundle, detector="bfree", pretrained=str(folder), precisions=("fp32", "int8")
+        )
+    )
+    return bundle, official
+
+
+def test_bfree_equals_the_official_five_crop_wrapper(bfree, sample_dir: Path, tmp_path) -> None:
+    """Larger, equal and smaller than 504 (tiled), and thin strips."""
+    from PIL import Image
+
+    bundle, official = bfree
+    paths = photos(sample_dir)[:8]
+    rng = np.random.default_rng(3)
+    for size in ((504, 504), (200, 600), (900, 120), (520, 530)):
+        path = tmp_path / f"{size[0]}x{size[1]}.png"
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    assert_faithful(bundle, official, BFREE_TRANSFORM, paths)
+    manifest = Detector.open(bundle, precision="fp32", provider="cpu").bundle.manifest
+    assert manifest.preprocess.mode == "five_crops" and manifest.preprocess.grid == 14
+    assert any("non-commercial" in note for note in manifest.notes)
+
+
+def random_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
+    """Batch-norm statistics that are not the identity (a trained model's are not)."""
+    with torch.no_grad():
+        for bn in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0.0, 0.1)
+            bn.running_var.uniform_(0.5, 1.5)
+    return module
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory: pytest.TempPathFactory):
+    """(bundle, official model, checkpoint): a tiny no-downsampling ResNet, 'module.' keys."""
+    folder = tmp_path_factory.mktemp("aligned")
+    official = random_batch_norms(
+        spread(
+            OfficialNoDownResNet(widths=(4, 8, 8, 16), layers=(1, 2, 1, 1), stem=8),
+            seed=41,
+            std=0.2,
+        )
+    )
+    checkpoint = folder / "weights.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in official.state_dict().items()}}, checkpoint)
+    bundle = folder / "bundle"
+    export_bundle(
+        ExportOptions(
+            out=bundle,
+            detector="aligned",
+            pretrained=str(checkpoint),
+            precisions=("fp32", "int8"),
+            detector_settings={"max_input_pixels": 300_000},
+        )
+    )
+    return bundle, official, checkpoint
+
+
+def test_aligned_equals_the_official_pipeline_on_whole_images(aligned, sample_dir: Path) -> None:
+    bundle, official, _ = aligned
+    paths = [p for p in photos(sample_dir) if _pixels(p) <= 300_000]
+    assert_faithful(bundle, official, ALIGNED_TRANSFORM, paths)
+    manifest = Detector.open(bundle, precision="fp32", provider="cpu").bundle.manifest
+    assert manifest.preprocess.mode == "whole" and manifest.preprocess.max_input_pixels == 300_000
+
+
+def test_an_image_over_the_input_cap_is_centre_cropped_and_says_so(aligned, tmp_path: Path) -> None:
+    from PIL import Image
+    from torchvision.transforms import functional as tf
+
+    bundle, official, _ = aligned
+    rng = np.random.default_rng(5)
+    big = tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8)).save(big)  # 480,000 px
+    (record,) = Detector.open(bundle, precision="fp32", provider="cpu").score_images([big])
+    assert record.input == "centre 632x474 of 800x600 (this detector's input cap: 300,000 pixels)"
+    with Image.open(big) as image:
+        cropped = tf.center_crop(image.convert("RGB"), [474, 632])
+    with torch.no_grad():
+        expected = float(official(ALIGNED_TRANSFORM(cropped)[None]).reshape(-1)[0])
+    assert abs(record.logit - expected) <= MAX_LOGIT_ERROR
+
+
+@pytest.mark.parametrize("layout", ["model", "state_dict", "net", "bare"])
+def test_aligned_reads_every_layout_of_the_official_loader(
+    aligned, tmp_path: Path, layout: str
+) -> None:
+    bundle, official, _ = aligned
+    state = official.state_dict()
+    saved = state if layout == "bare" else {layout: state}
+    path = tmp_path / f"{layout}.pth"
+    torch.save(saved, path)
+    out = tmp_path / "b"
+    export_bundle(
+        ExportOptions(out=out, detector="aligned", pretrained=str(path), precisions=("fp32",))
+    )
+    assert open_sha(out) == open_sha(bundle)
+    state.pop("layer2.1.bn2.running_var")
+    torch.save({"model": state}, path)
+    with pytest.raises(ModelLoadError, match=r"running_var|missing"):
+        export_bundle(ExportOptions(out=tmp_path / "c", detector="aligned", pretrained=str(path)))
+
+
+def open_sha(bundle: Path) -> str:
+    return (
+        Detector.open(bundle, precision="fp32", provider="cpu")
+        .bundle.manifest.files["encoder.fp32.onnx"]
+        .sha256
+    )
+
+
+def _pixels(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.width * image.height
+
+
+@pytest.fixture(scope="module")
+def spai(tmp_path_factory: pytest.TempPathFactory):
+    """(bundle, official model): a small SPAI (ViT 128-d, 3 blocks) in its checkpoint format."""
+    folder = tmp_path_factory.mktemp("spai")
+    official = OfficialSpai()
+    mask = official.mfvit.frequencies_mask.detach().clone()
+    official.mfvit.frequencies_mask.requires_grad_(False)
+    with torch.no_grad():
+        official.mfvit.frequencies_mask.data = torch.zeros(1)  # not a weight: keep it out
+        spread(official, seed=51, std=0.08)
+        official.mfvit.frequencies_mask.data = mask
+        official.cls_head.head[-1].weight.mul_(20)
+    checkpoint = folder / "spai.pth"
+    torch.save({"model": official.state_dict(), "epoch": 34}, checkpoint)
+    bundle = folder / "bundle"
+    export_bundle(
+        ExportOptions(
+            out=bundle, detector="spai", pretrained=str(checkpoint), precisions=("fp32", "int8")
+        )
+    )
+    return bundle, official
+
+
+def test_spai_equals_the_official_tiled_pipeline(spai, sample_dir: Path, tmp_path: Path) -> None:
+    """Smaller than a tile (mirrored), one to three tiles (five crops), many tiles."""
+    from PIL import Image
+
+    bundle, official = spai
+    paths = photos(sample_dir)[:8]
+    rng = np.random.default_rng(7)
+    for size in ((224, 224), (100, 60), (300, 230), (700, 500), (224, 1000), (50, 400)):
+        path = tmp_path / f"{size[0]}x{size[1]}.png"
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    expected = [spai_logit(official, p) for p in paths]
+    records = Detector.open(bundle, precision="fp32", provider="cpu").score_images(paths)
+    errors = [abs(r.logit - e) for r, e in zip(records, expected, strict=True)]
+    assert max(errors) <= MAX_LOGIT_ERROR, max(errors)
+    assert np.std(expected) > 1e-3
+    manifest = Detector.open(bundle, precision="fp32", provider="cpu").bundle.manifest
+    assert manifest.preprocess.mode == "tiles" and manifest.aggregator is not None
+
+
+def test_spai_reads_a_pretraining_prefix_and_refuses_missing_keys(spai, tmp_path: Path) -> None:
+    bundle, official = spai
+    state = official.state_dict()
+    prefixed = tmp_path / "prefixed.pth"
+    torch.save({"model": {f"encoder.{k}": v for k, v in state.items()}}, prefixed)
+    out = tmp_path / "b"
+    export_bundle(
+        ExportOptions(out=out, detector="spai", pretrained=str(prefixed), precisions=("fp32",))
+    )
+    assert open_sha(out) == open_sha(bundle)
+    state.pop("mfvit.features_processor.patch_projector.projectors.1.norm2.bias")
+    broken = tmp_path / "broken.pth"
+    torch.save({"model": state}, broken)
+    with pytest.raises(ModelLoadError, match=r"projectors\.1\.norm2\.bias"):
+        export_bundle(ExportOptions(out=tmp_path / "c", detector="spai", pretrained=str(broken)))
+
+
+def test_the_dft_filter_equals_torch_fft() -> None:
+    """SPAI's low/high-pass as matrix products, against ``torch.fft`` (float64 truth)."""
+    from official_spai import circular_mask, filter_frequencies
+
+    from ufd.export.detectors.spai_model import FrequencyFilter
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 224, 224)
+    mask = circular_mask(224, 16)
+    low, high = filter_frequencies(x.double(), mask)
+    ours = FrequencyFilter(mask)(x).double()
+    assert torch.allclose(ours, low, atol=2e-5)
+    assert torch.allclose(x.double() - ours, high, atol=2e-5)
+    assert float((low - low.mean()).abs().max()) > 0.01  # a real filter, not the identity
