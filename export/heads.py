@@ -48,6 +48,14 @@ class LoadedHead:
     info: HeadInfo
 
 
+def is_official_head(spec: str) -> bool:
+    """Whether ``spec`` names the official UnivFD head: ``univfd``, or a file of its sha256."""
+    if spec.lower() == "univfd":
+        return True
+    path = Path(spec).expanduser()
+    return path.is_file() and sha256_file(path) == UNIVFD_HEAD_SHA256
+
+
 def load_head(spec: str, feature_dim: int) -> LoadedHead:
     """Load the head named by ``spec``: ``univfd``, a ``.pth`` path, or ``none``.
 

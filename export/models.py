@@ -85,7 +85,7 @@ def load_visual(
     info = ModelInfo(
         name=model_name,
         pretrained=Path(pretrained).name if Path(pretrained).is_file() else pretrained,
-        feature_dim=int(visual.output_dim),
+        feature_dim=_output_dim(visual, image_size),
         image_size=image_size,
         quick_gelu=use_quick_gelu,
         checkpoint_sha256=checkpoint_sha,
@@ -98,6 +98,14 @@ def load_visual(
             pretrained,
         )
     return LoadedVisual(visual, info)
+
+
+def _output_dim(visual: torch.nn.Module, image_size: int) -> int:
+    """The tower's feature width: its ``output_dim``, or (timm towers, as PE-Core) measured."""
+    if hasattr(visual, "output_dim"):
+        return int(visual.output_dim)
+    with torch.no_grad():
+        return int(visual(torch.zeros(1, 3, image_size, image_size)).shape[-1])
 
 
 def _resolve_weights(

@@ -275,7 +275,8 @@ def compare(
 ) -> tuple[float, float | None]:
     """(smallest cosine, largest |Δlogit|) of ``features`` against ``reference``."""
     a, b = features.astype(np.float64), reference.astype(np.float64)
-    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = (a * b).sum(1) / np.maximum(norms, np.finfo(np.float64).tiny)  # short features too
     logit = None
     if logits is not None:
         got = logits(features).astype(np.float64)

@@ -32,10 +32,11 @@ from typer.testing import CliRunner
 from ufd.cli.detect import app as detect_app
 from ufd.cli.export import app as export_app
 from ufd.cli.index import app as index_app
-from ufd.export.detectors import DETECTORS
+from ufd.export.detectors import DETECTORS, DetectorRequest
 from ufd.export.graph.build import ExportOptions, export_bundle
 from ufd.runtime import Detector
-from ufd.runtime.errors import ModelLoadError
+from ufd.runtime.bundle import sha256_file
+from ufd.runtime.errors import ModelLoadError, UsageError
 
 runner = CliRunner()
 MAX_LOGIT_ERROR = 1e-4
@@ -61,7 +62,11 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def rine(tiny_clip, tmp_path_factory: pytest.TempPathFactory):
     """(bundle, official model) for RINE with a random trainable part in its checkpoint format."""
-    checkpoint, clip = tiny_clip
+    import open_clip
+
+    checkpoint, gelu_clip = tiny_clip
+    clip = open_clip.create_model(TINY_MODEL, force_quick_gelu=True).eval()  # OpenAI's CLIP
+    clip.load_state_dict(gelu_clip.state_dict())
     torch.manual_seed(12)
     official = OfficialRine(clip.visual, nproj=2, proj_dim=16).eval()
     with torch.no_grad():  # spread the random weights so that images score apart
@@ -81,7 +86,6 @@ def rine(tiny_clip, tmp_path_factory: pytest.TempPathFactory):
             model=TINY_MODEL,
             pretrained=str(checkpoint),
             head=str(trainable),
-            detector_settings={"quick_gelu": False},
             precisions=("fp32", "int8"),
         )
     )
@@ -281,3 +285,46 @@ def test_weight_errors_name_the_file_and_what_is_missing(tiny_clip, tmp_path: Pa
         export_bundle(ExportOptions(out=tmp_path / "d", detector="commfor", pretrained=str(empty)))
     result = runner.invoke(export_app, ["--out", str(tmp_path / "e"), "--detector", "dire"])
     assert result.exit_code == 2 and "unknown detector 'dire'" in result.output
+
+
+def test_rine_always_runs_openai_clip_with_quick_gelu(rine, tiny_clip, tmp_path: Path) -> None:
+    """A local checkpoint without --quick-gelu still gets QuickGELU (the fixture exports so,
+    and its logits equal RINE's on a QuickGELU tower); --no-quick-gelu is refused."""
+    bundle, _, _ = rine
+    assert Detector.open(bundle, provider="cpu").bundle.manifest.model.quick_gelu is True
+    checkpoint, _ = tiny_clip
+    with pytest.raises(UsageError, match="QuickGELU"):
+        export_bundle(
+            ExportOptions(
+                out=tmp_path / "b",
+                detector="rine",
+                model=TINY_MODEL,
+                pretrained=str(checkpoint),
+                head=str(checkpoint),
+                detector_settings={"quick_gelu": False},
+            )
+        )
+
+
+def test_univfd_takes_a_local_checkpoint_under_the_official_head_as_openai(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ufd.export.heads as heads
+    from ufd.export.detectors import get_detector
+
+    weights, head = tmp_path / "open_clip_pytorch_model.bin", tmp_path / "fc_weights.pth"
+    weights.write_bytes(b"weights")
+    head.write_bytes(b"the official head")
+    monkeypatch.setattr(heads, "UNIVFD_HEAD_SHA256", sha256_file(head))
+    univfd = get_detector("univfd")
+
+    def quick_gelu(**asked) -> bool | None:
+        settings = univfd.settings_for(asked.pop("settings", {}))
+        request = DetectorRequest(pretrained=str(weights), settings=settings, **asked)
+        return univfd._quick_gelu(request)
+
+    assert quick_gelu(model="ViT-L-14", head=str(head)) is True
+    assert quick_gelu(model="ViT-L-14", head="univfd") is True
+    assert quick_gelu(model="ViT-L-14", head=str(weights)) is None  # not the official head
+    assert quick_gelu(model="ViT-B-16", head=str(head)) is None
+    assert quick_gelu(model="ViT-L-14", head=str(head), settings={"quick_gelu": False}) is False

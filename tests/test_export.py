@@ -250,7 +250,7 @@ def test_a_detector_declares_its_options_and_export_takes_only_those(tmp_path: P
     probe = ["--detector", "probe", "--model", "timm:vit_tiny_patch16_224", "--out", str(tmp_path)]
     refused = runner.invoke(app, [*probe, "--resize"])
     assert refused.exit_code == 2 and "no such option: --resize" in refused.stderr
-    assert "probe's own: --features, --quick-gelu" in refused.stderr
+    assert "probe's own: --features, --pool, --quick-gelu" in refused.stderr
     bad = runner.invoke(app, [*probe, "--features", "avg"])
     assert bad.exit_code == 2 and "--features must be one of cls, blocks" in bad.stderr
     typo = runner.invoke(app, ["--precison", "fp32", "--out", str(tmp_path)])

@@ -44,6 +44,16 @@ from ufd.runtime.errors import ModelLoadError, UsageError
 
 TIMM = "timm:"
 FEATURES = ("cls", "blocks")
+POOLS = ("token", "avg")
+DINOV3_POOL = "token"
+"""DINOv3's image feature is its class token (timm builds it with mean pooling)."""
+POOL_WORDS = {
+    "token": "the class token",
+    "tok": "the class token",
+    "avg": "the mean of the patch tokens",
+    "map": "attention pooling (a learned query)",
+}
+PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 
 
 class BlockTokens(nn.Module):
@@ -70,14 +80,20 @@ class BlockTokens(nn.Module):
         return torch.cat(tokens, dim=1)
 
 
-def _timm_backbone(name: str, pretrained: str) -> tuple[nn.Module, PreprocessConfig, str | None]:
+def _timm_backbone(
+    name: str, pretrained: str, pool: str | None
+) -> tuple[nn.Module, PreprocessConfig, str | None]:
     """A timm model without its head, its eval preprocessing, and the weights' sha256."""
     import timm
 
+    pool = pool or (DINOV3_POOL if "dinov3" in name else None)
+    options: dict[str, object] = {"num_classes": 0}
+    if pool:
+        options["global_pool"] = pool
     try:
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            model = timm.create_model(name, pretrained=False, num_classes=0)
+            model = timm.create_model(name, pretrained=False, **options)
     except Exception as e:  # unknown model names raise RuntimeError
         raise ModelLoadError(f"timm cannot build {name!r}: {e}; see timm.list_models()") from e
     digest = None
@@ -86,20 +102,85 @@ def _timm_backbone(name: str, pretrained: str) -> tuple[nn.Module, PreprocessCon
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
         load_exactly(model, state, "timm weights", pretrained)
         digest = sha256_file(Path(pretrained))
-    cfg = model.pretrained_cfg
+    return model.float().eval(), timm_preprocess(model.pretrained_cfg), digest
+
+
+def timm_preprocess(cfg: dict) -> PreprocessConfig:
+    """Timm's evaluation transform (``transforms_imagenet_eval``) as a bundle describes it."""
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    crop_pct = float(cfg.get("crop_pct", 0.875))
+    crop_mode = cfg.get("crop_mode", "center")
     interpolation = cfg.get("interpolation", "bicubic")
-    preprocess = PreprocessConfig(
-        mode="resize_center_crop",
-        crop_size=size,
-        resize_size=math.floor(size / cfg.get("crop_pct", 0.875)),
-        resize_interpolation=interpolation
+    common = {
+        "crop_size": size,
+        "resize_interpolation": interpolation
         if interpolation in ("bilinear", "bicubic")
         else "bicubic",
-        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+        "mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+        "std": tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+    }
+    if crop_mode == "squash" and crop_pct == 1.0:
+        return PreprocessConfig(mode="resize", **common)
+    if crop_mode == "center":
+        resize = math.floor(size / crop_pct)
+        return PreprocessConfig(mode="resize_center_crop", resize_size=resize, **common)
+    raise ModelLoadError(
+        f"timm's crop_mode {crop_mode!r} at crop_pct {crop_pct} is not a transform a bundle "
+        "describes (center, or squash at crop_pct 1.0)"
     )
-    return model.float().eval(), preprocess, digest
+
+
+def open_clip_preprocess(name: str, pretrained: str, visual: nn.Module) -> PreprocessConfig:
+    """open_clip's evaluation transform: the tag's, or the one every tag of the model shares.
+
+    Random or local weights get the published tags' transform when they all agree
+    (PE-Core: bilinear squash to the input size, mean and std 0.5), else open_clip's default.
+    """
+    import open_clip
+
+    cfg = dict(getattr(visual, "preprocess_cfg", {}) or {})
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained not in tags:
+        published = {
+            tuple((k, str(c[k])) for k in PREPROCESS_KEYS if k in c)
+            for c in (open_clip.get_pretrained_cfg(name, tag) for tag in tags)
+        }
+        if len(published) == 1:
+            tag = open_clip.get_pretrained_cfg(name, tags[0])
+            cfg.update({k: tag[k] for k in PREPROCESS_KEYS if k in tag})
+    size = visual.image_size
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    mode = {"squash": "resize", "shortest": "resize_center_crop"}.get(
+        cfg.get("resize_mode", "shortest")
+    )
+    if mode is None:
+        raise ModelLoadError(f"open_clip resize_mode {cfg['resize_mode']!r}: not supported")
+    return PreprocessConfig(
+        mode=mode,
+        crop_size=size,
+        resize_size=size,
+        resize_interpolation=cfg.get("interpolation", "bicubic"),
+        mean=tuple(cfg.get("mean", PreprocessConfig().mean)),
+        std=tuple(cfg.get("std", PreprocessConfig().std)),
+    )
+
+
+def pooling(backbone: nn.Module) -> str:
+    """What the backbone's image feature is made of, in words (manifest notes, --list)."""
+    trunk = getattr(backbone, "trunk", backbone)
+    pool = getattr(trunk, "global_pool", None)
+    if isinstance(pool, str):
+        words = POOL_WORDS.get(pool, pool)
+        text = f"{words} (timm global_pool={pool!r})"
+    elif pool is not None:
+        text = f"timm's {type(pool).__name__} over the feature map"
+    else:
+        kind = getattr(backbone, "pool_type", "tok")
+        text = f"{POOL_WORDS.get(kind, kind)} after ln_post (open_clip pool_type={kind!r})"
+    head = getattr(trunk, "head", None)
+    projected = isinstance(head, nn.Module) and any(True for _ in head.parameters())
+    projected = projected or getattr(backbone, "proj", None) is not None
+    return text + (", then the tower's projection" if projected else "")
 
 
 @register
@@ -120,6 +201,12 @@ class Probe(Detector):
             choices=FEATURES,
             default="cls",
         ),
+        DetectorOption(
+            "pool",
+            "timm backbones: token (the class token) or avg (the mean of the patch tokens). "
+            "Default: the model's own pooling; the class token for DINOv3.",
+            choices=POOLS,
+        ),
         QUICK_GELU,
     )
 
@@ -131,7 +218,7 @@ class Probe(Detector):
         pretrained = request.pretrained or "none"
         if request.model.startswith(TIMM):
             name = request.model.removeprefix(TIMM)
-            backbone, preprocess, digest = _timm_backbone(name, pretrained)
+            backbone, preprocess, digest = _timm_backbone(name, pretrained, request.setting("pool"))
             width, norm = backbone.num_features, "norm2"
             info = ModelInfo(
                 name=request.model,
@@ -142,20 +229,18 @@ class Probe(Detector):
                 checkpoint_sha256=digest,
             )
         else:
+            if request.setting("pool"):
+                raise UsageError("--pool is for timm backbones (--model timm:NAME)")
             loaded = load_visual(request.model, pretrained, request.setting("quick_gelu"))
-            backbone, info, norm = loaded.visual, loaded.info, "ln_2"
-            width = int(backbone.conv1.out_channels)
-            cfg = getattr(backbone, "preprocess_cfg", {}) or {}
-            preprocess = PreprocessConfig(
-                mode="resize_center_crop",
-                crop_size=info.image_size,
-                resize_size=info.image_size,
-                resize_interpolation=cfg.get("interpolation", "bicubic"),
-                mean=tuple(cfg.get("mean", PreprocessConfig().mean)),
-                std=tuple(cfg.get("std", PreprocessConfig().std)),
-            )
+            backbone, info = loaded.visual, loaded.info
+            preprocess = open_clip_preprocess(request.model, pretrained, backbone)
+            trunk = getattr(backbone, "trunk", None)  # a timm tower (PE-Core)
+            width = trunk.num_features if trunk is not None else int(backbone.conv1.out_channels)
+            norm = "norm2" if trunk is not None else "ln_2"
         encoder = backbone
+        pooled = pooling(backbone)
         if features == "blocks":
+            pooled = "every block's class token, concatenated"
             encoder = BlockTokens(backbone, norm).eval()
             blocks = len([n for n, _ in backbone.named_modules() if n.endswith(norm)])
             info = dataclasses.replace(info, feature_dim=blocks * width)
@@ -165,5 +250,5 @@ class Probe(Detector):
             info=dataclasses.replace(info, detector=self.name),
             preprocess=preprocess,
             head_info=HeadInfo(kind="none", source="none (ufd-train fits one)"),
-            notes=[f"probe features: {features}"],
+            notes=[f"probe features: {features}", f"probe pools: {pooled}"],
         )

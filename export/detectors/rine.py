@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from ufd.export.detectors.base import (
-    QUICK_GELU,
     BuiltDetector,
     Detector,
+    DetectorOption,
     DetectorRequest,
     load_exactly,
     read_state_dict,
@@ -39,7 +39,7 @@ from ufd.export.heads import HeadInfo
 from ufd.export.models import load_visual
 from ufd.runtime.bundle import sha256_file
 from ufd.runtime.bundle.manifest import PreprocessConfig
-from ufd.runtime.errors import ModelLoadError
+from ufd.runtime.errors import ModelLoadError, UsageError
 
 
 def _projection(first_dim: int, dim: int, layers: int) -> nn.Sequential:
@@ -148,7 +148,15 @@ class Rine(Detector):
     licence = "code and trainable checkpoints Apache-2.0 (mever-team/rine); CLIP weights MIT"
     default_model = "ViT-L-14"
     default_pretrained = "openai"
-    options = (QUICK_GELU,)
+    options = (
+        DetectorOption(
+            "quick_gelu",
+            "Always on: RINE's backbone is OpenAI CLIP ViT-L/14, which uses QuickGELU (even "
+            "from a local checkpoint). Accepted so that older command lines keep working.",
+            kind=bool,
+            default=True,
+        ),
+    )
 
     def build(self, request: DetectorRequest) -> BuiltDetector:
         """The CLIP tower with block hooks, RINE's projections, and its head."""
@@ -157,10 +165,15 @@ class Rine(Detector):
                 "rine needs its trainable checkpoint: --head ckpt/model_4class_trainable.pth "
                 "(from github.com/mever-team/rine)"
             )
+        if request.setting("quick_gelu") is False:
+            raise UsageError(
+                "RINE's backbone is OpenAI CLIP ViT-L/14, which uses QuickGELU: drop "
+                "--no-quick-gelu"
+            )
         loaded = load_visual(
             request.model or self.default_model,
             request.pretrained or self.default_pretrained,
-            request.setting("quick_gelu"),
+            quick_gelu=True,
         )
         tokens = BlockClassTokens(loaded.visual)
         width = int(loaded.visual.conv1.out_channels)

@@ -10,6 +10,8 @@ older resize-256 pipeline), CLIP mean and std.
 from __future__ import annotations
 
 import dataclasses
+import logging
+from pathlib import Path
 
 from ufd.export.detectors.base import (
     QUICK_GELU,
@@ -19,9 +21,11 @@ from ufd.export.detectors.base import (
     DetectorRequest,
 )
 from ufd.export.detectors.registry import register
-from ufd.export.heads import load_head
+from ufd.export.heads import is_official_head, load_head
 from ufd.export.models import load_visual
 from ufd.runtime.bundle.manifest import PreprocessConfig
+
+logger = logging.getLogger(__name__)
 
 
 @register
@@ -51,12 +55,32 @@ class UnivFD(Detector):
         ),
     )
 
+    def _quick_gelu(self, request: DetectorRequest) -> bool | None:
+        """QuickGELU: as given; else ``load_visual``'s rule, but on for the official head.
+
+        The official head was trained on OpenAI CLIP ViT-L/14 features (QuickGELU), so a
+        local ViT-L-14 checkpoint scored by it is taken to be OpenAI's.
+        """
+        given = request.setting("quick_gelu")
+        pretrained = Path(request.pretrained or self.default_pretrained).expanduser()
+        if given is not None or not pretrained.is_file():
+            return given
+        if (request.model or self.default_model) == self.default_model and is_official_head(
+            request.head or self.default_head
+        ):
+            logger.info(
+                "QuickGELU: the official UnivFD head scores OpenAI CLIP ViT-L/14 features "
+                "(pass --no-quick-gelu for a checkpoint that is not OpenAI's)"
+            )
+            return True
+        return None
+
     def build(self, request: DetectorRequest) -> BuiltDetector:
         """The open_clip tower and the linear head."""
         loaded = load_visual(
             request.model or self.default_model,
             request.pretrained or self.default_pretrained,
-            request.setting("quick_gelu"),
+            self._quick_gelu(request),
         )
         head = load_head(request.head or self.default_head, loaded.info.feature_dim)
         mode = "resize_center_crop" if request.setting("resize") else "center_crop"

@@ -76,8 +76,27 @@ def export_encoder(
     example = torch.zeros(2, 3, image_size, image_size)
     custom = {MS_DOMAIN: 1} if fused else None
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
-    _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset, custom, axes)
+    with _unfused_sdpa(visual):
+        _export(visual, example, path, ENCODER_INPUT, ENCODER_OUTPUT, opset, custom, axes)
     return fused > 0
+
+
+@contextlib.contextmanager
+def _unfused_sdpa(model: torch.nn.Module) -> Iterator[None]:
+    """Timm attention left unfused writes its plain-ops path while exporting.
+
+    The tracing exporter hands ``is_causal`` to ``F.scaled_dot_product_attention``
+    as a tensor, which it refuses (timm's Eva: PE, DINOv3); timm's own switch
+    ``fused_attn`` selects the same computation in plain ops.
+    """
+    switched = [m for m in model.modules() if getattr(m, "fused_attn", None) is True]
+    for module in switched:
+        module.fused_attn = False
+    try:
+        yield
+    finally:
+        for module in switched:
+            module.fused_attn = True
 
 
 AGGREGATOR_INPUT, AGGREGATOR_OUTPUT = "tiles", "features"

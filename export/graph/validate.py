@@ -40,11 +40,18 @@ class Reference:
 
 
 def official_transform(config: PreprocessConfig) -> transforms.Compose:
-    """The torchvision transform of the official UnivFD test pipeline."""
+    """The torchvision transform of a single-crop bundle's official test pipeline.
+
+    ``center_crop`` is UnivFD's; ``resize_center_crop`` torchvision's ``Resize`` of
+    the shorter side first; ``resize`` open_clip's ``squash`` (both sides to the crop).
+    """
     steps: list = []
+    interpolation = transforms.InterpolationMode(config.resize_interpolation)
     if config.mode == "resize_center_crop":
-        interpolation = transforms.InterpolationMode(config.resize_interpolation)
         steps.append(transforms.Resize(config.resize_size, interpolation=interpolation))
+    elif config.mode == "resize":
+        size = (config.crop_size, config.crop_size)
+        steps.append(transforms.Resize(size, interpolation=interpolation))
     steps += [
         transforms.CenterCrop(config.crop_size),
         transforms.ToTensor(),
@@ -92,9 +99,10 @@ def measure_parity(
         [encoder(reference.pixels[i : i + _BATCH]) for i in range(0, len(reference.pixels), _BATCH)]
     )
     ref = reference.features
-    cosine = np.sum(feats * ref, axis=1) / (
-        np.linalg.norm(feats, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12
-    )
+    a, b = feats.astype(np.float64), ref.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    # no additive epsilon: features of a random-init tower can be ~1e-4 long (PE-Core)
+    cosine = np.sum(a * b, axis=1) / np.maximum(norms, np.finfo(np.float64).tiny)
     logit_figures: dict[str, float | None] = dict.fromkeys(("max", "p50", "p99", "agreement"), None)
     if head_path is not None and reference.logits is not None:
         logits = HeadSession(head_path)(feats)
