@@ -29,8 +29,10 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
     help=(
         "Fit a head on the frozen features of the bundle's encoder (UnivFD's CLIP, a "
         "probe's backbone, any detector ufd exports) and write it into the bundle. "
-        "Recipe (--augment paper): resize 256, blur p=0.5 sigma~U[0,3], JPEG p=0.5 "
-        "q~U[30,100], random crop 224, flip (--views augmented copies per image, cached); "
+        "Recipe (--augment paper), in the bundle's own geometry, sizes and mean/std: resize "
+        "(256 for a 224 crop), blur p=0.5 sigma~U[0,3], JPEG p=0.5 q~U[30,100], random crop "
+        "(224), flip; a bundle that squashes or cuts the whole image into its own inputs "
+        "does so after blur, JPEG and flip (--views augmented copies per image, cached); "
         "--augment reupload adds a platform's re-upload around it (crop 80-100 %, downscale "
         "0.5-1, WebP); AdamW lr 1e-4, batch 256, BCE; early stopping on validation "
         "accuracy, lr/10 on plateau until lr < 1e-6."
@@ -83,7 +85,12 @@ def train(
     trust(trust_key)
     from ufd.export.train.augment import AUGMENTATIONS
     from ufd.export.train.trainers import TRAINERS, TrainSettings
-    from ufd.export.train.training_data import FeatureGatherer, Sources, gather
+    from ufd.export.train.training_data import (
+        FeatureGatherer,
+        Sources,
+        check_both_classes,
+        gather,
+    )
     from ufd.runtime.cache import cache_dir
     from ufd.runtime.detector import Detector
     from ufd.runtime.io.feature_files import load_feature_file
@@ -111,8 +118,7 @@ def train(
     }
     typer.echo("encoding training and validation images (cached)...", err=True)
     data = gather(gatherer, sources["real"], sources["fake"], val_split, augment, views, seed)
-    if len(data.val_x) == 0 or len(set(data.val_y.tolist())) < 2:
-        raise fail("validation needs both classes: raise --val-split or pass --val-real/--val-fake")
+    check_both_classes(data)
     settings = TrainSettings(epochs, batch_size, lr, n_traces, augment, views, seed)
     typer.echo(TRAINERS[method](detector, data, settings, _progress))
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ufd.runtime.bundle import PreprocessConfig
 
-_RESAMPLE = {
+RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
     "nearest": Image.Resampling.NEAREST,
@@ -89,7 +89,7 @@ class ResizeCenterCropPreprocessor(CenterCropPreprocessor):
     ) -> None:
         super().__init__(crop_size, normalizer)
         self.resize_size = resize_size
-        self.resample = _RESAMPLE[interpolation]
+        self.resample = RESAMPLE[interpolation]
 
     def crop(self, image: Image.Image) -> np.ndarray:
         """Resize ``image`` (RGB), then crop it."""
@@ -110,7 +110,7 @@ class SquashResizePreprocessor(CenterCropPreprocessor):
 
     def __init__(self, size: int, interpolation: str, normalizer: Normalizer) -> None:
         super().__init__(size, normalizer)
-        self.resample = _RESAMPLE[interpolation]
+        self.resample = RESAMPLE[interpolation]
 
     def crop(self, image: Image.Image) -> np.ndarray:
         """Resize ``image`` (RGB) to the square input size."""

@@ -1,11 +1,19 @@
-"""Training augmentations by name (``ufd-train --augment``).
+"""Training augmentations by name (``ufd-train --augment``), in the bundle's own geometry.
 
-Their transformations come from :mod:`ufd.runtime.transforms`.
+Their transformations come from :mod:`ufd.runtime.transforms`; the pixels they
+end in are made as the bundle's preprocessing makes them (its sizes, its
+interpolation, its mean and std, its units), so that a head is trained on the
+inputs it will score:
 
 * ``paper`` (:class:`PaperAugmentation`): UnivFD's training recipe: resize the
   shorter side to 256 (bilinear) -> blur with p = 0.5, sigma ~ U[0, 3] -> JPEG
   with p = 0.5, quality ~ U[30, 100] -> random crop 224 -> horizontal flip with
-  p = 0.5 -> CLIP normalisation.
+  p = 0.5 -> normalisation. 256 and 224 are those of a 224-px CLIP bundle; a
+  bundle of crop S resizes to round(S x 256 / 224) (``center_crop``) or to its
+  own resize size and interpolation (``resize_center_crop``), then crops S at
+  random. A ``resize`` bundle (PE) squashes to S after blur and JPEG; the bundles
+  whose images give several inputs (``whole``, ``five_crops``, ``tiles``) blur,
+  compress and flip the whole image, then cut it into their own units.
 * ``reupload`` (:class:`ReuploadAugmentation`): the paper's recipe, first with
   what a platform does to an upload (the transformations ``--views`` and
   ``ufd-eval --stability`` use): a centre crop keeping U[0.8, 1] of each side
@@ -25,9 +33,16 @@ import hashlib
 import numpy as np
 from PIL import Image
 
+from ufd.runtime.bundle import PreprocessConfig
 from ufd.runtime.errors import UsageError
-from ufd.runtime.preprocess import Normalizer
+from ufd.runtime.pipeline import Pixels, Preparer
+from ufd.runtime.preprocess import RESAMPLE
 from ufd.runtime.transforms import blur, centre_crop, downscale, jpeg, webp
+from ufd.runtime.units import Units
+
+PAPER_CROP, PAPER_RESIZE = 224, 256
+"""The paper's random crop and the shorter side it resizes to first (a 224-px bundle's)."""
+RANDOM_CROP_MODES = ("center_crop", "resize_center_crop")
 
 
 class PaperAugmentation:
@@ -36,13 +51,16 @@ class PaperAugmentation:
     recipe = "paper-v1"
     """The feature-cache name of the recipe: change it when the recipe changes."""
 
-    def __init__(self, seed: int, crop_size: int = 224, resize_size: int = 256) -> None:
+    def __init__(self, seed: int, preprocess: PreprocessConfig | None = None) -> None:
         self.seed = seed
-        self.crop_size = crop_size
-        self.resize_size = resize_size
-        self.normalizer = Normalizer(
-            (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-        )
+        self.preprocess = preprocess or PreprocessConfig()
+        self.crop_size = self.preprocess.crop_size
+        self.resize_size = round(self.crop_size * PAPER_RESIZE / PAPER_CROP)
+        self.resample = Image.Resampling.BILINEAR
+        if self.preprocess.mode == "resize_center_crop":
+            self.resize_size = self.preprocess.resize_size
+            self.resample = RESAMPLE[self.preprocess.resize_interpolation]
+        self.preparer = Preparer(self.preprocess)
 
     def variant(self, view: int) -> str:
         """The feature-cache variant name of one augmented view."""
@@ -53,17 +71,19 @@ class PaperAugmentation:
         digest = hashlib.sha256(f"{self.seed}|{path}|{view}".encode()).digest()
         return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
-    def __call__(self, image: Image.Image, rng: np.random.Generator) -> np.ndarray:
-        """Augment one RGB image into a normalised (3, crop, crop) float32 array."""
+    def __call__(self, image: Image.Image, rng: np.random.Generator) -> Pixels:
+        """Augment one RGB image into the bundle's normalised encoder input(s)."""
         return self.finish(self.degrade(self.resize(image), rng), rng)
 
     def resize(self, image: Image.Image) -> Image.Image:
-        """The shorter side to 256 (bilinear), never below the crop."""
+        """Crop bundles: the shorter side to the resize size, never below the crop."""
+        if self.preprocess.mode not in RANDOM_CROP_MODES:
+            return image
         w, h = image.size
         scale = self.resize_size / min(w, h)
         return image.resize(
             (max(self.crop_size, round(w * scale)), max(self.crop_size, round(h * scale))),
-            Image.Resampling.BILINEAR,
+            self.resample,
         )
 
     def degrade(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -74,15 +94,24 @@ class PaperAugmentation:
             image = jpeg(image, int(rng.integers(30, 101)))
         return image
 
-    def finish(self, image: Image.Image, rng: np.random.Generator) -> np.ndarray:
-        """Random crop, flip with p = 0.5, normalise."""
-        w, h = image.size
-        left = int(rng.integers(0, w - self.crop_size + 1))
-        top = int(rng.integers(0, h - self.crop_size + 1))
-        pixels = np.asarray(image.crop((left, top, left + self.crop_size, top + self.crop_size)))
-        if rng.random() < 0.5:
-            pixels = pixels[:, ::-1]
-        return self.normalizer(np.ascontiguousarray(pixels))
+    def finish(self, image: Image.Image, rng: np.random.Generator) -> Pixels:
+        """The bundle's geometry (crop bundles: a random crop), flip with p = 0.5, normalise."""
+        mode = self.preprocess.mode
+        if mode in RANDOM_CROP_MODES:
+            w, h = image.size
+            left = int(rng.integers(0, w - self.crop_size + 1))
+            top = int(rng.integers(0, h - self.crop_size + 1))
+            image = image.crop((left, top, left + self.crop_size, top + self.crop_size))
+        flip = rng.random() < 0.5
+        if flip:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if self.preparer.units is not None:
+            own, note = self.preparer.units.units(image)
+            return self.preparer.normalise(Units((own,), note))
+        # crop bundles hold their random crop already; ``resize`` bundles squash here
+        crop = self.preparer.preprocessor.crop
+        pixels = np.asarray(image) if mode in RANDOM_CROP_MODES else crop(image)
+        return self.preparer.normalizer(np.ascontiguousarray(pixels))
 
 
 class ReuploadAugmentation(PaperAugmentation):
@@ -110,8 +139,10 @@ AUGMENTATIONS: dict[str, type[PaperAugmentation] | None] = {
 """``ufd-train --augment`` choices (``none``: the clean images, once)."""
 
 
-def make_augmentation(name: str, seed: int) -> PaperAugmentation | None:
-    """The augmentation called ``name`` (``None`` for ``none``).
+def make_augmentation(
+    name: str, seed: int, preprocess: PreprocessConfig | None = None
+) -> PaperAugmentation | None:
+    """The augmentation called ``name`` (``None`` for ``none``), in ``preprocess``'s geometry.
 
     Raises:
         UsageError: an unknown name.
@@ -119,4 +150,4 @@ def make_augmentation(name: str, seed: int) -> PaperAugmentation | None:
     if name not in AUGMENTATIONS:
         raise UsageError(f"unknown --augment {name!r}; use {', '.join(AUGMENTATIONS)}")
     cls = AUGMENTATIONS[name]
-    return None if cls is None else cls(seed)
+    return None if cls is None else cls(seed, preprocess)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ufd.export.train.augment import PaperAugmentation, make_augmentation
 from ufd.runtime.detector import Detector
+from ufd.runtime.errors import UsageError
 from ufd.runtime.features.cache import (
     FeatureCache,
     cache_key,
@@ -95,6 +96,22 @@ class FeatureGatherer:
         return features if len(features) else np.zeros((0, self.dim), np.float32)
 
 
+def check_both_classes(data: FeatureSets) -> None:
+    """Refuse features that cannot train or select a head: each set needs both classes.
+
+    Raises:
+        UsageError: a class has no training or no validation features (every image
+            of it was skipped, or the split left none).
+    """
+    for name, labels, fix in (
+        ("training", data.train_y, "see the skipped images above"),
+        ("validation", data.val_y, "raise --val-split or pass --val-real/--val-fake"),
+    ):
+        missing = [c for v, c in ((0, "real"), (1, "fake")) if not np.any(labels == v)]
+        if missing:
+            raise UsageError(f"{name} has no {' and no '.join(missing)} features: {fix}")
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded (train, val) split of ``range(n)``."""
     order = np.random.default_rng(seed).permutation(n)
@@ -112,7 +129,7 @@ def gather(
     seed: int,
 ) -> FeatureSets:
     """Training and validation features of both classes."""
-    augmentation = make_augmentation(augment, seed)
+    augmentation = make_augmentation(augment, seed, gatherer.detector.preprocess_config)
     parts = {"train_x": [], "train_y": [], "val_x": [], "val_y": []}
     for label, sources in ((0, real), (1, fake)):
         paths = [i.path for i in expand_inputs(sources.folders) if i.error is None]
