@@ -236,3 +236,35 @@ def _no_trust_policy_leaks():
     yield
     for name in names:
         os.environ.pop(name, None)
+
+
+@pytest.fixture(scope="session")
+def dda_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """(bundle, official DDA): a tiny DINOv2 + LoRA in DDA's checkpoint format."""
+    from detector_bundles import build_dda
+
+    return build_dda(tmp_path_factory.mktemp("dda"))
+
+
+@pytest.fixture(scope="session")
+def bfree_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """(bundle, official B-Free): five 504-px crops, B-Free's folder layout."""
+    from detector_bundles import build_bfree
+
+    return build_bfree(tmp_path_factory.mktemp("bfree"))
+
+
+@pytest.fixture(scope="session")
+def aligned_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """(bundle, official model, checkpoint): AlignedForensics on whole images (cap 300,000 px)."""
+    from detector_bundles import build_aligned
+
+    return build_aligned(tmp_path_factory.mktemp("aligned"))
+
+
+@pytest.fixture(scope="session")
+def spai_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """(bundle, official SPAI): 224-px tiles and the attention aggregator."""
+    from detector_bundles import build_spai
+
+    return build_spai(tmp_path_factory.mktemp("spai"))

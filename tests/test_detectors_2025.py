@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from official_aligned import ALIGNED_TRANSFORM, OfficialNoDownResNet
+from official_aligned import ALIGNED_TRANSFORM
 from official_detectors import logits
-from official_dinov2 import BFREE_TRANSFORM, DDA_TRANSFORM, OfficialBFree, OfficialDDA
-from official_spai import OfficialSpai, spai_logit
+from official_dinov2 import BFREE_TRANSFORM, DDA_TRANSFORM
+from official_spai import spai_logit
 
 from ufd.export.graph.build import ExportOptions, export_bundle
 from ufd.runtime import Detector
@@ -30,16 +30,24 @@ def photos(sample_dir: Path) -> list[Path]:
     return sorted(p for p in sample_dir.iterdir() if p.suffix.lower() in (".png", ".jpg"))[:14]
 
 
-def spread(module: torch.nn.Module, seed: int, std: float = 0.05) -> torch.nn.Module:
-    """Random weights that make images score apart: norms near 1, the rest N(0, std)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in module.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                parameter.copy_(1 + 0.1 * torch.randn_like(parameter))
-            else:
-                parameter.normal_(0.0, std)
-    return module.eval()
+@pytest.fixture(scope="module")
+def dda(dda_bundle):
+    return dda_bundle
+
+
+@pytest.fixture(scope="module")
+def bfree(bfree_bundle):
+    return bfree_bundle
+
+
+@pytest.fixture(scope="module")
+def aligned(aligned_bundle):
+    return aligned_bundle
+
+
+@pytest.fixture(scope="module")
+def spai(spai_bundle):
+    return spai_bundle
 
 
 def assert_faithful(bundle: Path, official, transform, paths: list[Path]) -> None:
@@ -57,24 +65,6 @@ def assert_faithful(bundle: Path, official, transform, paths: list[Path]) -> Non
     assert max(errors) <= MAX_LOGIT_ERROR, max(errors)
     assert np.std([e for _, e in runs]) > 1e-3  # the images really differ: no constant passes
     assert len(runs) >= 8 and all(by_path[str(p)].error for p in crashes)
-
-
-@pytest.fixture(scope="module")
-def dda(tmp_path_factory: pytest.TempPathFactory):
-    """(bundle, official model): a tiny DINOv2 + LoRA in DDA's checkpoint format."""
-    folder = tmp_path_factory.mktemp("dda")
-    official = spread(OfficialDDA(), seed=21)
-    with torch.no_grad():
-        official.base_model.fc.weight.mul_(20)
-    checkpoint = folder / "ckpt.pth"
-    torch.save({"model": official.state_dict()}, checkpoint)
-    bundle = folder / "bundle"
-    export_bundle(
-        ExportOptions(
-            out=bundle, detector="dda", pretrained=str(checkpoint), precisions=("fp32", "int8")
-        )
-    )
-    return bundle, official
 
 
 def test_dda_equals_the_official_pipeline(dda, sample_dir: Path) -> None:
@@ -99,28 +89,6 @@ def test_dda_refuses_a_checkpoint_with_missing_keys(dda, tmp_path: Path) -> None
         )
 
 
-@pytest.fixture(scope="module")
-def bfree(tmp_path_factory: pytest.TempPathFactory):
-    """(bundle, official model): a tiny ViT with registers in B-Free's folder layout."""
-    folder = tmp_path_factory.mktemp("bfree") / "BFREE_tiny"
-    folder.mkdir()
-    official = spread(OfficialBFree(), seed=31)
-    with torch.no_grad():
-        official.model.head.weight.mul_(20)
-    torch.save({"model": official.timm_state()}, folder / "model_epoch_best.pth")
-    (folder / "config.yaml").write_text(
-        "arch: timm_c5i504_vit_base_patch14_reg4_dinov2\nmodel_name: BFREE_tiny\n"
-        "norm_type: resnet\nweights_file: model_epoch_best.pth\n"
-    )
-    bundle = folder.parent / "bundle"
-    export_bundle(
-        ExportOptions(
-            out=bundle, detector="bfree", pretrained=str(folder), precisions=("fp32", "int8")
-        )
-    )
-    return bundle, official
-
-
 def test_bfree_equals_the_official_five_crop_wrapper(bfree, sample_dir: Path, tmp_path) -> None:
     """Larger, equal and smaller than 504 (tiled), and thin strips."""
     from PIL import Image
@@ -136,41 +104,6 @@ def test_bfree_equals_the_official_five_crop_wrapper(bfree, sample_dir: Path, tm
     manifest = Detector.open(bundle, precision="fp32", provider="cpu").bundle.manifest
     assert manifest.preprocess.mode == "five_crops" and manifest.preprocess.grid == 14
     assert any("non-commercial" in note for note in manifest.notes)
-
-
-def random_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
-    """Batch-norm statistics that are not the identity (a trained model's are not)."""
-    with torch.no_grad():
-        for bn in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.running_mean.normal_(0.0, 0.1)
-            bn.running_var.uniform_(0.5, 1.5)
-    return module
-
-
-@pytest.fixture(scope="module")
-def aligned(tmp_path_factory: pytest.TempPathFactory):
-    """(bundle, official model, checkpoint): a tiny no-downsampling ResNet, 'module.' keys."""
-    folder = tmp_path_factory.mktemp("aligned")
-    official = random_batch_norms(
-        spread(
-            OfficialNoDownResNet(widths=(4, 8, 8, 16), layers=(1, 2, 1, 1), stem=8),
-            seed=41,
-            std=0.2,
-        )
-    )
-    checkpoint = folder / "weights.pth"
-    torch.save({"model": {f"module.{k}": v for k, v in official.state_dict().items()}}, checkpoint)
-    bundle = folder / "bundle"
-    export_bundle(
-        ExportOptions(
-            out=bundle,
-            detector="aligned",
-            pretrained=str(checkpoint),
-            precisions=("fp32", "int8"),
-            detector_settings={"max_input_pixels": 300_000},
-        )
-    )
-    return bundle, official, checkpoint
 
 
 def test_aligned_equals_the_official_pipeline_on_whole_images(aligned, sample_dir: Path) -> None:
@@ -231,29 +164,6 @@ def _pixels(path: Path) -> int:
 
     with Image.open(path) as image:
         return image.width * image.height
-
-
-@pytest.fixture(scope="module")
-def spai(tmp_path_factory: pytest.TempPathFactory):
-    """(bundle, official model): a small SPAI (ViT 128-d, 3 blocks) in its checkpoint format."""
-    folder = tmp_path_factory.mktemp("spai")
-    official = OfficialSpai()
-    mask = official.mfvit.frequencies_mask.detach().clone()
-    official.mfvit.frequencies_mask.requires_grad_(False)
-    with torch.no_grad():
-        official.mfvit.frequencies_mask.data = torch.zeros(1)  # not a weight: keep it out
-        spread(official, seed=51, std=0.08)
-        official.mfvit.frequencies_mask.data = mask
-        official.cls_head.head[-1].weight.mul_(20)
-    checkpoint = folder / "spai.pth"
-    torch.save({"model": official.state_dict(), "epoch": 34}, checkpoint)
-    bundle = folder / "bundle"
-    export_bundle(
-        ExportOptions(
-            out=bundle, detector="spai", pretrained=str(checkpoint), precisions=("fp32", "int8")
-        )
-    )
-    return bundle, official
 
 
 def test_spai_equals_the_official_tiled_pipeline(spai, sample_dir: Path, tmp_path: Path) -> None:

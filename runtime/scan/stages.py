@@ -25,7 +25,7 @@ from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS, unreadable
 from ufd.runtime.methods import open_bundle
 from ufd.runtime.pipeline import Prepared, Preparer, prepare_item
-from ufd.runtime.registry import declared_type, fields_for
+from ufd.runtime.registry import declared_type
 from ufd.runtime.scan.sources import is_uri, read_bytes
 from ufd.runtime.transforms import reupload_views
 
@@ -118,11 +118,10 @@ class Scorer:
         self.methods, self.options = self.detector.plan(
             settings.method, settings.k, settings.exact, settings.views
         )
-        self.fields = fields_for(self.methods, views=settings.views > 0)
+        self.fields = self.detector.fields(self.methods, settings.views)
         self.schema = output_schema(
-            self.methods,
+            self.fields,
             self.detector.bundle.manifest.model.feature_dim if settings.features else None,
-            settings.views,
         )
         self.normalise = self.detector.preparer.normalise
         manifest = self.detector.bundle.manifest
@@ -182,12 +181,14 @@ def field_type(name: str) -> pa.DataType:
     return pa.string() if name in ("path", "error") or name.endswith("label") else pa.float64()
 
 
-def output_schema(methods: tuple[str, ...], feature_dim: int | None, views: int = 0) -> pa.Schema:
+def output_schema(record_fields: tuple[str, ...], feature_dim: int | None) -> pa.Schema:
     """The dataset's columns: ``ufd-detect``'s fields, the graph's, ``feature`` (``--features``).
 
-    With ``views`` the methods' view fields too; ``feature`` is the image's own.
+    ``record_fields`` are the detector's (:meth:`Detector.fields`: the methods', the
+    views' with ``--views``, ``input`` for bundles that may change an image to fit);
+    ``feature`` is the image's own.
     """
-    fields = [pa.field(name, field_type(name)) for name in fields_for(methods, views=views > 0)]
+    fields = [pa.field(name, field_type(name)) for name in record_fields]
     fields += [pa.field(name, pa.string()) for name in GRAPH_COLUMNS]
     if feature_dim is not None:
         fields.append(pa.field(FEATURE, pa.list_(pa.float32(), feature_dim)))

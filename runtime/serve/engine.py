@@ -38,6 +38,7 @@ from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.methods import ScoreOptions
 from ufd.runtime.pipeline import Pixels, Prepared, prepare_item
 from ufd.runtime.records import Record
+from ufd.runtime.units import Units
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class Engine:
                 job.features[index] = feature
                 encoded = job.prepared[index]
                 if encoded is not None:  # free the pixels now: its record needs the feature
-                    job.prepared[index] = dataclasses.replace(encoded, pixels=None)
+                    job.prepared[index] = _without_pixels(encoded)
             elif failure is not None:
                 job.failures[index] = failure
             job.remaining -= 1
@@ -322,6 +323,16 @@ class Engine:
         self._worker.join(timeout=max(0.0, deadline - time.monotonic()) + 1)
         self._decoders.shutdown(wait=False, cancel_futures=True)
         return drained
+
+
+def _without_pixels(prepared: Prepared) -> Prepared:
+    """``prepared`` with its pixels freed, the note of its input cap kept for its record.
+
+    The note (``Units.note``) says what was done to the image to fit a ``whole`` encoder.
+    """
+    pixels = prepared.pixels
+    kept = Units((), pixels.note) if isinstance(pixels, Units) and pixels.note else None
+    return dataclasses.replace(prepared, pixels=kept)
 
 
 def _pixels(job: Job, index: int) -> Pixels:
