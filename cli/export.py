@@ -78,10 +78,12 @@ def export(
     quantization: Annotated[
         str,
         typer.Option(
-            help="int8 flavour: dynamic (fast on CPU) or static (QDQ, activation ranges "
-            "calibrated on --calibration-dir images; batch-invariant)."
+            help="int8 flavour: auto (the detector's: static for convolutional ones such as "
+            "aligned, else dynamic), dynamic (int8 MatMuls, activation ranges per call) or "
+            "static (QDQ, activation ranges calibrated on --calibration-dir images; "
+            "batch-invariant)."
         ),
-    ] = "dynamic",
+    ] = "auto",
     optimize: Annotated[
         bool,
         typer.Option(

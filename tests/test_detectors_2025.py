@@ -131,6 +131,23 @@ def test_an_image_over_the_input_cap_is_centre_cropped_and_says_so(aligned, tmp_
     assert abs(record.logit - expected) <= MAX_LOGIT_ERROR
 
 
+def test_aligned_int8_is_static_qdq_with_the_stem_in_fp32(aligned) -> None:
+    """A ResNet's convolutions take static int8 (dynamic int8 quantises MatMuls only);
+    the stem, whose error every later layer amplifies, stays fp32."""
+    import onnx
+
+    bundle, _, _ = aligned
+    graph = Detector.open(bundle, precision="int8", provider="cpu").bundle.manifest.encoders["int8"]
+    assert graph.quantization == "static" and graph.batch_invariant
+    nodes = onnx.load(str(bundle / graph.file), load_external_data=False).graph.node
+    conv_inputs = {n.name: n.input[0] for n in nodes if n.op_type == "Conv"}
+    producers = {out: n.op_type for n in nodes for out in n.output}
+    fed_by_dq = {name for name, x in conv_inputs.items() if producers.get(x) == "DequantizeLinear"}
+    stem = {name for name in conv_inputs if name.startswith(("/conv1/", "/layer1/"))}
+    assert stem and not stem & fed_by_dq  # the stem reads fp32 activations
+    assert set(conv_inputs) - stem <= fed_by_dq  # every later convolution is int8
+
+
 @pytest.mark.parametrize("layout", ["model", "state_dict", "net", "bare"])
 def test_aligned_reads_every_layout_of_the_official_loader(
     aligned, tmp_path: Path, layout: str

@@ -42,6 +42,12 @@ from ufd.runtime.errors import ModelLoadError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PROBE_SIZE = 256
+INT8_FP32_MODULES = ("conv1", "layer1")
+"""The stem and the first stage, at the input's full resolution, stay fp32 in int8
+graphs: on 13 photos (random He-initialised res50nodown, batch norms calibrated on a
+photo) the static int8 graph's max |Δlogit| fell from 0.43 (stem only) to 0.08, and
+it ran 2.5x faster than fp32 instead of 3.5x (512x512, 2 threads, AMD EPYC with
+AVX-512 VNNI)."""
 """The side of the square crops devices measure parity on (the graph takes any size)."""
 DEFAULT_MAX_INPUT_PIXELS = 2 * 1024 * 1024
 
@@ -206,4 +212,6 @@ class AlignedForensics(Detector):
             preprocess=preprocess,
             head_info=HeadInfo(kind="aligned", source=path.name, sha256=info.checkpoint_sha256),
             notes=[f"AlignedForensics: whole images up to {cap:,} pixels (centre-cropped beyond)"],
+            static_int8_ops=("Conv", "MatMul"),  # dynamic ConvInteger is slower than fp32
+            int8_fp32_modules=INT8_FP32_MODULES,
         )

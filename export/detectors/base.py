@@ -98,6 +98,13 @@ class BuiltDetector:
     aggregator: torch.nn.Module | None = None
     tile_feature_dim: int | None = None
     """``tiles``: the width of a tile's feature (the aggregator's input)."""
+    static_int8_ops: tuple[str, ...] | None = None
+    """Convolutional detectors: their int8 graphs are static QDQ over these op types
+    (``--quantization auto``); onnxruntime's dynamic ``ConvInteger`` is slower than
+    fp32 on CPU. ``None``: dynamic int8 MatMuls (transformers)."""
+    int8_fp32_modules: tuple[str, ...] = ()
+    """Top-level encoder modules the static int8 graphs leave fp32 (the detector's
+    most sensitive layers; AlignedForensics: its full-resolution stem and stage)."""
 
 
 class Detector:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,10 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ufd.export.detectors import DetectorRequest, get_detector
 from ufd.export.detectors.base import BuiltDetector
+from ufd.export.graph.derive import Int8Plan, derive, encoder_file, measure_unshipped_basis
 from ufd.export.graph.device_probes import (
     PROBES_FILE,
     derive_tolerance,
@@ -34,43 +32,31 @@ from ufd.export.graph.onnx_export import (
     AGGREGATOR_INPUT,
     AGGREGATOR_OUTPUT,
     DEFAULT_OPSET,
-    ENCODER_INPUT,
-    ENCODER_OUTPUT,
     export_aggregator,
     export_encoder,
     export_feature_head,
 )
 from ufd.export.graph.precision import (
-    make_fp16,
-    make_int8_dynamic,
-    make_int8_static,
     optimize_in_place,
 )
 from ufd.export.graph.probes import folder_probes, synthetic_probes
-from ufd.export.graph.references import Validation, calibration_pixels, references
+from ufd.export.graph.references import Validation, references
 from ufd.export.graph.writer import BundleWriter, check_destination
 from ufd.runtime import __version__
 from ufd.runtime.bundle import (
     PRECISIONS,
     AggregatorGraph,
-    EncoderGraph,
     Manifest,
     MethodEntry,
     ParityProbes,
-    PreprocessConfig,
 )
 from ufd.runtime.errors import ExportError
-from ufd.runtime.parity import GraphParity, Logits
 
 logger = logging.getLogger(__name__)
 
 HEAD_FILE = "head.onnx"
+QUANTIZATIONS = ("auto", "dynamic", "static")
 AGGREGATOR_FILE = "aggregator.onnx"
-
-
-def encoder_file(precision: str) -> str:
-    """File name of the encoder graph of ``precision``."""
-    return f"encoder.{precision}.onnx"
 
 
 @dataclass
@@ -94,7 +80,9 @@ class ExportOptions:
     max_logit_error: float | None = None
     threshold: float = 0.5
     force: bool = False
-    quantization: str = "dynamic"
+    quantization: str = "auto"
+    """int8 flavour: ``dynamic``, ``static`` or ``auto`` (the detector's: static QDQ
+    over its convolutions for convolutional detectors, else dynamic)."""
     optimize: bool = False
     fuse_attention: bool = True
     calibration_dir: Path | None = None
@@ -109,8 +97,10 @@ class ExportOptions:
                 f"unknown precision(s) {bad}; choose from {', '.join(PRECISIONS)}, "
                 "comma-separated (e.g. fp32,int8)"
             )
-        if self.quantization not in ("dynamic", "static"):
-            raise ExportError(f"--quantization must be dynamic or static, not {self.quantization}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ExportError(
+                f"--quantization must be {', '.join(QUANTIZATIONS)}, not {self.quantization}"
+            )
         if not 0.0 < self.threshold < 1.0:
             raise ExportError(f"threshold {self.threshold} must lie strictly between 0 and 1")
 
@@ -174,19 +164,17 @@ def export_bundle(
         check = Validation(
             options.max_logit_error, reference, head_path, aggregator_path, preprocess, on_step
         )
-        encoders = {}
+        encoders, int8 = {}, Int8Plan(options, built)
         for precision in _ordered(options.precisions):
             path = writer.path(encoder_file(precision))
-            entry = _derive(
-                precision, fp32_path, path, options, reference.pixels, preprocess, on_step
-            )
+            entry = derive(precision, fp32_path, path, int8, reference.pixels, on_step)
             encoders[precision] = check(
                 precision, path, dataclasses.replace(entry, attention="fused" if fused else "plain")
             )
         basis_name, unshipped_basis = tolerance_basis(options.precisions), None
         if basis_name not in encoders:  # from the plain fp32 graph, before --optimize
-            unshipped_basis = _unshipped_basis(
-                fp32_path, logits, crops, device_features, preprocess, on_step
+            unshipped_basis = measure_unshipped_basis(
+                fp32_path, logits, (crops, device_features), int8, reference.pixels, on_step
             )
         if options.optimize:  # last: int8/fp16 derive from the plain fp32 graph
             for precision in [p for p in options.precisions if p != "fp16"]:
@@ -232,39 +220,6 @@ def export_bundle(
     return manifest
 
 
-def _derive(
-    precision: str,
-    fp32_path: Path,
-    path: Path,
-    options: ExportOptions,
-    probe_pixels: np.ndarray,
-    preprocess: PreprocessConfig,
-    on_step: Callable[[str], None],
-) -> EncoderGraph:
-    """Make the ``precision`` graph at ``path`` (fp32 exists already) and describe it."""
-    quantization, batch_invariant = None, True
-    if precision == "int8" and options.quantization == "static":
-        on_step("quantising the encoder to int8 (static QDQ, calibrated)")
-        pixels = probe_pixels
-        if options.calibration_dir is not None:
-            images = folder_probes(options.calibration_dir, options.n_calibration)
-            pixels = calibration_pixels(images, preprocess)
-        make_int8_static(fp32_path, path, pixels, ENCODER_INPUT)
-        quantization = "static"
-    elif precision in ("int8", "int8-portable"):
-        portable = precision == "int8-portable"
-        kind = "7-bit weights, the same on every CPU" if portable else "full range"
-        on_step(f"quantising the encoder to {precision} (dynamic, per-channel, {kind})")
-        make_int8_dynamic(fp32_path, path, reduce_range=portable)
-        quantization, batch_invariant = "dynamic", False  # per-tensor activation scales
-    elif precision == "fp16":
-        on_step("converting the encoder to fp16")
-        make_fp16(fp32_path, path)
-    return EncoderGraph(
-        encoder_file(precision), ENCODER_INPUT, ENCODER_OUTPUT, batch_invariant, quantization
-    )
-
-
 def _export_aggregator(built: BuiltDetector, path: Path, opset: int) -> AggregatorGraph | None:
     """``tiles`` detectors: write the aggregator graph; its manifest entry."""
     if built.aggregator is None:
@@ -272,26 +227,6 @@ def _export_aggregator(built: BuiltDetector, path: Path, opset: int) -> Aggregat
     dim = built.tile_feature_dim or built.info.feature_dim
     export_aggregator(built.aggregator, dim, path, opset)
     return AggregatorGraph(path.name, AGGREGATOR_INPUT, AGGREGATOR_OUTPUT, dim)
-
-
-def _unshipped_basis(
-    fp32_path: Path,
-    logits: Logits | None,
-    crops: np.ndarray,
-    features: np.ndarray,
-    preprocess: PreprocessConfig,
-    on_step: Callable[[str], None],
-) -> GraphParity:
-    """The int8-portable graph's error on the probes, for a bundle that does not ship it.
-
-    Its arithmetic is the same on every CPU, so the promise it sets does not depend on
-    the export host (:func:`~ufd.export.graph.device_probes.tolerance_basis`).
-    """
-    on_step("measuring an int8-portable graph (not shipped) for the bundle's tolerance")
-    with tempfile.TemporaryDirectory(prefix="ufd-basis-") as folder:
-        path = Path(folder) / encoder_file("int8-portable")
-        make_int8_dynamic(fp32_path, path, reduce_range=True)
-        return measure_at_export("int8-portable", path, logits, crops, features, preprocess)
 
 
 def _ordered(precisions: tuple[str, ...]) -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,15 @@ def output_projections(src: Path) -> list[str]:
         for node in model.graph.node
         if node.op_type == "MatMul" and node.input[1] in weights and node.output[0] in outputs
     ]
+
+
+def module_nodes(src: Path, modules: tuple[str, ...]) -> list[str]:
+    """Names of the nodes of graph ``src`` inside the top-level ``modules`` (``/name/...``)."""
+    if not modules:
+        return []
+    model = onnx.load(str(src), load_external_data=False)
+    prefixes = tuple(f"/{m}/" for m in modules)
+    return [node.name for node in model.graph.node if node.name.startswith(prefixes)]
 
 
 FIXED_TRANSFORM = "fixed_transform"
@@ -94,7 +104,7 @@ def make_int8_dynamic(src: Path, dst: Path, reduce_range: bool = False) -> None:
 class _PixelReader:
     """Feeds preprocessed calibration images to onnxruntime's static quantiser."""
 
-    def __init__(self, pixels: np.ndarray, input_name: str) -> None:
+    def __init__(self, pixels: Sequence[np.ndarray], input_name: str) -> None:
         self._batches = iter([{input_name: p[None]} for p in pixels])
 
     def get_next(self) -> dict | None:
@@ -104,11 +114,23 @@ class _PixelReader:
         pass
 
 
-def make_int8_static(src: Path, dst: Path, calibration: np.ndarray, input_name: str) -> None:
+def make_int8_static(
+    src: Path,
+    dst: Path,
+    calibration: Sequence[np.ndarray],
+    input_name: str,
+    ops: tuple[str, ...] = ("MatMul",),
+    reduce_range: bool = False,
+    fp32_modules: tuple[str, ...] = (),
+) -> None:
     """Write a static QDQ int8 copy of ``src`` calibrated on preprocessed images.
 
-    Weights int8 per channel, activations uint8 (x86), MatMul only, MinMax
-    ranges. Activation scales are fixed, so scores do not depend on the batch.
+    Weights int8 per channel, activations uint8 (x86), the ``ops`` given (MatMul for
+    transformers; Conv too for convolutional detectors, whose dynamic ``ConvInteger``
+    is slower than fp32 on CPU), MinMax ranges. Activation scales are fixed, so
+    scores do not depend on the batch. ``reduce_range``: 7-bit weights, the same
+    numbers on CPUs without VNNI (``int8-portable``). ``fp32_modules``: top-level
+    modules left fp32 (:func:`module_nodes`).
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -118,14 +140,15 @@ def make_int8_static(src: Path, dst: Path, calibration: np.ndarray, input_name: 
     )
 
     try:
-        keep = output_projections(src) + fixed_transforms(src)
+        keep = output_projections(src) + fixed_transforms(src) + module_nodes(src, fp32_modules)
         quantize_static(
             src,
             dst,
             _PixelReader(calibration, input_name),
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["MatMul"],
+            op_types_to_quantize=list(ops),
             per_channel=True,
+            reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,

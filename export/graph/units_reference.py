@@ -43,9 +43,12 @@ class UnitsReference:
     logits: np.ndarray | None
 
     @property
-    def pixels(self) -> np.ndarray:
-        """Some units, for what calibrates static quantisation (the first of each image)."""
-        return np.stack([u[0] for u in self.units if u.shape[-2:] == self.units[0].shape[-2:]])
+    def pixels(self) -> list[np.ndarray]:
+        """What calibrates static quantisation: each image's first unit, (3, H, W).
+
+        Of any size: ``whole`` images differ.
+        """
+        return [u[0] for u in self.units]
 
 
 def image_units(images: list[Image.Image], config: PreprocessConfig) -> list[np.ndarray]:
