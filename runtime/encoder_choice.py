@@ -188,11 +188,13 @@ def open_session(
     """
     graph = bundle.manifest.encoder(precision)
     path, optimization = bundle.encoder_path(graph, verify), provider.optimization(precision)
+    variable_size = bundle.manifest.preprocess.mode == "whole"
     if graph_cache.enabled(provider, optimization):
         sha = bundle.manifest.files[graph.file].sha256
-        session = graph_cache.open_cached(path, sha, provider, threads, _check_image(bundle))
+        check = _check_image(bundle)
+        session = graph_cache.open_cached(path, sha, provider, threads, check, variable_size)
     else:
-        session = EncoderSession(path, provider, threads, optimization)
+        session = EncoderSession(path, provider, threads, optimization, variable_size=variable_size)
     session.batch_invariant = graph.batch_invariant
     check_feature_dim(bundle.manifest.model.feature_dim, {"encoder output": session})
     return session

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,12 @@ def enabled(provider: Provider, optimization: str) -> bool:
 
 
 def open_cached(
-    graph: Path, graph_sha: str, provider: Provider, threads: int | None, check: np.ndarray
+    graph: Path,
+    graph_sha: str,
+    provider: Provider,
+    threads: int | None,
+    check: np.ndarray,
+    variable_size: bool = False,
 ) -> EncoderSession:
     """A session over ``graph``: from this host's optimised copy, or made (and saved) now.
 
@@ -58,16 +64,40 @@ def open_cached(
         threads: intra-op threads.
         check: one preprocessed image (1, 3, S, S): a new copy must give the graph's
             features for it bit for bit, or it is thrown away.
+        variable_size: the graph takes images of any size (:class:`EncoderSession`).
     """
     folder = cache_dir("graphs", host_key(graph_sha, provider.name, "optimized-all"))
-    session = _open_copy(folder, provider, threads)
+    settings = _Settings(provider, threads, variable_size)
+    session = _open_copy(folder, settings)
     if session is not None:
         return session
-    session = _make_copy(graph, folder, provider, threads, check)
-    return session or EncoderSession(graph, provider, threads, "all")
+    session = _make_copy(graph, folder, settings, check)
+    return session or settings.session(graph, "all")
 
 
-def _open_copy(folder: Path, provider: Provider, threads: int | None) -> EncoderSession | None:
+@dataclass(frozen=True)
+class _Settings:
+    """How every session over one graph (and its copies) is made."""
+
+    provider: Provider
+    threads: int | None
+    variable_size: bool
+
+    def session(
+        self, graph: Path, optimization: str, save_optimized: Path | None = None
+    ) -> EncoderSession:
+        """A session over ``graph`` with these settings."""
+        return EncoderSession(
+            graph,
+            self.provider,
+            self.threads,
+            optimization,
+            save_optimized=save_optimized,
+            variable_size=self.variable_size,
+        )
+
+
+def _open_copy(folder: Path, settings: _Settings) -> EncoderSession | None:
     try:
         made = json.loads((folder / RECORD).read_text(encoding="utf-8"))
         for name, sha in made["sha256"].items():
@@ -76,7 +106,7 @@ def _open_copy(folder: Path, provider: Provider, threads: int | None) -> Encoder
                 if sha256_file(path) != sha:
                     raise OSError(f"{name} changed since it was made")
                 stamps.remember(path, sha)
-        return EncoderSession(folder / GRAPH, provider, threads, "none")
+        return settings.session(folder / GRAPH, "none")
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, UfdError) as e:
@@ -86,7 +116,7 @@ def _open_copy(folder: Path, provider: Provider, threads: int | None) -> Encoder
 
 
 def _make_copy(
-    graph: Path, folder: Path, provider: Provider, threads: int | None, check: np.ndarray
+    graph: Path, folder: Path, settings: _Settings, check: np.ndarray
 ) -> EncoderSession | None:
     """The graph's session, having saved (and checked) its optimised copy; ``None`` on failure."""
     try:
@@ -96,13 +126,13 @@ def _make_copy(
         logger.info("cannot keep an optimised graph in %s: %s", folder.parent, e)
         return None
     try:
-        session = EncoderSession(graph, provider, threads, "all", save_optimized=staging / GRAPH)
+        session = settings.session(graph, "all", save_optimized=staging / GRAPH)
     except OSError as e:
         logger.info("cannot save an optimised graph in %s: %s", staging, e)
         shutil.rmtree(staging, ignore_errors=True)
         return None
     try:
-        _keep(staging, folder, provider, threads, check, session(check))
+        _keep(staging, folder, settings, check, session(check))
     except (OSError, UfdError) as e:
         logger.info("optimised graph not kept: %s", e)
     finally:
@@ -118,13 +148,12 @@ def same_numbers(found: np.ndarray, expected: np.ndarray) -> bool:
 def _keep(
     staging: Path,
     folder: Path,
-    provider: Provider,
-    threads: int | None,
+    settings: _Settings,
     check: np.ndarray,
     expected: np.ndarray,
 ) -> None:
     """Move a saved copy into place if it computes exactly what the graph computes."""
-    copy = EncoderSession(staging / GRAPH, provider, threads, "none")
+    copy = settings.session(staging / GRAPH, "none")
     if not same_numbers(copy(check), expected):
         raise UfdError("onnxruntime's saved optimised graph computes other numbers")
     del copy

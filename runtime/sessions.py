@@ -46,6 +46,7 @@ class OrtSession:
         optimization: str = "all",
         io_binding: bool | None = None,
         save_optimized: Path | None = None,
+        variable_size: bool = False,
     ) -> None:
         """Create the session.
 
@@ -60,6 +61,10 @@ class OrtSession:
             save_optimized: also write the optimised graph there, its initializers
                 (and their pre-packed forms) in ``<name>.data`` beside it, to be
                 memory-mapped by later sessions.
+            variable_size: the graph takes images of any size (``whole`` bundles):
+                onnxruntime's memory pattern, planned per input shape, is turned
+                off; it doubled the peak memory of a ResNet on a 1 MP image
+                (benchmarks/fullres_speed.py) and saved no time.
 
         Raises:
             BundleError: onnxruntime cannot load the graph.
@@ -69,6 +74,7 @@ class OrtSession:
         options = ort.SessionOptions()
         options.graph_optimization_level = _LEVELS[optimization]
         options.log_severity_level = 3
+        options.enable_mem_pattern = not variable_size
         if threads:
             options.intra_op_num_threads = threads
         if save_optimized is not None:

@@ -234,3 +234,18 @@ def test_the_dft_filter_equals_torch_fft() -> None:
     assert torch.allclose(ours, low, atol=2e-5)
     assert torch.allclose(x.double() - ours, high, atol=2e-5)
     assert float((low - low.mean()).abs().max()) > 0.01  # a real filter, not the identity
+
+
+def test_whole_image_sessions_plan_no_memory_pattern(aligned, dda) -> None:
+    """onnxruntime's memory pattern is planned per input shape: for a graph that takes
+    every size it only holds memory (twice the peak of a ResNet at 1 MP)."""
+    from ufd.runtime.encoder_choice import open_session
+    from ufd.runtime.methods import open_bundle
+    from ufd.runtime.providers import PROVIDERS
+
+    def mem_pattern(folder: Path) -> bool:
+        session = open_session(open_bundle(folder), PROVIDERS["cpu"], "fp32")
+        return session.session.get_session_options().enable_mem_pattern
+
+    assert mem_pattern(aligned[0]) is False
+    assert mem_pattern(dda[0]) is True
