@@ -49,6 +49,8 @@ EXTRA_HINTS = {
     "python_multipart": "serve",
     "prometheus_client": "serve",
     "fastapi_offline": "serve",
+    "kserve": "kserve",
+    "grpc": "kserve",
     "pyarrow": "scale",
     "ray": "scale",
     "hnswlib": "hnswlib",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,7 +24,17 @@ from ufd.cli.options import (
 )
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 
+if TYPE_CHECKING:
+    from ufd.runtime.serve.config import ServeConfig
+
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+class Protocol(StrEnum):
+    """What ``ufd-serve`` speaks."""
+
+    ufd = "ufd"
+    v2 = "v2"
 
 
 @app.command(
@@ -31,7 +44,10 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
         "GET /v1/info, /metrics (Prometheus), /healthz, /readyz; a page at / and the API "
         "at /docs. Binds 127.0.0.1 unless told otherwise. Loads and warms the bundle once; "
         "SIGTERM/SIGINT answer every accepted request, then exit 0. --method and --views "
-        "are the defaults of requests that name none."
+        "are the defaults of requests that name none. --protocol v2 speaks the Open "
+        "Inference Protocol (KServe v2, as Triton does) instead, through KServe's own server "
+        "(ufd[kserve]): GET /v2/health/live|ready, GET /v2/models/NAME, POST "
+        "/v2/models/NAME/infer over REST on --port and gRPC on --grpc-port."
     )
 )
 @handle_errors
@@ -49,6 +65,21 @@ def serve(
             "one-shot callers on this machine: ufd-detect --server unix:PATH IMAGE.",
         ),
     ] = None,
+    protocol: Annotated[
+        Protocol,
+        typer.Option(
+            help="ufd: this service's own API (/v1/detect, the page). v2: the Open Inference "
+            "Protocol (KServe v2), for Triton and KServe clients: input 'image' (BYTES, one "
+            "encoded image per element), outputs one tensor per record field.",
+        ),
+    ] = Protocol.ufd,
+    grpc_port: Annotated[
+        int,
+        typer.Option(min=0, max=65535, help="--protocol v2: gRPC port (0: no gRPC)."),
+    ] = 8001,
+    model_name: Annotated[
+        str, typer.Option(help="--protocol v2: the model's name in /v2/models/NAME.")
+    ] = "ufd",
     method: Method = "linear",
     views: Views = 0,
     precision: Precision = None,
@@ -121,9 +152,33 @@ def serve(
         cors_origins=list(cors_origin or []),
         provenance=provenance,
     )
-    code = run_service(config, socket_path, verbose, lambda line: typer.echo(line, err=True))
+    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    if protocol is Protocol.v2:
+        code = _serve_v2(config, socket_path, cors_origin, grpc_port, model_name, say)
+    else:
+        code = run_service(config, socket_path, verbose, say)
     if code:
         raise typer.Exit(code)
+
+
+def _serve_v2(
+    config: ServeConfig,
+    socket_path: Path | None,
+    cors_origin: list[str] | None,
+    grpc_port: int,
+    model_name: str,
+    say: Callable[[str], None],
+) -> int:
+    """``--protocol v2``: KServe's server over the bundle (options of the page refused)."""
+    from ufd.runtime.errors import UsageError
+
+    if socket_path is not None or cors_origin:
+        raise UsageError("--socket and --cors-origin belong to --protocol ufd; leave them out")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", model_name):
+        raise UsageError("--model-name: letters, digits, '_', '.', '-' (up to 64)")
+    from ufd.runtime.oip.server import serve_v2
+
+    return serve_v2(config, grpc_port or None, model_name, say)
 
 
 def main() -> None:

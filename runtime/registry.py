@@ -177,10 +177,25 @@ def table_columns() -> dict[str, tuple[str, int]]:
     return columns
 
 
+def field_kind(field: str) -> str:
+    """What a record field holds: ``string``, ``float``, ``int``, ``bool``, ``shares``, ``json``.
+
+    Names, labels and errors are strings, scores floats, unless the method declares
+    otherwise (:func:`declared_type`): the one rule every typed output follows
+    (Parquet columns, v2 tensors).
+    """
+    declared = declared_type(field)
+    if declared is not None:
+        return declared
+    return "string" if field in ("path", "error") or field.endswith("label") else "float"
+
+
 def declared_type(field: str) -> str | None:
     """The declared column type of a record field (``string``, ``shares``, ``bool``...), if any."""
     if field == INPUT_NOTE:
         return "string"
+    if field == PROVENANCE:
+        return "json"
     for cls in registered().values():
         if field in cls.field_types:
             return str(cls.field_types[field])

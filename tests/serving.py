@@ -58,9 +58,11 @@ class Server:
         ready: bool = True,
         faults: str | None = None,
         port: int | None = None,
+        ready_path: str = "/readyz",
     ) -> None:
         """Start ``ufd-serve``; ``faults``: ``UFD_TEST_FAULTS`` for it (ufd.runtime.faults)."""
         self.port = port or free_port()
+        self.ready_path = ready_path
 
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
@@ -88,7 +90,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise AssertionError(f"ufd-serve exited {self.proc.returncode}: {self.stderr()}")
             with contextlib.suppress(OSError):
-                if get(self.url + "/readyz")[0] == 200:
+                if get(self.url + self.ready_path)[0] == 200:
                     return
             time.sleep(0.1)
         raise AssertionError("ufd-serve never became ready")

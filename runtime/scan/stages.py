@@ -25,7 +25,7 @@ from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS, unreadable
 from ufd.runtime.methods import open_bundle
 from ufd.runtime.pipeline import Prepared, Preparer, prepare_item
-from ufd.runtime.registry import declared_type
+from ufd.runtime.registry import field_kind
 from ufd.runtime.scan.sources import is_uri, read_bytes
 from ufd.runtime.transforms import reupload_views
 
@@ -170,15 +170,13 @@ ARROW_TYPES = {
     "int": pa.int64(),
     "shares": pa.map_(pa.string(), pa.float64()),
     "bool": pa.bool_(),
+    "json": pa.string(),  # provenance: the JSON text (scans do not read it today)
 }
 
 
 def field_type(name: str) -> pa.DataType:
     """The Arrow type of a record field: strings for names, labels and errors, else float64."""
-    declared = declared_type(name)
-    if declared is not None:
-        return ARROW_TYPES[declared]
-    return pa.string() if name in ("path", "error") or name.endswith("label") else pa.float64()
+    return ARROW_TYPES[field_kind(name)]
 
 
 def output_schema(record_fields: tuple[str, ...], feature_dim: int | None) -> pa.Schema:

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -29,6 +28,7 @@ from ufd.runtime.detector import Detector
 from ufd.runtime.errors import UfdError
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.methods import method_class
+from ufd.runtime.serve import loading
 from ufd.runtime.serve import openapi as openapi_contract
 from ufd.runtime.serve.config import ServeConfig
 from ufd.runtime.serve.docs import install_docs
@@ -62,7 +62,7 @@ def create_app(
 ) -> FastAPI:
     """The service for ``config`` (``open_detector`` replaces bundle loading in tests)."""
     state, metrics = ServiceState(), ServeMetrics()
-    opener = open_detector or (lambda: _open(config))
+    opener = open_detector or (lambda: loading.open_detector(config))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,17 +101,6 @@ def create_app(
     return app
 
 
-def _open(config: ServeConfig) -> Detector:
-    return Detector.open(
-        config.bundle,
-        precision=config.precision,
-        provider=config.provider,
-        threads=config.threads,
-        max_pixels=config.max_pixels,
-        provenance=config.provenance,
-    )
-
-
 def _load(
     state: ServiceState,
     config: ServeConfig,
@@ -123,24 +112,11 @@ def _load(
     try:
         started = time.perf_counter()
         detector = opener()
-        available = detector.methods.available()
-        detector.plan(config.method, views=config.views)  # the defaults must work
-        if available:
-            detector.plan(",".join(available))
-        size = detector.bundle.manifest.model.image_size
-        warm = np.zeros((1, 3, size, size), np.float32)
-        features = detector.features(warm)
-        if available:
-            detector.methods.columns(available, features, detector.plan(",".join(available))[1])
-        provider = detector.provider_spec
-        max_wait = config.max_wait_ms if config.max_wait_ms is not None else provider.batch_wait_ms
-        state.engine = Engine(
+        loading.warm(detector, config)
+        state.engine = loading.start_engine(
             detector,
-            max_batch=config.max_batch or provider.batch_size,
-            max_wait=max_wait / 1e3,
-            queue_images=config.queue_images,
-            decode_workers=config.decode_workers,
-            stats=EngineStats(metrics.on_batch, metrics.on_records),
+            config,
+            EngineStats(metrics.on_batch, metrics.on_records),
             on_failure=lambda reason: _worker_died(state, metrics, on_fatal, reason),
         )
         state.detector = detector
