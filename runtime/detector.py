@@ -409,13 +409,21 @@ class Detector:
         return per_image
 
     def _encode_parts(self, parts: list[np.ndarray]) -> list[np.ndarray]:
-        """The encoder's features of each part's units, in order; one call per input size."""
+        """The encoder's features of each part's units, in order.
+
+        Units of one size go through the encoder together, at most the provider's
+        batch size per call, so memory does not grow with an image's tile count.
+        """
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, part in enumerate(parts):
             groups.setdefault(part.shape[1:], []).append(i)
         encoded: dict[int, np.ndarray] = {}
+        step = self.provider_spec.batch_size  # a 4K image has ~200 tiles: memory stays bounded
         for indices in groups.values():
-            rows = self.features(np.concatenate([parts[i] for i in indices]))
+            stacked = np.concatenate([parts[i] for i in indices])
+            rows = np.concatenate(
+                [self.features(stacked[at : at + step]) for at in range(0, len(stacked), step)]
+            )
             start = 0
             for i in indices:
                 encoded[i] = rows[start : start + len(parts[i])]

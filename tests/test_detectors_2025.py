@@ -184,13 +184,22 @@ def _pixels(path: Path) -> int:
 
 
 def test_spai_equals_the_official_tiled_pipeline(spai, sample_dir: Path, tmp_path: Path) -> None:
-    """Smaller than a tile (mirrored), one to three tiles (five crops), many tiles."""
+    """Smaller than a tile (mirrored), one to three tiles (five crops), many tiles (12 in
+    one image: more than one encoder call)."""
     from PIL import Image
 
     bundle, official = spai
     paths = photos(sample_dir)[:8]
     rng = np.random.default_rng(7)
-    for size in ((224, 224), (100, 60), (300, 230), (700, 500), (224, 1000), (50, 400)):
+    for size in (
+        (224, 224),
+        (100, 60),
+        (300, 230),
+        (700, 500),
+        (224, 1000),
+        (50, 400),
+        (1000, 700),
+    ):
         path = tmp_path / f"{size[0]}x{size[1]}.png"
         Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
         paths.append(path)
