@@ -1,6 +1,13 @@
 """Speed of every detector: ufd's graphs against the official torch code, in one run.
 
     python benchmarks/detectors_speed.py --work /tmp/ufd-detectors [--skip-export]
+    python benchmarks/detectors_speed.py --work /tmp/ufd-detectors --fullres
+
+``--fullres``: today's detectors (DDA, AlignedForensics, B-Free, SPAI;
+:mod:`fullres_models`), end to end on a 1 MP and a 4 MP JPEG (decode, units,
+encoder, aggregator, head): ms per image (median of ``--runs`` after one warm-up)
+and the peak RSS, each configuration (ufd int8, ufd fp32, official torch fp32)
+in its own fresh process, in one run. Writes ``detectors_fullres.json``.
 
 Architecture-sized random-init weights in each detector's official file format
 (as tests/official_detectors.py writes them): UnivFD and RINE on CLIP
@@ -110,8 +117,18 @@ def main() -> None:
     parser.add_argument("--skip-export", action="store_true")
     parser.add_argument("--export-only", action="store_true", help="Export, measure nothing.")
     parser.add_argument("--only", default="univfd,rine,c2p-clip,commfor")
+    parser.add_argument("--fullres", action="store_true", help="Today's detectors, 1 and 4 MP.")
+    parser.add_argument(
+        "--fresh", action="store_true", help="--fullres: measure every row again (else resume)."
+    )
+    parser.add_argument("--child", nargs=3, metavar=("DETECTOR", "IMAGE", "ENGINE"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.child or args.fullres:
+        from fullres_speed import child, fullres
+
+        (child if args.child else fullres)(args)
+        return
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
     image = args.work / "one.jpg"
