@@ -12,10 +12,13 @@ from benchmarks/speed.py):
 3. with ``--rss-requests N`` (first model only): N more single-image requests from
    4 clients, RSS after the first 10 % (warm-up) and at the end.
 
+With ``--v2`` (serve_v2_bench.py): the Open Inference Protocol paths instead (v2 REST
+and gRPC, Ray Serve with 1 and 2 replicas) against ufd-serve's JSON at 16 clients.
+
 Usage:
     python benchmarks/serve_bench.py [--models ViT-B-16-quickgelu,ViT-L-14-quickgelu]
-        [--rounds-per-client 4] [--rss-requests 5000]
-Writes benchmarks/results/serve-bench.json and .md.
+        [--rounds-per-client 4] [--rss-requests 5000] [--v2]
+Writes benchmarks/results/serve-bench.json and .md (serve-v2-bench.* with --v2).
 """
 
 from __future__ import annotations
@@ -112,13 +115,7 @@ def load(client: Client, images: list[Path], clients: int, per_client: int) -> d
 def bench_model(model: str, work: Path, images: Path, per_client: int, rss_requests: int) -> dict:
     _, bundle = prepare(model, work / model, "fp32,int8", fresh=False)
     jpegs = sorted(images.glob("*.jpg"))
-    out = subprocess.run(
-        [sys.executable, "-c", OFFLINE, str(bundle), str(images)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    offline = json.loads(out.stdout.strip().splitlines()[-1])
+    offline = offline_rate(bundle, images)
     server = Server(bundle, "--precision", "int8")
     sampler = RssSampler(server.proc.pid)
     client = Client(server.url)
@@ -209,8 +206,12 @@ def main() -> None:
     parser.add_argument("--rss-requests", type=int, default=5000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ufd-speed"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--v2", action="store_true", help="The Open Inference Protocol paths.")
     args = parser.parse_args()
     images = jpeg_folder(args.work / "jpegs")
+    if args.v2:
+        v2(args, images)
+        return
     rows = []
     for i, model in enumerate(args.models.split(",")):
         rss = args.rss_requests if i == 0 else 0
@@ -220,6 +221,34 @@ def main() -> None:
     table = markdown(rows)
     (args.out / "serve-bench.md").write_text(table)
     print(table)
+
+
+def offline_rate(bundle: Path, images: Path) -> dict:
+    """Offline ufd-detect on ``images`` in a fresh process (int8, CPU)."""
+    out = subprocess.run(
+        [sys.executable, "-c", OFFLINE, str(bundle), str(images)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def v2(args: argparse.Namespace, images: Path) -> None:
+    """``--v2``: every Open Inference Protocol path on each model, written and printed."""
+    from serve_v2_bench import bench_v2, markdown_v2
+
+    results, tables = [], []
+    for model in args.models.split(","):
+        _, bundle = prepare(model, args.work / model, "fp32,int8", fresh=False)
+        offline = offline_rate(bundle, images)
+        rows = bench_v2(bundle, images, offline, args.rounds_per_client)
+        results.append({"model": model, "offline": offline, "paths": rows})
+        tables.append(markdown_v2(model, offline, rows))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve-v2-bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "serve-v2-bench.md").write_text("\n".join(tables))
+    print("\n".join(tables))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from ufd.cli.options import (
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
+    from ufd.runtime.oip.replicas import ReplicaOptions
     from ufd.runtime.serve.config import ServeConfig
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -80,6 +81,26 @@ def serve(
     model_name: Annotated[
         str, typer.Option(help="--protocol v2: the model's name in /v2/models/NAME.")
     ] = "ufd",
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="--protocol v2: run the model as this many Ray Serve replicas (on the Ray "
+            "cluster of --ray-address, else a local one); each measures its own node's "
+            "parity. Needs ufd[kserve-ray].",
+        ),
+    ] = None,
+    max_replicas: Annotated[
+        int | None,
+        typer.Option(min=1, help="--replicas: autoscale up to this many by requests in flight."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="--replicas: a running Ray cluster (ray start --head's address)."),
+    ] = None,
+    cpus_per_replica: Annotated[
+        float, typer.Option(min=0.1, help="--replicas: CPUs Ray reserves per replica.")
+    ] = 1.0,
     method: Method = "linear",
     views: Views = 0,
     precision: Precision = None,
@@ -153,32 +174,52 @@ def serve(
         provenance=provenance,
     )
     say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    if protocol is Protocol.ufd and replicas is not None:
+        raise typer.BadParameter("--replicas needs --protocol v2", param_hint="--replicas")
     if protocol is Protocol.v2:
-        code = _serve_v2(config, socket_path, cors_origin, grpc_port, model_name, say)
+        scale = _replica_options(replicas, max_replicas, ray_address, cpus_per_replica)
+        v2 = (model_name, grpc_port, scale)
+        code = _serve_v2(config, socket_path, cors_origin, v2, say)
     else:
         code = run_service(config, socket_path, verbose, say)
     if code:
         raise typer.Exit(code)
 
 
+def _replica_options(
+    replicas: int | None, max_replicas: int | None, ray_address: str | None, cpus: float
+) -> ReplicaOptions | None:
+    from ufd.runtime.errors import UsageError
+
+    if replicas is None:
+        if max_replicas is not None or ray_address is not None:
+            raise UsageError("--max-replicas and --ray-address need --replicas N")
+        return None
+    if max_replicas is not None and max_replicas < replicas:
+        raise UsageError(f"--max-replicas {max_replicas} is below --replicas {replicas}")
+    from ufd.runtime.oip.replicas import ReplicaOptions
+
+    return ReplicaOptions(replicas, max_replicas, ray_address, cpus)
+
+
 def _serve_v2(
     config: ServeConfig,
     socket_path: Path | None,
     cors_origin: list[str] | None,
-    grpc_port: int,
-    model_name: str,
+    v2: tuple[str, int, ReplicaOptions | None],
     say: Callable[[str], None],
 ) -> int:
     """``--protocol v2``: KServe's server over the bundle (options of the page refused)."""
     from ufd.runtime.errors import UsageError
 
+    model_name, grpc_port, replicas = v2
     if socket_path is not None or cors_origin:
         raise UsageError("--socket and --cors-origin belong to --protocol ufd; leave them out")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", model_name):
         raise UsageError("--model-name: letters, digits, '_', '.', '-' (up to 64)")
-    from ufd.runtime.oip.server import serve_v2
+    from ufd.runtime.oip.server import V2Options, serve_v2
 
-    return serve_v2(config, grpc_port or None, model_name, say)
+    return serve_v2(config, V2Options(model_name, grpc_port or None, replicas), say)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +34,10 @@ from ufd.runtime.serve.engine import Engine, Overloaded
 from ufd.runtime.units import UNIT_MODES
 
 logger = logging.getLogger(__name__)
+TRANSPORT_PARAMETERS = ("binary_data_output", "priority", "timeout")
+"""Request parameters Triton's clients may send about delivery, not scoring: accepted."""
+REPLICA = f"{socket.gethostname()}/{os.getpid()}"
+"""Which process answered (response parameter ``ufd_replica``): host name and pid."""
 
 
 class UfdModel(Model):  # type: ignore[misc]  # kserve ships no type information
@@ -107,12 +113,13 @@ class UfdModel(Model):  # type: ignore[misc]  # kserve ships no type information
             self.name,
             outputs,
             use_binary_outputs=binary,
+            parameters={"ufd_precision": detector.precision, "ufd_replica": REPLICA},
         )
 
     def _plan(
         self, detector: Detector, parameters: Mapping[str, Any]
     ) -> tuple[tuple[str, ...], ScoreOptions]:
-        unknown = set(parameters) - {"method", "k", "views", "binary_data_output"}
+        unknown = set(parameters) - {"method", "k", "views", *TRANSPORT_PARAMETERS}
         if unknown:
             raise InvalidInput(
                 f"unknown request parameters {sorted(unknown)}: this model takes method, k, views"

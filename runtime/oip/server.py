@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -29,6 +30,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import RESTServer
 
 from ufd.runtime.oip.model import UfdModel
+from ufd.runtime.oip.replicas import ReplicaOptions
 from ufd.runtime.serve.config import ServeConfig
 
 logger = logging.getLogger(__name__)
@@ -41,16 +43,36 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def serve_v2(
-    config: ServeConfig, grpc_port: int | None, model_name: str, say: Callable[[str], None]
-) -> int:
+@dataclass(frozen=True)
+class V2Options:
+    """What ``--protocol v2`` adds to ufd-serve's settings.
+
+    Attributes:
+        model_name: the model's name in ``/v2/models/NAME``.
+        grpc_port: the gRPC port; ``None``: REST only.
+        replicas: run the model as Ray Serve replicas (``None``: in this process).
+    """
+
+    model_name: str = "ufd"
+    grpc_port: int | None = 8001
+    replicas: ReplicaOptions | None = None
+
+
+def serve_v2(config: ServeConfig, options: V2Options, say: Callable[[str], None]) -> int:
     """Load the bundle, then serve it over v2 REST (and gRPC) until SIGTERM/SIGINT: 0.
 
     Raises:
-        UfdError: the bundle does not load (before anything listens).
+        UfdError: the bundle does not load, or the replicas do not start (before
+            anything listens).
     """
-    model = UfdModel(model_name, config)
-    model.load()
+    name = options.model_name
+    if options.replicas is None:
+        model: Any = UfdModel(name, config)
+        model.load()
+    else:
+        from ufd.runtime.oip.replicas import deploy
+
+        model = deploy(config, name, options.replicas)
     repository = ModelRepository()
     repository.update(model)
     dataplane = DataPlane(model_registry=repository)
@@ -60,17 +82,25 @@ def serve_v2(
     rest.config.limit_concurrency = config.max_connections
     rest.config.timeout_graceful_shutdown = int(config.drain_timeout) or None
     _guard(config)
-    rpc = _GrpcServer(config, grpc_port, dataplane, extension) if grpc_port else None
+    rpc = (
+        _GrpcServer(config, options.grpc_port, dataplane, extension) if options.grpc_port else None
+    )
     for sig in (signal.SIGINT, signal.SIGTERM):  # uvicorn re-raises them after draining:
         signal.signal(sig, lambda *_: None)  # a drained shutdown then exits 0
-    where = f"http://{config.host}:{config.port}/v2/models/{model_name}"
-    where += f" and grpc {config.host}:{grpc_port}" if grpc_port else ""
+    where = f"http://{config.host}:{config.port}/v2/models/{name}"
+    where += f" and grpc {config.host}:{options.grpc_port}" if options.grpc_port else ""
+    if options.replicas is not None:
+        where += f" ({options.replicas.replicas} Ray Serve replicas)"
     say(f"ufd-serve: {config.bundle} on {where} (Open Inference Protocol v2)")
     asyncio.run(_run(rest, rpc, model))
+    if options.replicas is not None:
+        from ufd.runtime.oip.replicas import shutdown
+
+        shutdown()
     return 0
 
 
-async def _run(rest: RESTServer, rpc: _GrpcServer | None, model: UfdModel) -> None:
+async def _run(rest: RESTServer, rpc: _GrpcServer | None, model: Any) -> None:
     started = asyncio.create_task(rpc.start()) if rpc else None
     try:
         await rest.start()  # returns once SIGTERM/SIGINT has drained the REST requests
@@ -78,7 +108,8 @@ async def _run(rest: RESTServer, rpc: _GrpcServer | None, model: UfdModel) -> No
         if rpc is not None and started is not None:
             await rpc.stop()
             started.cancel()
-        await asyncio.to_thread(model.stop)
+        if isinstance(model, UfdModel):
+            await asyncio.to_thread(model.stop)
 
 
 def _guard(config: ServeConfig) -> None:
@@ -94,6 +125,20 @@ class _RestServer(RESTServer):  # type: ignore[misc]
     def _add_exception_handlers(self, app: Any) -> None:
         super()._add_exception_handlers(app)
         app.add_exception_handler(InferenceError, _inference_error)
+        try:  # with --replicas: a replica that dies under a request
+            from ray.exceptions import RayActorError
+        except ImportError:
+            return
+        app.add_exception_handler(RayActorError, _replica_lost)
+
+
+async def _replica_lost(request: Any, error: Exception) -> Any:
+    """A replica stopped while it held the request: 503, retry (Ray Serve starts another)."""
+    from fastapi.responses import JSONResponse
+
+    logger.warning("a replica stopped under a request: %s", str(error).splitlines()[0])
+    message = "a replica stopped while scoring this request (Ray Serve starts another); retry it"
+    return JSONResponse({"error": message}, 503, {"Retry-After": "1"})
 
 
 async def _inference_error(request: Any, error: InferenceError) -> Any:
