@@ -25,7 +25,7 @@ from ufd.cli.options import (
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
-    from ufd.runtime.oip.replicas import ReplicaOptions
+    from ufd.runtime.oip.scaling import ReplicaOptions
     from ufd.runtime.serve.config import ServeConfig
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -99,7 +99,14 @@ def serve(
         typer.Option(help="--replicas: a running Ray cluster (ray start --head's address)."),
     ] = None,
     cpus_per_replica: Annotated[
-        float, typer.Option(min=0.1, help="--replicas: CPUs Ray reserves per replica.")
+        float,
+        typer.Option(
+            min=0.1,
+            help=(
+                "--replicas: CPUs Ray reserves per replica; each runs that many "
+                "threads unless --threads is given."
+            ),
+        ),
     ] = 1.0,
     method: Method = "linear",
     views: Views = 0,
@@ -197,7 +204,7 @@ def _replica_options(
         return None
     if max_replicas is not None and max_replicas < replicas:
         raise UsageError(f"--max-replicas {max_replicas} is below --replicas {replicas}")
-    from ufd.runtime.oip.replicas import ReplicaOptions
+    from ufd.runtime.oip.scaling import ReplicaOptions
 
     return ReplicaOptions(replicas, max_replicas, ray_address, cpus)
 

@@ -13,54 +13,15 @@ its own: KServe's is the only ingress.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from ufd.runtime.errors import UsageError
 from ufd.runtime.oip.model import UfdModel
+from ufd.runtime.oip.scaling import ReplicaOptions
 from ufd.runtime.serve.config import ServeConfig
 
 logger = logging.getLogger(__name__)
 RAY_HINT = "pip install 'ufd[kserve-ray]' (KServe with Ray Serve)"
-
-
-@dataclass(frozen=True)
-class ReplicaOptions:
-    """How many replicas, where, and how they scale.
-
-    Attributes:
-        replicas: replicas to start with (and keep, without ``max_replicas``).
-        max_replicas: autoscale between ``replicas`` and this many by the
-            requests each replica holds (``target_requests``).
-        ray_address: a running cluster (``ray start --head``'s address, or
-            ``auto``); ``None`` starts a local one for this process.
-        cpus_per_replica: CPUs Ray reserves for each replica.
-        target_requests: requests in flight per replica that autoscaling aims at.
-    """
-
-    replicas: int
-    max_replicas: int | None = None
-    ray_address: str | None = None
-    cpus_per_replica: float = 1.0
-    target_requests: float = 4.0
-
-    def deployment_options(self, name: str) -> dict[str, Any]:
-        """Keyword arguments of ``serve.deployment`` for these options."""
-        options: dict[str, Any] = {
-            "name": name,
-            "ray_actor_options": {"num_cpus": self.cpus_per_replica},
-            "max_ongoing_requests": 64,
-        }
-        if self.max_replicas is None:
-            options["num_replicas"] = self.replicas
-        else:
-            options["autoscaling_config"] = {
-                "min_replicas": self.replicas,
-                "initial_replicas": self.replicas,
-                "max_replicas": self.max_replicas,
-                "target_ongoing_requests": self.target_requests,
-            }
-        return options
 
 
 class Replica(UfdModel):
@@ -94,7 +55,8 @@ def deploy(config: ServeConfig, name: str, options: ReplicaOptions) -> Any:
         raise UsageError(f"cannot reach the Ray cluster at {options.ray_address}: {e}") from e
     serve.start(proxy_location="Disabled")
     deployment = serve.deployment(**options.deployment_options(name))(Replica)
-    handle = serve.run(deployment.bind(name, config), name=name, route_prefix=None)
+    replica = options.replica_config(config)
+    handle = serve.run(deployment.bind(name, replica), name=name, route_prefix=None)
     model = RayModel(name, handle)
     model.load()
     return model

@@ -30,7 +30,7 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import RESTServer
 
 from ufd.runtime.oip.model import UfdModel
-from ufd.runtime.oip.replicas import ReplicaOptions
+from ufd.runtime.oip.scaling import ReplicaOptions
 from ufd.runtime.serve.config import ServeConfig
 
 logger = logging.getLogger(__name__)
