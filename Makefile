@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[export,serve,kserve,kserve-ray,scale,formats,dev]'
+	$(PY) -m pip install --quiet -e '.[export,serve,kserve,kserve-ray,scale,formats,video,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -70,7 +70,7 @@ def demo(
         # No DNS: let huggingface_hub use its cache only instead of retrying for a minute.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ufd.export.graph.build import ExportOptions, export_bundle
-    from ufd.export.graph.samples import write_samples
+    from ufd.export.graph.samples import write_sample_video, write_samples
     from ufd.runtime.errors import ModelLoadError
 
     out.mkdir(parents=True, exist_ok=True)
@@ -109,6 +109,10 @@ def demo(
     images = out / "images"
     write_samples(images)
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff this is not really a JPEG")
+    try:
+        write_sample_video(images / "clip.mp4")
+    except ImportError:
+        _say("[demo] no video in this run: pip install 'ufd[video]' to score videos too")
     results = out / "results.jsonl"
     detect = [sys.executable, "-m", "ufd.cli.detect", str(bundle), str(images)]
     _say(f"\n[demo] $ ufd-detect {bundle} {images} --output {results}")
@@ -118,6 +122,7 @@ def demo(
     _print_table(results)
     _say(f"\n[demo] records written to {results} (JSON lines)")
     _say("[demo] broken.jpg is there on purpose: bad files get an error record, never a crash")
+    _say("[demo] clip.mp4 is a 3-second video: one record, the mean of its sampled frames")
     if not real:
         _say(f"\n{BANNER}\nREMINDER: random-init model, the scores above mean nothing.\n{BANNER}")
 

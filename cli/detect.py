@@ -29,7 +29,11 @@ from ufd.cli.common import (
 )
 from ufd.cli.options import (
     BatchSize,
+    Fps,
+    Frames,
     K,
+    Keyframes,
+    MaxFrames,
     MaxPixels,
     Method,
     Precision,
@@ -39,6 +43,8 @@ from ufd.cli.options import (
     Threads,
     TrustKeys,
     Verbose,
+    VideoRule,
+    VideoTimeout,
     Views,
 )
 from ufd.runtime.io.inputs import Skipped, expand_inputs
@@ -137,6 +143,12 @@ def detect(
             "source type, generator metadata) in a 'provenance' field; never changes a score."
         ),
     ] = False,
+    fps: Fps = 1.0,
+    max_frames: MaxFrames = 32,
+    keyframes: Keyframes = False,
+    video_rule: VideoRule = "mean",
+    frames: Frames = False,
+    video_timeout: VideoTimeout = 600.0,
     server: Annotated[
         str | None,
         typer.Option(
@@ -200,10 +212,20 @@ def detect(
         _score_feature_file(detector, features, methods, options, settings.fmt, output)
         return
     from ufd.runtime.runs import local_batches
+    from ufd.runtime.video.frames import VideoOptions
+    from ufd.runtime.video.records import video_fields
+    from ufd.runtime.video.run import VideoRun
 
-    items, skipped, done = settings.items()
-    batches = local_batches(detector, items, methods, options, batch_size)
+    video = VideoRun(
+        VideoOptions(fps, max_frames, keyframes, timeout=video_timeout, max_pixels=max_pixels),
+        video_rule,
+        frames,
+    )
+    items, skipped, done = settings.items(videos=True)
+    batches = local_batches(detector, items, methods, options, batch_size, video)
     fields = detector.fields(methods, views)
+    if any(video.claims(item) for item in items):
+        fields = (*fields[:-1], *video_fields([detector.methods.get(m) for m in methods]), "error")
     where = f"{detector.precision} on {detector.provider}"
     raise typer.Exit(settings.write(batches, lambda records: fields, items, skipped, done, where))
 
@@ -260,10 +282,13 @@ class Run:
         if need_inputs and not self.inputs:
             raise fail("give images, folders or globs to score (or --features X.npy)")
 
-    def items(self):
-        """(inputs still to score, what folders and globs left out, paths done before)."""
+    def items(self, videos: bool = False):
+        """(inputs still to score, what folders and globs left out, paths done before).
+
+        With ``videos``, folders and globs take video files too.
+        """
         skipped = Skipped()
-        items = list(expand_inputs(self.inputs, skipped))
+        items = list(expand_inputs(self.inputs, skipped, videos))
         done = done_paths(self.output, self.fmt) if self.resume else set()
         if done:
             if not self.quiet:

@@ -139,3 +139,42 @@ def methods_help(allow_all: bool = True) -> str:
 
 
 Method = Annotated[str, typer.Option(help=methods_help())]
+
+Fps = Annotated[float, typer.Option(min=0.001, help="Videos: frames sampled per second of video.")]
+MaxFrames = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Videos: at most this many frames, spread evenly over the whole video when "
+        "--fps would give more.",
+    ),
+]
+Keyframes = Annotated[
+    bool,
+    typer.Option(
+        help="Videos: decode key frames only (fast); the first key frame at or after each "
+        "sampling time."
+    ),
+]
+VideoRule = Annotated[
+    str,
+    typer.Option(
+        help="Videos: what decides a video's label: mean (the mean frame score against the "
+        "threshold and unsure band), max (the highest frame score: catches short inserts), "
+        "or share (more than half the frames fake)."
+    ),
+]
+Frames = Annotated[
+    bool,
+    typer.Option(
+        help="Videos: also one record per sampled frame (PATH#t=SECONDS), before the video's."
+    ),
+]
+VideoTimeout = Annotated[
+    float,
+    typer.Option(
+        min=1.0,
+        help="Videos: stop decoding one video after this many seconds of wall time (the "
+        "frames so far are kept).",
+    ),
+]

@@ -35,6 +35,7 @@ from ufd.runtime.registry import INPUT_NOTE
 from ufd.runtime.sessions import AggregatorSession, EncoderSession, check_feature_dim
 from ufd.runtime.transforms import reupload_views
 from ufd.runtime.units import Units
+from ufd.runtime.video.run import VideoRun, with_videos
 
 logger = logging.getLogger(__name__)
 
@@ -199,13 +200,17 @@ class Detector:
         k: int | None = None,
         exact: bool | None = None,
         views: int = 0,
+        video: VideoRun | None = None,
     ) -> Iterator[Record]:
         """One record per input file, in input order; directories and globs expand.
 
         For command-line style inputs only: never pass untrusted strings here
-        (they may name any file or folder); use :meth:`score_images`.
+        (they may name any file or folder); use :meth:`score_images`. With
+        ``video`` (:class:`~ufd.runtime.video.run.VideoRun`) videos are scored
+        too, and folders take them: one record per video (and its frames').
         """
-        batches = self.score_batches(expand_inputs(inputs), batch_size, method, k, exact, views)
+        items = expand_inputs(inputs, videos=video is not None)
+        batches = self.score_batches(items, batch_size, method, k, exact, views, video)
         for batch in batches:
             yield from batch
 
@@ -218,6 +223,7 @@ class Detector:
         exact: bool | None = None,
         batch_size: int | None = None,
         views: int = 0,
+        video: VideoRun | None = None,
     ) -> list[Record]:
         """One record per image, in order; nothing is expanded or searched for.
 
@@ -233,11 +239,14 @@ class Detector:
                 (:func:`~ufd.runtime.transforms.reupload_views`): each method adds
                 its views' lowest and highest score and whether they agree, and
                 labels ``unsure`` an image whose views disagree.
+            video: score videos among ``images`` too
+                (:class:`~ufd.runtime.video.run.VideoRun`): one record per video,
+                after its frames' with ``video.frames``.
         """
         if names is not None and len(names) != len(images):
             raise UsageError(f"{len(names)} names for {len(images)} images")
         items = [_item(image, i, names) for i, image in enumerate(images)]
-        batches = self.score_batches(items, batch_size, method, k, exact, views)
+        batches = self.score_batches(items, batch_size, method, k, exact, views, video)
         return [r for batch in batches for r in batch]
 
     def score_batches(
@@ -248,6 +257,7 @@ class Detector:
         k: int | None = None,
         exact: bool | None = None,
         views: int = 0,
+        video: VideoRun | None = None,
     ) -> Iterator[list[Record]]:
         """Score items, yielding the records of each batch in input order.
 
@@ -256,9 +266,27 @@ class Detector:
             BundleError: the bundle lacks what a method needs.
         """
         names, options = self.plan(method, k, exact, views)
+        yield from self.planned_batches(items, names, options, batch_size, video)
+
+    def planned_batches(
+        self,
+        items: Iterable[InputItem],
+        methods: tuple[str, ...],
+        options: ScoreOptions,
+        batch_size: int | None = None,
+        video: VideoRun | None = None,
+    ) -> Iterator[list[Record]]:
+        """Record batches of ``items`` with ``methods`` and ``options`` from :meth:`plan`."""
         prepare = self.prepare_for(options)
-        for batch, features, failure in self.feature_batches(items, batch_size, prepare):
-            yield self.records(batch, features, failure, names, options)
+
+        def score(group: Iterable[InputItem]) -> Iterator[list[Record]]:
+            for batch, features, failure in self.feature_batches(group, batch_size, prepare):
+                yield self.records(batch, features, failure, methods, options)
+
+        if video is None:
+            yield from score(items)
+            return
+        yield from with_videos(items, video, score, [self.methods.get(m) for m in methods])
 
     def score_features(
         self,

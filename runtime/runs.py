@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ufd.runtime.faults import faults
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.io.policy import EMPTY_FILE, unreadable
 from ufd.runtime.records import Record
+
+if TYPE_CHECKING:
+    from ufd.runtime.video.run import VideoRun
 
 SERVER_CHUNK = 16
 """Images per request to a service (its --max-images must be at least this; the default is 64)."""
@@ -42,11 +45,15 @@ def local_batches(
     methods: tuple[str, ...],
     options: Any,
     batch_size: int | None = None,
+    video: VideoRun | None = None,
 ) -> Iterator[list[Record]]:
-    """Each encoder batch's records, from a :class:`~ufd.runtime.detector.Detector`."""
-    prepare = detector.prepare_for(options)
-    for batch in detector.feature_batches(items, batch_size, prepare):
-        yield detector.records(*batch, methods, options)
+    """Each encoder batch's records, from a :class:`~ufd.runtime.detector.Detector`.
+
+    With ``video``, each video among the items gives its frames' records (with
+    ``video.frames``) and then its own (:mod:`ufd.runtime.video`); images between
+    videos are batched as before.
+    """
+    yield from detector.planned_batches(items, methods, options, batch_size, video)
 
 
 def server_batches(

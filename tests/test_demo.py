@@ -36,6 +36,8 @@ def test_offline_demo_exports_detects_and_prints_every_record(tmp_path: Path) ->
     assert sorted(r["path"] for r in records) == sorted(str(p) for p in images)
     broken = [r for r in records if r["path"].endswith("broken.jpg")]
     assert broken and broken[0]["error"]
+    (clip,) = [r for r in records if r["path"].endswith("clip.mp4")]  # one record per video
+    assert clip["error"] is None and clip["frames"] == 3, clip
     scored = [r for r in records if r.get("error") is None]
     assert scored and all(0.0 <= r["prob"] <= 1.0 for r in scored)
 

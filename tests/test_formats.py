@@ -51,7 +51,7 @@ WRITABLE = {  # file name -> (Pillow format, mode)
     "a.xbm": ("XBM", "1"),
 }
 PLUGIN_WRITABLE = {"HEIC/HEIF": ("a.heic", "HEIF"), "JPEG XL": ("a.jxl", "JXL")}
-NOT_IMAGES = ("notes.txt", "meta.json", "clip.mp4", "Thumbs.db")
+NOT_IMAGES = ("notes.txt", "meta.json", "clip.mpg", "Thumbs.db")  # videos: test_video.py
 
 XPM = b"""/* XPM */
 static char *a[] = {

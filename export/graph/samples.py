@@ -108,3 +108,30 @@ def _write_variants(name: str, image: Image.Image, folder: Path) -> list[Path]:
 def _save(image: Image.Image, path: Path) -> Path:
     image.save(path, quality=92) if path.suffix.lower() in (".jpg", ".jpeg") else image.save(path)
     return path
+
+
+def write_sample_video(path: Path, seconds: int = 3, size: tuple[int, int] = (320, 240)) -> Path:
+    """A short H.264 MP4 at ``path``: each second one of the sample photos, panning.
+
+    Raises:
+        ImportError: PyAV is not installed (``pip install 'ufd[video]'``).
+    """
+    import av
+    import numpy as np
+
+    photos = [image.convert("RGB") for _, image in source_photos()][:seconds]
+    rate = 10
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        for second, photo in enumerate(photos):
+            wide = photo.resize((size[0] + rate * 4, size[1]))
+            for step in range(rate):
+                view = wide.crop((step * 4, 0, step * 4 + size[0], size[1]))
+                frame = av.VideoFrame.from_ndarray(np.asarray(view), format="rgb24")
+                frame.pts = second * rate + step
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -38,7 +38,9 @@ from ufd.runtime.io.policy import (
 )
 
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
-ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
+FileSource = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
+ImageSource = FileSource | Image.Image
+"""A path, the file's bytes, a binary file object, or an image decoded already (a video frame)."""
 
 
 def decode_image(
@@ -58,15 +60,13 @@ def decode_image(
     Raises:
         ImageError: with a short, specific reason.
     """
+    if isinstance(source, Image.Image):  # decoded already (a video's frame)
+        _check_pixels(*source.size, max_pixels)
+        return to_rgb(source)
     register_plugins()
     try:
         with Image.open(_open_target(source)) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"image is {width}x{height} = {width * height:,} pixels, over the "
-                    f"cap of {max_pixels:,} (raise it with --max-pixels)"
-                )
+            _check_pixels(*img.size, max_pixels)
             img.seek(0)
             frame = ImageOps.exif_transpose(img) if exif_transpose else img
             return to_rgb(frame)
@@ -85,7 +85,15 @@ def decode_image(
         raise ImageError(f"cannot decode image ({type(e).__name__}: {stable_text(e)})") from e
 
 
-def _open_target(source: ImageSource) -> str | BinaryIO:
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} = {width * height:,} pixels, over the "
+            f"cap of {max_pixels:,} (raise it with --max-pixels)"
+        )
+
+
+def _open_target(source: FileSource) -> str | BinaryIO:
     """What ``Image.open`` reads; an empty input is refused here."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import glob
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,6 +93,16 @@ class Skipped:
         return [f"skipped {p}: {reason}" for reason, paths in self.paths.items() for p in paths]
 
 
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
+"""Extensions folders and globs take as videos when a run scores videos (a file named
+on the command line is read by content whatever its name)."""
+
+
+def is_video_name(name: str) -> bool:
+    """True when ``name``'s extension is a video container's (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
 def is_image_name(name: str) -> bool:
     """True when ``name``'s extension is a format this install decodes (case-insensitive)."""
     from ufd.runtime.io.formats import image_extensions
@@ -101,7 +111,9 @@ def is_image_name(name: str) -> bool:
 
 
 def expand_inputs(
-    inputs: Iterable[str | os.PathLike[str]], skipped: Skipped | None = None
+    inputs: Iterable[str | os.PathLike[str]],
+    skipped: Skipped | None = None,
+    videos: bool = False,
 ) -> Iterator[InputItem]:
     """Expand inputs in order: files as given, directories recursively, globs sorted.
 
@@ -110,11 +122,13 @@ def expand_inputs(
     order; directories follow symlinked directories once and never loop. A file
     given by name is scored whatever its extension. A file reached twice (named
     and in a folder, a folder and a glob, a link to it) is taken once. What is
-    left out goes to ``skipped``, so a summary can say so.
+    left out goes to ``skipped``, so a summary can say so. With ``videos``, folders
+    and globs also take video files (:data:`VIDEO_EXTENSIONS`).
     """
     skipped = skipped if skipped is not None else Skipped()
     seen: set[str] = set()
-    for item in _expand(inputs, skipped):
+    takes = _taker(videos)
+    for item in _expand(inputs, skipped, takes):
         if item.error is None:
             key = os.path.realpath(item.path)
             if key in seen:
@@ -124,12 +138,20 @@ def expand_inputs(
         yield item
 
 
-def _expand(inputs: Iterable[str | os.PathLike[str]], skipped: Skipped) -> Iterator[InputItem]:
+def _taker(videos: bool) -> Callable[[str], bool]:
+    if not videos:
+        return is_image_name
+    return lambda name: is_image_name(name) or is_video_name(name)
+
+
+def _expand(
+    inputs: Iterable[str | os.PathLike[str]], skipped: Skipped, takes: Callable[[str], bool]
+) -> Iterator[InputItem]:
     for raw in inputs:
         text = os.fspath(raw)
         path = Path(text)
         if path.is_dir():
-            yield from _walk_directory(path, skipped)
+            yield from _walk_directory(path, skipped, takes)
         elif path.exists() or path.is_symlink():
             yield InputItem(text)
         elif _GLOB_CHARS & set(text):
@@ -138,8 +160,8 @@ def _expand(inputs: Iterable[str | os.PathLike[str]], skipped: Skipped) -> Itera
                 yield InputItem(text, "glob pattern matched no files")
             for match in matches:
                 if Path(match).is_dir():
-                    yield from _walk_directory(Path(match), skipped)
-                elif is_image_name(match):
+                    yield from _walk_directory(Path(match), skipped, takes)
+                elif takes(match):
                     yield InputItem(match)
                 else:
                     skipped.add(NOT_AN_IMAGE, match)
@@ -147,7 +169,9 @@ def _expand(inputs: Iterable[str | os.PathLike[str]], skipped: Skipped) -> Itera
             yield InputItem(text, NO_SUCH_FILE)
 
 
-def _walk_directory(root: Path, skipped: Skipped) -> Iterator[InputItem]:
+def _walk_directory(
+    root: Path, skipped: Skipped, takes: Callable[[str], bool]
+) -> Iterator[InputItem]:
     found = False
     seen: set[tuple[int, int]] = set()
     unreadable: list[OSError] = []
@@ -164,7 +188,7 @@ def _walk_directory(root: Path, skipped: Skipped) -> Iterator[InputItem]:
         seen.add(key)
         dirnames.sort()
         for name in sorted(filenames):
-            if is_image_name(name):
+            if takes(name):
                 found = True
                 yield InputItem(os.path.join(dirpath, name))
             else:

@@ -1,0 +1,100 @@
+"""Videos in a run: each video's frames scored in batches, then its record.
+
+:class:`VideoRun` holds a run's video settings. :meth:`VideoRun.claims` says
+whether an input is a video (by content); :meth:`VideoRun.batches` samples its
+frames (:mod:`.frames`), sends them through the detector's own decode ->
+preprocess -> encoder -> methods steps as images named ``PATH#t=SECONDS``, and
+ends with the video's record (:mod:`.records`). With ``frames`` the frame
+records come first, in time order, then the video's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ufd.runtime.io.inputs import InputItem
+from ufd.runtime.records import Record
+from ufd.runtime.video.frames import VideoError, VideoOptions, VideoReader
+from ufd.runtime.video.records import VIDEO_RULES, video_record
+from ufd.runtime.video.sniff import looks_like_video
+
+
+@dataclass
+class VideoRun:
+    """How a run treats videos: sampling, the deciding rule, frame records or not."""
+
+    options: VideoOptions = field(default_factory=VideoOptions)
+    rule: str = "mean"
+    frames: bool = False
+    _seen: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.rule not in VIDEO_RULES:
+            from ufd.runtime.errors import UsageError
+
+            raise UsageError(f"unknown video rule {self.rule!r}; use {', '.join(VIDEO_RULES)}")
+
+    def claims(self, item: InputItem) -> bool:
+        """Whether ``item`` is a video (read by content once per path)."""
+        if item.error is not None:
+            return False
+        if item.data is not None:
+            return looks_like_video(item.data)
+        if item.path not in self._seen:
+            self._seen[item.path] = looks_like_video(item.path)
+        return self._seen[item.path]
+
+    def batches(
+        self,
+        item: InputItem,
+        score: Callable[[Iterable[InputItem]], Iterator[list[Record]]],
+        methods: list[Any],
+    ) -> Iterator[list[Record]]:
+        """The records of one video: its frames' (with ``frames``), then its own.
+
+        ``score`` turns frame items into record batches (the run's own image path);
+        ``methods`` are the loaded methods the records hold.
+        """
+        try:
+            reader = VideoReader(item.source, self.options)
+        except VideoError as e:
+            yield [Record(item.path, error=str(e))]
+            return
+        failed: list[str] = []
+        frame_records: list[Record] = []
+        with reader:
+            for batch in score(self._frame_items(item.path, reader, failed)):
+                frame_records += batch
+                if self.frames:
+                    yield batch
+        yield [video_record(item.path, frame_records, methods, self.rule, failed)]
+
+    @staticmethod
+    def _frame_items(path: str, reader: VideoReader, failed: list[str]) -> Iterator[InputItem]:
+        for frame in reader.frames():
+            if frame.image is None:
+                failed.append(frame.error or "frame not decoded")
+                continue
+            yield InputItem(f"{path}#t={frame.time:g}", data=frame.image)
+
+
+def with_videos(
+    items: Iterable[InputItem],
+    video: VideoRun,
+    score: Callable[[Iterable[InputItem]], Iterator[list[Record]]],
+    methods: list[Any],
+) -> Iterator[list[Record]]:
+    """Record batches for ``items``: images through ``score``, videos their own way.
+
+    Runs of images go through ``score`` as they are; each video through
+    :meth:`VideoRun.batches` (its frames through ``score`` too).
+    """
+    for is_video, group in itertools.groupby(items, key=video.claims):
+        if not is_video:
+            yield from score(group)
+            continue
+        for item in group:
+            yield from video.batches(item, score, methods)

@@ -1,0 +1,53 @@
+"""Is this input a video? Decided by its first bytes.
+
+MP4/MOV (an ISO base media ``ftyp`` box whose brand is not an image brand, or
+a QuickTime file starting with another atom), WebM/Matroska (EBML) and AVI
+(RIFF ``AVI ``). HEIC/HEIF and AVIF share MP4's container and stay images.
+Folders go by extension instead (:data:`ufd.runtime.io.inputs.VIDEO_EXTENSIONS`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+_IMAGE_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
+)
+_QUICKTIME_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"})
+HEADER_BYTES = 12
+
+
+def is_video_header(head: bytes) -> bool:
+    """True when a file's first :data:`HEADER_BYTES` bytes open a video container."""
+    if len(head) < HEADER_BYTES:
+        return False
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM, Matroska
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return True
+    box = head[4:8]
+    if box == b"ftyp":
+        return head[8:12] not in _IMAGE_BRANDS
+    return box in _QUICKTIME_ATOMS
+
+
+def looks_like_video(source: Any) -> bool:
+    """Whether ``source`` (a path, bytes or a seekable file object) holds a video.
+
+    Unreadable sources are not videos: the image decoder then reports why.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return is_video_header(bytes(source[:HEADER_BYTES]))
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as f:
+                return is_video_header(f.read(HEADER_BYTES))
+        except OSError:
+            return False
+    if hasattr(source, "read") and hasattr(source, "seek") and hasattr(source, "tell"):
+        start = source.tell()
+        head = source.read(HEADER_BYTES)
+        source.seek(start)
+        return isinstance(head, bytes) and is_video_header(head)
+    return False

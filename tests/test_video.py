@@ -1,0 +1,234 @@
+"""Videos in ufd-detect: frames sampled with PyAV, scored as images, one record per video.
+
+Every video here is encoded by the test (tests/videos.py): H.264 in MP4, MOV and
+Matroska, VP9 in WebM, MJPEG in AVI, a variable frame rate, a truncated file, a
+file with no frame, audio only, frames over the pixel cap.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+from videos import CODECS, make_audio_only, make_empty_video, make_video
+
+from ufd.cli.detect import app as detect_app
+from ufd.runtime.video.frames import VideoOptions, VideoReader
+from ufd.runtime.video.sniff import is_video_header, looks_like_video
+
+pytest.importorskip("av", reason="videos need PyAV: pip install 'ufd[video]' (make test has it)")
+
+
+def detect(*args: str | Path) -> list[dict]:
+    result = CliRunner().invoke(detect_app, [str(a) for a in (*args, "--format", "jsonl")])
+    assert result.exit_code in (0, 1), result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("videos")
+    for ext in CODECS:
+        make_video(folder / f"clip.{ext}")
+    return folder
+
+
+@pytest.mark.parametrize("ext", sorted(CODECS))
+def test_each_container_gives_one_video_record(tiny_bundle: Path, videos: Path, ext: str) -> None:
+    (record,) = detect(tiny_bundle, videos / f"clip.{ext}")
+    assert record["error"] is None, record
+    assert record["frames"] == 5 and record["frame_errors"] == 0  # 5 s at --fps 1
+    assert record["video_rule"] == "mean" and record["label"] in ("real", "fake")
+    assert 0.0 <= record["prob_mean"] <= record["prob_max"] <= 1.0
+
+
+def test_frames_equal_ufd_detect_on_the_same_frames_saved_as_png(
+    full_bundle: Path, videos: Path, tmp_path: Path
+) -> None:
+    video = videos / "clip.mp4"
+    records = detect(full_bundle, video, "--frames", "--method", "all", "--fps", "2")
+    *frames, whole = records
+    assert whole["path"] == str(video) and whole["frames"] == len(frames) == 10
+    with VideoReader(video, VideoOptions(fps=2)) as reader:
+        for frame in reader.frames():
+            assert frame.image is not None
+            frame.image.save(tmp_path / f"t{frame.time:g}.png")
+    for record in frames:
+        stamp = record["path"].rsplit("#t=", 1)[1]
+        (png,) = detect(full_bundle, tmp_path / f"t{stamp}.png", "--method", "all")
+        assert {k: v for k, v in record.items() if k != "path" and v is not None} == {
+            k: v for k, v in png.items() if k != "path" and v is not None
+        }
+
+
+@pytest.mark.parametrize("rule", ["mean", "max", "share"])
+def test_the_video_record_follows_its_frames_and_rule(
+    tiny_bundle: Path, videos: Path, rule: str
+) -> None:
+    *frames, whole = detect(
+        tiny_bundle, videos / "clip.webm", "--frames", "--video-rule", rule, "--threshold", "0.4"
+    )
+    probs = np.array([f["prob"] for f in frames])
+    fake = np.array([f["label"] == "fake" for f in frames])
+    assert whole["prob_mean"] == pytest.approx(probs.mean(), abs=1e-12)
+    assert whole["prob_max"] == max(probs) and whole["fake_share"] == fake.mean()
+    value = {"mean": probs.mean(), "max": probs.max(), "share": fake.mean()}[rule]
+    assert whole["prob"] == pytest.approx(value, abs=1e-12)
+    decided = value > (0.5 if rule == "share" else 0.4)
+    assert whole["label"] == ("fake" if decided else "real")
+
+
+def test_max_frames_spread_over_the_whole_video(tiny_bundle: Path, tmp_path: Path) -> None:
+    video = make_video(tmp_path / "long.mp4", seconds=20, rate=4, size=(32, 32))
+    *frames, whole = detect(tiny_bundle, video, "--frames", "--max-frames", "4", "--fps", "2")
+    assert [f["path"].rsplit("#t=", 1)[1] for f in frames] == ["0", "5", "10", "15"]
+    assert whole["frames"] == 4
+
+
+def test_keyframes_takes_key_frames_only(tmp_path: Path) -> None:
+    import av
+
+    video = make_video(tmp_path / "gop.mp4", seconds=5, rate=10, gop=15)
+    with av.open(str(video)) as container:
+        keys = [float(f.time) for f in container.decode(video=0) if f.key_frame]
+    with VideoReader(video, VideoOptions(keyframes=True)) as reader:
+        taken = [f.time for f in reader.frames()]
+    assert taken and set(taken) <= set(keys)
+    assert taken == sorted(set(taken)) and len(taken) < 5  # fewer key frames than seconds
+
+
+def test_variable_frame_rate_takes_the_first_frame_at_or_after_each_second(
+    tmp_path: Path,
+) -> None:
+    video = make_video(tmp_path / "vfr.mkv", times=[0, 0.1, 0.5, 2.3, 2.4, 3.0, 4.9])
+    with VideoReader(video, VideoOptions()) as reader:
+        assert [f.time for f in reader.frames()] == [0.0, 2.3, 3.0, 4.9]
+
+
+def test_bad_videos_are_error_records_and_the_run_goes_on(
+    tiny_bundle: Path, videos: Path, tmp_path: Path
+) -> None:
+    whole = (videos / "clip.mp4").read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(whole[: len(whole) // 3])
+    (tmp_path / "cut.mkv").write_bytes((videos / "clip.mkv").read_bytes()[:40_000])
+    make_empty_video(tmp_path / "empty.mkv")
+    make_audio_only(tmp_path / "audio.webm")
+    (tmp_path / "junk.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST" + b"\x00" * 64)
+    names = ["truncated.mp4", "cut.mkv", "empty.mkv", "audio.webm", "junk.avi"]
+    records = detect(tiny_bundle, *(tmp_path / n for n in names), videos / "clip.avi")
+    by_name = {Path(r["path"]).name: r for r in records}
+    assert list(by_name) == [*names, "clip.avi"]  # one record each, in order
+    assert "no video stream" in by_name["audio.webm"]["error"]
+    assert by_name["empty.mkv"]["error"] and by_name["junk.avi"]["error"]
+    assert by_name["truncated.mp4"]["error"]  # the index (moov) is at the end: nothing to read
+    cut = by_name["cut.mkv"]  # frames before the cut are scored, the rest noted
+    assert cut["error"] is None and 0 < cut["frames"] < 5, cut
+    assert by_name["clip.avi"]["error"] is None and by_name["clip.avi"]["frames"] == 5
+
+
+def test_frames_over_the_pixel_cap_are_refused_on_the_header(
+    tiny_bundle: Path, videos: Path
+) -> None:
+    (record,) = detect(tiny_bundle, videos / "clip.mp4", "--max-pixels", "1000")
+    assert "over the cap of 1,000" in record["error"]
+
+
+def test_a_video_that_decodes_too_long_stops_with_a_reason(videos: Path) -> None:
+    with VideoReader(videos / "clip.mp4", VideoOptions(timeout=0.0)) as reader:
+        (frame,) = list(reader.frames())
+    assert frame.image is None and "stopped after 0 s" in (frame.error or "")
+
+
+def test_rotation_metadata_is_not_applied(tmp_path: Path) -> None:
+    import av
+
+    video = make_video(tmp_path / "plain.mp4", size=(64, 48))
+    rotated = tmp_path / "rotated.mp4"
+    with av.open(str(video)) as source, av.open(str(rotated), "w", format="mp4") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        stream.metadata["rotate"] = "90"
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    with VideoReader(rotated, VideoOptions()) as reader:
+        sizes = {f.image.size for f in reader.frames() if f.image is not None}
+    assert sizes == {(64, 48)}  # coded size, as the official pipelines read images
+
+
+def test_folders_take_videos_images_and_skip_the_rest(
+    tiny_bundle: Path, videos: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a.webm").write_bytes((videos / "clip.webm").read_bytes())
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(folder / "b.png")
+    (folder / "c.txt").write_text("not media")
+    result = CliRunner().invoke(detect_app, [str(tiny_bundle), str(folder), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "frames" in lines[0] and "prob_mean" in lines[0]
+    assert [line.split(",")[0] for line in lines[1:]] == [
+        str(folder / n) for n in ("a.webm", "b.png")
+    ]
+    assert "1 skipped" in result.stderr
+
+
+def test_without_pyav_a_video_says_how_to_get_it(
+    tiny_bundle: Path, videos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "av", None)
+    (record,) = detect(tiny_bundle, videos / "clip.mp4")
+    assert "pip install 'ufd[video]'" in record["error"]
+
+
+@pytest.mark.parametrize(
+    ("head", "video"),
+    [
+        (b"\x00\x00\x00\x18ftypmp42", True),
+        (b"\x00\x00\x00\x14ftypqt  ", True),
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81", True),
+        (b"RIFF\x00\x00\x00\x00AVI ", True),
+        (b"\x00\x00\x00\x08wide\x00\x00\x00\x00", True),
+        (b"\x00\x00\x00\x18ftypheic", False),
+        (b"\x00\x00\x00\x1cftypavif", False),
+        (b"RIFF\x00\x00\x00\x00WEBP", False),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01", False),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\r", False),
+        (b"short", False),
+    ],
+)
+def test_videos_are_told_from_images_by_their_first_bytes(head: bytes, video: bool) -> None:
+    assert is_video_header(head) is video
+    assert looks_like_video(head) is video
+
+
+def test_sampling_times() -> None:
+    assert VideoOptions().targets(5.0) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert VideoOptions(fps=2).targets(1.2) == [0.0, 0.5, 1.0]
+    spread = VideoOptions(max_frames=4).targets(100.0)
+    assert spread == [0.0, 25.0, 50.0, 75.0]
+    assert VideoOptions(max_frames=4, max_seconds=8.0).targets(100.0) == [0.0, 2.0, 4.0, 6.0]
+    assert VideoOptions().targets(None) is None
+
+
+def test_the_python_api_scores_videos_given_as_bytes(tiny_bundle: Path, videos: Path) -> None:
+    import io
+
+    from ufd.runtime import Detector
+    from ufd.runtime.video.run import VideoRun
+
+    still = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 30)).save(still, "PNG")
+    detector = Detector.open(tiny_bundle, precision="fp32")
+    images = [(videos / "clip.webm").read_bytes(), still.getvalue()]
+    records = detector.score_images(images, names=["clip.webm", "still.png"], video=VideoRun())
+    assert [r.path for r in records] == ["clip.webm", "still.png"]
+    assert records[0].get("frames") == 5 and records[0].ok and records[1].get("frames") is None
+    plain = detector.score_images(images, names=["clip.webm", "still.png"])
+    assert plain[0].error and plain[1].prob == records[1].prob  # no video: an image error
