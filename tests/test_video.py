@@ -232,3 +232,34 @@ def test_the_python_api_scores_videos_given_as_bytes(tiny_bundle: Path, videos: 
     assert records[0].get("frames") == 5 and records[0].ok and records[1].get("frames") is None
     plain = detector.score_images(images, names=["clip.webm", "still.png"])
     assert plain[0].error and plain[1].prob == records[1].prob  # no video: an image error
+
+
+def test_decoding_ahead_stops_when_the_consumer_does() -> None:
+    from ufd.runtime.video.frames import Frame
+    from ufd.runtime.video.run import decoded_ahead
+
+    made = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield Frame(float(len(made)))
+
+    ahead = decoded_ahead(endless(), depth=3)
+    assert [next(ahead).time for _ in range(2)] == [1.0, 2.0]
+    ahead.close()  # joins the decoding thread
+    count = len(made)
+    assert count <= 2 + 3 + 1  # two taken, three queued, one waiting to be queued
+    assert len(made) == count  # nothing decoded after the close
+
+
+def test_a_decoder_that_raises_ends_the_frames_with_its_error() -> None:
+    from ufd.runtime.video.frames import Frame
+    from ufd.runtime.video.run import decoded_ahead
+
+    def broken():
+        yield Frame(0.0)
+        raise RuntimeError("codec fell over")
+
+    frames = list(decoded_ahead(broken()))
+    assert frames[0].time == 0.0 and "codec fell over" in (frames[1].error or "")

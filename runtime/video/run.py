@@ -11,13 +11,15 @@ records come first, in time order, then the video's.
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.records import Record
-from ufd.runtime.video.frames import VideoError, VideoOptions, VideoReader
+from ufd.runtime.video.frames import Frame, VideoError, VideoOptions, VideoReader
 from ufd.runtime.video.records import VIDEO_RULES, video_record
 from ufd.runtime.video.sniff import looks_like_video
 
@@ -74,7 +76,7 @@ class VideoRun:
 
     @staticmethod
     def _frame_items(path: str, reader: VideoReader, failed: list[str]) -> Iterator[InputItem]:
-        for frame in reader.frames():
+        for frame in decoded_ahead(reader.frames()):
             if frame.image is None:
                 failed.append(frame.error or "frame not decoded")
                 continue
@@ -98,3 +100,44 @@ def with_videos(
             continue
         for item in group:
             yield from video.batches(item, score, methods)
+
+
+AHEAD = 4
+"""Frames decoded ahead of the encoder (PyAV decodes without the GIL)."""
+
+
+def decoded_ahead(frames: Iterator[Frame], depth: int = AHEAD) -> Iterator[Frame]:
+    """``frames`` decoded in a thread, at most ``depth`` ahead of the consumer.
+
+    The thread has stopped when this generator ends or is closed, so the caller
+    may close the video right after.
+    """
+    ready: queue.Queue[Frame | None] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def offer(item: Frame | None) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for frame in frames:
+                if not offer(frame):
+                    return
+        except Exception as e:  # noqa: BLE001 - one video's failure is its error frame
+            offer(Frame(-1.0, error=f"decoding failed ({type(e).__name__}: {e})"))
+        offer(None)
+
+    thread = threading.Thread(target=pump, name="ufd-video-decode", daemon=True)
+    thread.start()
+    try:
+        while (frame := ready.get()) is not None:
+            yield frame
+    finally:
+        stop.set()
+        thread.join()
