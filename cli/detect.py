@@ -69,7 +69,9 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
         "every argument is an image): one record per input, in input order: path, the "
         "fields of each --method (linear: logit, prob = p(fake), label; nn: nn_score, "
         "nn_label, nn_dist_real, nn_dist_fake; ...), error. INPUTS are files, directories "
-        "(recursive: every image format this install reads) or glob patterns. Files that "
+        "(recursive: every image format this install reads, and videos) or glob patterns. "
+        "A video (MP4, MOV, WebM, MKV, AVI; pip install 'ufd[video]') gets one record from "
+        "its sampled frames (--fps, --max-frames, --video-rule; --frames adds theirs). Files that "
         "cannot be read get an error record; the "
         "run goes on (--strict: stops). Records are flushed per batch; --resume continues a "
         "killed run. " + EXIT_CODES_HELP
@@ -85,7 +87,7 @@ def detect(
         ),
     ],
     inputs: Annotated[
-        list[str] | None, typer.Argument(help="Image files, directories or globs.")
+        list[str] | None, typer.Argument(help="Image or video files, directories or globs.")
     ] = None,
     method: Method = "linear",
     features: Annotated[
@@ -191,6 +193,14 @@ def detect(
         raise fail("--views makes views of images: it cannot score --features")
     settings.check(need_inputs=features is None)
     from ufd.runtime.detector import Detector
+    from ufd.runtime.video.frames import VideoOptions
+    from ufd.runtime.video.run import VideoRun
+
+    video = VideoRun(  # checked before the bundle loads
+        VideoOptions(fps, max_frames, keyframes, timeout=video_timeout, max_pixels=max_pixels),
+        video_rule,
+        frames,
+    )
 
     detector = Detector.open(
         bundle,
@@ -212,15 +222,8 @@ def detect(
         _score_feature_file(detector, features, methods, options, settings.fmt, output)
         return
     from ufd.runtime.runs import local_batches
-    from ufd.runtime.video.frames import VideoOptions
     from ufd.runtime.video.records import video_fields
-    from ufd.runtime.video.run import VideoRun
 
-    video = VideoRun(
-        VideoOptions(fps, max_frames, keyframes, timeout=video_timeout, max_pixels=max_pixels),
-        video_rule,
-        frames,
-    )
     items, skipped, done = settings.items(videos=True)
     batches = local_batches(detector, items, methods, options, batch_size, video)
     fields = detector.fields(methods, views)

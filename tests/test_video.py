@@ -263,3 +263,10 @@ def test_a_decoder_that_raises_ends_the_frames_with_its_error() -> None:
 
     frames = list(decoded_ahead(broken()))
     assert frames[0].time == 0.0 and "codec fell over" in (frames[1].error or "")
+
+
+def test_an_unknown_video_rule_is_a_usage_error(tiny_bundle: Path, videos: Path) -> None:
+    result = CliRunner().invoke(
+        detect_app, [str(tiny_bundle), str(videos / "clip.mp4"), "--video-rule", "median"]
+    )
+    assert result.exit_code == 2 and "unknown video rule 'median'" in result.output
