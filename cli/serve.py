@@ -13,6 +13,9 @@ import typer
 from ufd.cli.common import handle_errors, run, setup_logging, trust
 from ufd.cli.options import (
     BundleDir,
+    Fps,
+    Keyframes,
+    MaxFrames,
     MaxPixels,
     Method,
     Precision,
@@ -20,6 +23,8 @@ from ufd.cli.options import (
     Threads,
     TrustKeys,
     Verbose,
+    VideoRule,
+    VideoTimeout,
     Views,
 )
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
@@ -147,6 +152,11 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="Allow browser calls from this origin (repeatable).")
     ] = None,
+    fps: Fps = 1.0,
+    max_frames: MaxFrames = 32,
+    keyframes: Keyframes = False,
+    video_rule: VideoRule = "mean",
+    video_timeout: VideoTimeout = 600.0,
     trust_key: TrustKeys = None,
     verbose: Verbose = 0,
 ) -> None:
@@ -155,6 +165,11 @@ def serve(
     trust(trust_key)
     from ufd.runtime.serve.config import MB, ServeConfig, read_api_key
     from ufd.runtime.serve.run import serve as run_service
+    from ufd.runtime.video.frames import VideoOptions
+    from ufd.runtime.video.run import VideoRun
+
+    timeout = min(video_timeout, request_timeout)  # a video never outlives its request
+    sampling = VideoOptions(fps, max_frames, keyframes, timeout=timeout, max_pixels=max_pixels)
 
     config = ServeConfig(
         bundle=bundle,
@@ -179,6 +194,7 @@ def serve(
         drain_timeout=drain_timeout,
         cors_origins=list(cors_origin or []),
         provenance=provenance,
+        video=VideoRun(sampling, video_rule),
     )
     say = lambda line: typer.echo(line, err=True)  # noqa: E731
     if protocol is Protocol.ufd and replicas is not None:

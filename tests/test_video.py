@@ -270,3 +270,30 @@ def test_an_unknown_video_rule_is_a_usage_error(tiny_bundle: Path, videos: Path)
         detect_app, [str(tiny_bundle), str(videos / "clip.mp4"), "--video-rule", "median"]
     )
     assert result.exit_code == 2 and "unknown video rule 'median'" in result.output
+
+
+def test_ufd_serve_answers_an_uploaded_video_as_ufd_detect_does(
+    full_bundle: Path, videos: Path, tmp_path: Path
+) -> None:
+    from serving import multipart, post, serving
+
+    still = tmp_path / "still.png"
+    Image.new("RGB", (40, 30), (200, 10, 30)).save(still)
+    video, audio = videos / "clip.mkv", make_audio_only(tmp_path / "audio.webm")
+    args = ("--method", "all", "--video-rule", "max", "--fps", "2")
+    expected = detect(full_bundle, video, still, audio, *args)
+    parts = [(p.name, p.name, p.read_bytes()) for p in (video, still, audio)]
+    with serving(full_bundle, "--method", "all", "--video-rule", "max", "--fps", "2") as server:
+        status, body, _ = post(
+            server.url + "/v1/detect",
+            multipart([("file", name, data) for _, name, data in parts]),
+            "multipart/form-data; boundary=ufdtest",
+        )
+    assert status == 200, body
+    got = body["records"]
+    assert [r["path"] for r in got] == ["clip.mkv", "still.png", "audio.webm"]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert {k: v for k, v in mine.items() if k != "path"} == {
+            k: v for k, v in theirs.items() if k != "path"
+        }
+    assert got[0]["frames"] == 10 and "no video stream" in got[2]["error"]

@@ -35,7 +35,9 @@ from ufd.runtime.serve.docs import install_docs
 from ufd.runtime.serve.engine import Engine, EngineStats, Overloaded
 from ufd.runtime.serve.metrics import ServeMetrics
 from ufd.runtime.serve.uploads import RequestError, describe_limits, read_detect_request
+from ufd.runtime.serve.videos import score_with_videos
 from ufd.runtime.transforms import REUPLOAD_NAMES
+from ufd.runtime.video.records import video_fields
 
 OnFatal = Callable[[str, int], None]
 """Told why the service cannot go on, and the exit status it should end with."""
@@ -281,15 +283,17 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
         except UfdError as e:
             raise RequestError(400, str(e)) from e
         items = [InputItem(u.name, data=u.data) for u in parsed.images]
+        loaded = [detector.methods.get(m) for m in methods]
+        scoring = score_with_videos(engine, items, methods, options, loaded, config.video)
         try:
-            records = await asyncio.wait_for(
-                engine.score(items, methods, options), config.request_timeout
-            )
+            records, videos = await asyncio.wait_for(scoring, config.request_timeout)
         except Overloaded as e:
             raise RequestError(503, f"overloaded: {e}; retry shortly", {"Retry-After": "1"}) from e
         except TimeoutError as e:
             raise RequestError(504, f"not answered within {config.request_timeout:g} s") from e
         fields = detector.fields(methods, options.views)
+        if videos:
+            fields = (*fields[:-1], *video_fields(loaded), "error")
         return JSONResponse({"records": [r.to_dict(fields) for r in records]})
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ufd.runtime.errors import UsageError
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
+from ufd.runtime.video.run import VideoRun
 
 MB = 1 << 20
 
@@ -46,6 +47,8 @@ class ServeConfig:
     drain_timeout: float = 30.0
     cors_origins: list[str] = field(default_factory=list)
     provenance: bool = False
+    video: VideoRun = field(default_factory=VideoRun)
+    """How uploaded videos are sampled and decided (``--fps``, ``--max-frames``, ...)."""
 
     def __post_init__(self) -> None:
         positive = {

@@ -74,6 +74,19 @@ class VideoRun:
                     yield batch
         yield [video_record(item.path, frame_records, methods, self.rule, failed)]
 
+    def sample(self, item: InputItem) -> tuple[list[InputItem], list[str]]:
+        """All sampled frames of a video as items, and why frames failed (blocking).
+
+        For callers that score frames elsewhere (the service's engine); at most
+        ``options.max_frames`` frames are held.
+
+        Raises:
+            VideoError: the video cannot be read at all.
+        """
+        failed: list[str] = []
+        with VideoReader(item.source, self.options) as reader:
+            return list(self._frame_items(item.path, reader, failed)), failed
+
     @staticmethod
     def _frame_items(path: str, reader: VideoReader, failed: list[str]) -> Iterator[InputItem]:
         for frame in decoded_ahead(reader.frames()):
