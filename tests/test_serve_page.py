@@ -121,3 +121,34 @@ def test_the_api_docs_render_offline(browser, full_bundle: Path) -> None:
         title = _wait(browser, ".swagger-ui .info .title")
         assert title.text.startswith("ufd-serve")
         assert "/v1/detect" in _wait(browser, ".opblock-summary-path").text + browser.page_source
+
+
+def test_a_video_card_plots_p_generated_over_time(
+    browser, full_bundle: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("av", reason="videos need PyAV: pip install 'ufd[video]'")
+    from selenium.webdriver.common.by import By
+    from videos import make_video
+
+    video = make_video(tmp_path / "clip.webm", seconds=6, size=(96, 64))
+    with serving(full_bundle, "--fps", "2") as server:
+        browser.set_window_size(1100, 900)
+        browser.get(server.url + "/")
+        _wait(browser, "#about")
+        browser.find_element(By.ID, "files").send_keys(str(video))
+        plot = _wait(browser, ".record svg.timeline")
+        card = browser.find_element(By.CSS_SELECTOR, ".record")
+        raw = card.find_element(By.CSS_SELECTOR, "pre.raw").get_attribute("textContent")
+        record = __import__("json").loads(raw)
+        points = plot.find_element(By.TAG_NAME, "polyline").get_attribute("points").split()
+        label = plot.get_attribute("aria-label")
+        pixels = _shot(plot)
+    assert record["frames"] == 12 and len(record["timeline"]) == 12
+    assert len(points) == 12  # one per scored frame
+    xs = [float(p.split(",")[0]) for p in points]
+    assert xs == sorted(xs) and xs[0] == 0.0 and xs[-1] == 240.0  # time runs left to right
+    ys = [58 - 56 * p["prob"] for p in record["timeline"]]
+    assert [float(p.split(",")[1]) for p in points] == pytest.approx(ys, abs=0.06)
+    assert f"12 frames; decided: {record['label']}" in label
+    red = np.abs(pixels - FAKE_RED).sum(axis=2) < 60
+    assert red.any()  # the line is drawn

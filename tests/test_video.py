@@ -81,6 +81,10 @@ def test_the_video_record_follows_its_frames_and_rule(
     assert whole["prob"] == pytest.approx(value, abs=1e-12)
     decided = value > (0.5 if rule == "share" else 0.4)
     assert whole["label"] == ("fake" if decided else "real")
+    times = [float(f["path"].rsplit("#t=", 1)[1]) for f in frames]
+    assert whole["timeline"] == [
+        {"t": t, "prob": f["prob"]} for t, f in zip(times, frames, strict=True)
+    ]
 
 
 def test_max_frames_spread_over_the_whole_video(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def _cell(value: object, digits: int) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    if isinstance(value, dict):
+    if isinstance(value, (dict, list)):  # nn_source_share, a video's timeline
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return str(value)
 

@@ -16,7 +16,8 @@ The method's score field holds the deciding value (for ``share``: the share),
 its label field the decision; other per-image fields (``logit``...) stay empty.
 ``frames`` counts the frames scored, ``frame_errors`` the frames that failed and
 ``frame_error`` says why the first did (a frame that fails is noted here, never
-a failed video).
+a failed video). ``timeline``: per scored frame, its time stamp ``t`` (s) and each
+method's score, in time order (what ufd-serve's page and ufd-eval plot).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from ufd.runtime.records import Record
 
 VIDEO_RULES = ("mean", "max", "share")
 NO_FRAMES = "no frame of the video could be decoded"
-COMMON_FIELDS = ("frames", "frame_errors", "frame_error", "video_rule")
+COMMON_FIELDS = ("frames", "frame_errors", "frame_error", "video_rule", "timeline")
+FRAME_MARK = "#t="
+"""Between a video's path and a frame's time stamp in frame records (``clip.mp4#t=12``)."""
 
 
 def method_video_fields(method: Any) -> tuple[str, str, str]:
@@ -67,6 +70,7 @@ def video_record(
         "frame_errors": len(reasons),
         "frame_error": reasons[0] if reasons else None,
         "video_rule": rule,
+        "timeline": [_point(r, methods) for r in scored],
     }
     for method in methods:
         values |= _method_values(method, scored, rule)
@@ -96,3 +100,19 @@ def _method_values(method: Any, scored: Sequence[Record], rule: str) -> dict[str
     unsure = method.unsure(measured, is_fake)
     label = UNSURE if unsure[0] else ("fake" if is_fake[0] else "real")
     return values | {score_field: value, label_field: label}
+
+
+def frame_time(path: str) -> float | None:
+    """The time stamp in a frame record's path (``clip.mp4#t=12`` -> 12.0), else ``None``."""
+    _, mark, stamp = path.rpartition(FRAME_MARK)
+    try:
+        return float(stamp) if mark else None
+    except ValueError:
+        return None
+
+
+def _point(record: Record, methods: Sequence[Any]) -> dict[str, Any]:
+    point: dict[str, Any] = {"t": frame_time(record.path)}
+    for method in methods:
+        point[method.score_field()] = record.get(method.score_field())
+    return point

@@ -20,7 +20,7 @@ from typing import Any
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.records import Record
 from ufd.runtime.video.frames import Frame, VideoError, VideoOptions, VideoReader
-from ufd.runtime.video.records import VIDEO_RULES, video_record
+from ufd.runtime.video.records import FRAME_MARK, VIDEO_RULES, video_record
 from ufd.runtime.video.sniff import looks_like_video
 
 
@@ -93,7 +93,7 @@ class VideoRun:
             if frame.image is None:
                 failed.append(frame.error or "frame not decoded")
                 continue
-            yield InputItem(f"{path}#t={frame.time:g}", data=frame.image)
+            yield InputItem(f"{path}{FRAME_MARK}{frame.time:g}", data=frame.image)
 
 
 def with_videos(
