@@ -286,7 +286,8 @@ class Detector:
         if video is None:
             yield from score(items)
             return
-        yield from with_videos(items, video, score, [self.methods.get(m) for m in methods])
+        loaded = [self.methods.get(m) for m in methods]
+        yield from with_videos(items, video, score, loaded, self.provenance)
 
     def score_features(
         self,

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from videos import CODECS, make_audio_only, make_empty_video, make_video
 
 from ufd.cli.detect import app as detect_app
+from ufd.runtime.io.containers import is_video_header, looks_like_video
 from ufd.runtime.video.frames import VideoOptions, VideoReader
-from ufd.runtime.video.sniff import is_video_header, looks_like_video
 
 pytest.importorskip("av", reason="videos need PyAV: pip install 'ufd[video]' (make test has it)")
 
@@ -301,3 +301,23 @@ def test_ufd_serve_answers_an_uploaded_video_as_ufd_detect_does(
             k: v for k, v in theirs.items() if k != "path"
         }
     assert got[0]["frames"] == 10 and "no video stream" in got[2]["error"]
+
+
+CORPUS_VIDEO = Path(__file__).parent / "fixtures" / "provenance" / "c2pa-rs" / "video1.mp4"
+
+
+def test_a_signed_video_says_so_and_a_changed_one_is_broken(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("c2pa", reason="C2PA needs pip install 'ufd[provenance]'")
+    (record,) = detect(tiny_bundle, CORPUS_VIDEO, "--provenance")
+    assert record["error"] is None and record["frames"] > 0
+    credentials = record["provenance"]["c2pa"]
+    assert credentials["intact"] and credentials["validation_state"] == "Valid"
+    assert credentials["claim_generator"].startswith("TestApp c2patool")
+    changed = bytearray(CORPUS_VIDEO.read_bytes())
+    changed[-2000] ^= 0xFF  # one byte of the last video sample
+    (tmp_path / "changed.mp4").write_bytes(changed)
+    (after,) = detect(tiny_bundle, tmp_path / "changed.mp4", "--provenance")
+    assert after["provenance"]["c2pa"]["intact"] is False
+    assert after["provenance"]["c2pa"]["broken"], after["provenance"]

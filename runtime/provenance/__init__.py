@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from ufd.runtime.errors import stable_text
+from ufd.runtime.io.containers import HEADER_BYTES, video_container
 from ufd.runtime.io.formats import register_plugins
 from ufd.runtime.provenance.content_credentials import read_c2pa
 from ufd.runtime.provenance.metadata import GENERATED_TYPES, read_metadata
@@ -32,7 +33,10 @@ CAPTURED = frozenset(
 
 
 def read_provenance(source: Any, max_bytes: int = MAX_FILE_BYTES) -> dict[str, Any] | None:
-    """What the image (a path, its bytes, or a file object) says about its origin."""
+    """What the image or video (a path, its bytes, or a file object) says about its origin.
+
+    Videos (MP4, MOV, AVI) are read for their C2PA manifest only.
+    """
     try:
         data = _bytes(source, max_bytes)
     except OSError as e:
@@ -41,17 +45,9 @@ def read_provenance(source: Any, max_bytes: int = MAX_FILE_BYTES) -> dict[str, A
         return None
     found: dict[str, Any] = {}
     errors: list[str] = []
-    register_plugins()  # HEIC/HEIF, JPEG XL: the same formats the scores read
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image_format = image.format
-            found |= read_metadata(image)
-            mark = read_watermark(image)
-            if mark:
-                found["watermark"] = mark
-    except Exception as e:  # noqa: BLE001 - a broken file is an entry, never a failure
-        image_format = None
-        errors.append(f"metadata unreadable: {type(e).__name__}: {stable_text(e, 160)}")
+    # a video (its container's name): its C2PA manifest only, no image metadata or watermark
+    container = video_container(data[:HEADER_BYTES])
+    image_format = container or _image_metadata(data, found, errors)
     errors += found.pop("errors", [])
     credentials = read_c2pa(data, image_format)
     if credentials is not None:
@@ -64,6 +60,21 @@ def read_provenance(source: Any, max_bytes: int = MAX_FILE_BYTES) -> dict[str, A
     if errors:
         found["errors"] = errors
     return found
+
+
+def _image_metadata(data: bytes, found: dict[str, Any], errors: list[str]) -> str | None:
+    """Read an image's metadata and watermark into ``found``; its Pillow format."""
+    register_plugins()  # HEIC/HEIF, JPEG XL: the same formats the scores read
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            found |= read_metadata(image)
+            mark = read_watermark(image)
+            if mark:
+                found["watermark"] = mark
+            return str(image.format) if image.format else None
+    except Exception as e:  # noqa: BLE001 - a broken file is an entry, never a failure
+        errors.append(f"metadata unreadable: {type(e).__name__}: {stable_text(e, 160)}")
+        return None
 
 
 def _bytes(source: Any, max_bytes: int) -> bytes | None:

@@ -36,6 +36,9 @@ _MIME = {
     "GIF": "image/gif",
     "AVIF": "image/avif",
     "HEIF": "image/heic",
+    "MP4": "video/mp4",  # videos, by their container (ufd.runtime.io.containers)
+    "MOV": "video/quicktime",
+    "AVI": "video/x-msvideo",
 }
 _ACTIONS = ("c2pa.actions", "c2pa.actions.v2")
 TRUST_ONLY = frozenset({"signingCredential.untrusted", "cawg.x509.credential.untrusted"})

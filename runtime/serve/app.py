@@ -284,7 +284,9 @@ def _routes(app: FastAPI, config: ServeConfig, state: ServiceState, metrics: Ser
             raise RequestError(400, str(e)) from e
         items = [InputItem(u.name, data=u.data) for u in parsed.images]
         loaded = [detector.methods.get(m) for m in methods]
-        scoring = score_with_videos(engine, items, methods, options, loaded, config.video)
+        scoring = score_with_videos(
+            engine, items, methods, options, loaded, config.video, config.provenance
+        )
         try:
             records, videos = await asyncio.wait_for(scoring, config.request_timeout)
         except Overloaded as e:

@@ -17,7 +17,7 @@ from ufd.runtime.records import Record
 from ufd.runtime.serve.engine import Engine
 from ufd.runtime.video.frames import VideoError
 from ufd.runtime.video.records import video_record
-from ufd.runtime.video.run import VideoRun
+from ufd.runtime.video.run import VideoRun, with_provenance
 
 
 async def score_with_videos(
@@ -27,6 +27,7 @@ async def score_with_videos(
     options: ScoreOptions,
     loaded: list[Any],
     video: VideoRun,
+    provenance: bool = False,
 ) -> tuple[list[Record], bool]:
     """Records for ``items`` in order, and whether any was a video.
 
@@ -45,8 +46,9 @@ async def score_with_videos(
         try:
             frames, failed = await asyncio.to_thread(video.sample, item)
         except VideoError as e:
-            records.append(Record(item.path, error=str(e)))
+            records.append(with_provenance(Record(item.path, error=str(e)), item, provenance))
             continue
         scored = await engine.score(frames, methods, options) if frames else []
-        records.append(video_record(item.path, scored, loaded, video.rule, failed))
+        record = video_record(item.path, scored, loaded, video.rule, failed)
+        records.append(with_provenance(record, item, provenance))
     return records, True

@@ -10,6 +10,7 @@ records come first, in time order, then the video's.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import queue
 import threading
@@ -17,11 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ufd.runtime.io.containers import looks_like_video
 from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.records import Record
+from ufd.runtime.registry import PROVENANCE
 from ufd.runtime.video.frames import Frame, VideoError, VideoOptions, VideoReader
 from ufd.runtime.video.records import FRAME_MARK, VIDEO_RULES, video_record
-from ufd.runtime.video.sniff import looks_like_video
 
 
 @dataclass
@@ -54,16 +56,18 @@ class VideoRun:
         item: InputItem,
         score: Callable[[Iterable[InputItem]], Iterator[list[Record]]],
         methods: list[Any],
+        provenance: bool = False,
     ) -> Iterator[list[Record]]:
         """The records of one video: its frames' (with ``frames``), then its own.
 
         ``score`` turns frame items into record batches (the run's own image path);
-        ``methods`` are the loaded methods the records hold.
+        ``methods`` are the loaded methods the records hold; with ``provenance`` the
+        video's record says what the file says about itself (its C2PA manifest).
         """
         try:
             reader = VideoReader(item.source, self.options)
         except VideoError as e:
-            yield [Record(item.path, error=str(e))]
+            yield [with_provenance(Record(item.path, error=str(e)), item, provenance)]
             return
         failed: list[str] = []
         frame_records: list[Record] = []
@@ -72,7 +76,8 @@ class VideoRun:
                 frame_records += batch
                 if self.frames:
                     yield batch
-        yield [video_record(item.path, frame_records, methods, self.rule, failed)]
+        record = video_record(item.path, frame_records, methods, self.rule, failed)
+        yield [with_provenance(record, item, provenance)]
 
     def sample(self, item: InputItem) -> tuple[list[InputItem], list[str]]:
         """All sampled frames of a video as items, and why frames failed (blocking).
@@ -101,6 +106,7 @@ def with_videos(
     video: VideoRun,
     score: Callable[[Iterable[InputItem]], Iterator[list[Record]]],
     methods: list[Any],
+    provenance: bool = False,
 ) -> Iterator[list[Record]]:
     """Record batches for ``items``: images through ``score``, videos their own way.
 
@@ -112,7 +118,18 @@ def with_videos(
             yield from score(group)
             continue
         for item in group:
-            yield from video.batches(item, score, methods)
+            yield from video.batches(item, score, methods, provenance)
+
+
+def with_provenance(record: Record, item: InputItem, provenance: bool) -> Record:
+    """``record`` with the video file's ``provenance`` field when it is read."""
+    if not provenance:
+        return record
+    from ufd.runtime.provenance import read_provenance
+
+    return dataclasses.replace(
+        record, values={**record.values, PROVENANCE: read_provenance(item.source)}
+    )
 
 
 AHEAD = 4

@@ -1,4 +1,4 @@
-"""Is this input a video? Decided by its first bytes.
+"""Is this input a video, and in which container? Decided by its first bytes.
 
 MP4/MOV (an ISO base media ``ftyp`` box whose brand is not an image brand, or
 a QuickTime file starting with another atom), WebM/Matroska (EBML) and AVI
@@ -18,18 +18,26 @@ _QUICKTIME_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pno
 HEADER_BYTES = 12
 
 
-def is_video_header(head: bytes) -> bool:
-    """True when a file's first :data:`HEADER_BYTES` bytes open a video container."""
+def video_container(head: bytes) -> str | None:
+    """``MP4``, ``MOV``, ``MATROSKA`` or ``AVI`` from a file's first bytes; ``None``: no video."""
     if len(head) < HEADER_BYTES:
-        return False
+        return None
     if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM, Matroska
-        return True
+        return "MATROSKA"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return True
+        return "AVI"
     box = head[4:8]
     if box == b"ftyp":
-        return head[8:12] not in _IMAGE_BRANDS
-    return box in _QUICKTIME_ATOMS
+        brand = head[8:12]
+        if brand in _IMAGE_BRANDS:
+            return None
+        return "MOV" if brand == b"qt  " else "MP4"
+    return "MOV" if box in _QUICKTIME_ATOMS else None
+
+
+def is_video_header(head: bytes) -> bool:
+    """True when a file's first :data:`HEADER_BYTES` bytes open a video container."""
+    return video_container(head) is not None
 
 
 def looks_like_video(source: Any) -> bool:
