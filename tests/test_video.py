@@ -321,3 +321,23 @@ def test_a_signed_video_says_so_and_a_changed_one_is_broken(
     (after,) = detect(tiny_bundle, tmp_path / "changed.mp4", "--provenance")
     assert after["provenance"]["c2pa"]["intact"] is False
     assert after["provenance"]["c2pa"]["broken"], after["provenance"]
+
+
+def test_a_run_closed_mid_video_stops_its_decoding_thread(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    from ufd.runtime import Detector
+    from ufd.runtime.io.inputs import InputItem
+    from ufd.runtime.video.run import VideoRun
+
+    video = make_video(tmp_path / "long.mkv", seconds=20, rate=5, size=(48, 32))
+    detector = Detector.open(tiny_bundle, precision="fp32")
+    run = VideoRun(VideoOptions(fps=2, max_frames=40), frames=True)
+    batches = detector.score_batches([InputItem(str(video))], batch_size=2, video=run)
+    first = next(batches)
+    assert first and first[0].path.endswith("#t=0")
+    assert any(t.name == "ufd-video-decode" for t in threading.enumerate())
+    batches.close()  # as a --strict stop or an interrupted run does
+    assert not any(t.name == "ufd-video-decode" for t in threading.enumerate())

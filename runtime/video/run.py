@@ -14,7 +14,7 @@ import dataclasses
 import itertools
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,11 +71,15 @@ class VideoRun:
             return
         failed: list[str] = []
         frame_records: list[Record] = []
+        frames = self._frame_items(item.path, reader, failed)
         with reader:
-            for batch in score(self._frame_items(item.path, reader, failed)):
-                frame_records += batch
-                if self.frames:
-                    yield batch
+            try:
+                for batch in score(frames):
+                    frame_records += batch
+                    if self.frames:
+                        yield batch
+            finally:
+                frames.close()  # the decoding thread stops before the reader closes
         record = video_record(item.path, frame_records, methods, self.rule, failed)
         yield [with_provenance(record, item, provenance)]
 
@@ -93,12 +97,18 @@ class VideoRun:
             return list(self._frame_items(item.path, reader, failed)), failed
 
     @staticmethod
-    def _frame_items(path: str, reader: VideoReader, failed: list[str]) -> Iterator[InputItem]:
-        for frame in decoded_ahead(reader.frames()):
-            if frame.image is None:
-                failed.append(frame.error or "frame not decoded")
-                continue
-            yield InputItem(f"{path}{FRAME_MARK}{frame.time:g}", data=frame.image)
+    def _frame_items(
+        path: str, reader: VideoReader, failed: list[str]
+    ) -> Generator[InputItem, None, None]:
+        ahead = decoded_ahead(reader.frames())
+        try:
+            for frame in ahead:
+                if frame.image is None:
+                    failed.append(frame.error or "frame not decoded")
+                    continue
+                yield InputItem(f"{path}{FRAME_MARK}{frame.time:g}", data=frame.image)
+        finally:
+            ahead.close()  # joins the decoding thread
 
 
 def with_videos(
@@ -136,7 +146,7 @@ AHEAD = 4
 """Frames decoded ahead of the encoder (PyAV decodes without the GIL)."""
 
 
-def decoded_ahead(frames: Iterator[Frame], depth: int = AHEAD) -> Iterator[Frame]:
+def decoded_ahead(frames: Iterator[Frame], depth: int = AHEAD) -> Generator[Frame, None, None]:
     """``frames`` decoded in a thread, at most ``depth`` ahead of the consumer.
 
     The thread has stopped when this generator ends or is closed, so the caller
