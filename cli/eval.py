@@ -11,13 +11,16 @@ from ufd.cli.common import fail, handle_errors, run, setup_logging, trust
 from ufd.cli.options import (
     BatchSize,
     BundleDir,
+    Fps,
     K,
+    MaxFrames,
     Method,
     Precision,
     Provider,
     Threads,
     TrustKeys,
     Verbose,
+    VideoRule,
 )
 from ufd.runtime.transforms import REUPLOAD_NAMES
 
@@ -40,7 +43,10 @@ def _numbers(text: str | None, kind: type) -> list:
         "threshold, oracle best-threshold accuracy, ROC-AUC, TPR at 5 % FPR, counts; a mean "
         "row. A method with an unsure band (ufd-calibrate --target-fnr) adds the share "
         "called unsure; nn on a bank with sources named like the sets adds an attribution "
-        "confusion matrix. Writes results.json, table.md and report.html to --out."
+        "confusion matrix. A set may hold videos (pip install 'ufd[video]'): each counts as "
+        "one input, scored from its sampled frames (--fps, --max-frames, --video-rule), and "
+        "report.html plots p(generated) over time for it. Writes results.json, table.md and "
+        "report.html to --out."
     )
 )
 @handle_errors
@@ -76,6 +82,9 @@ def evaluate(
         typer.Option(help="Feature cache folder (default: $UFD_CACHE_DIR/features)."),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not cache features.")] = False,
+    fps: Fps = 1.0,
+    max_frames: MaxFrames = 32,
+    video_rule: VideoRule = "mean",
     trust_key: TrustKeys = None,
     verbose: Verbose = 0,
 ) -> None:
@@ -86,7 +95,10 @@ def evaluate(
     from ufd.runtime.detector import Detector
     from ufd.runtime.evaluation.evaluate import EvalOptions
     from ufd.runtime.evaluation.run import condition_grid, load_sets, run_evaluation, write_reports
+    from ufd.runtime.video.frames import VideoOptions
+    from ufd.runtime.video.run import VideoRun
 
+    video = VideoRun(VideoOptions(fps, max_frames), video_rule)  # checked before the bundle loads
     detector = Detector.open(bundle, precision=precision, provider=provider, threads=threads)
     methods, _ = detector.plan(method, k)
     sets = load_sets(root, max_per_class, seed)
@@ -102,6 +114,7 @@ def evaluate(
         seed=seed,
         batch_size=batch_size,
         cache_root=None if no_cache else (cache or cache_dir("features")),
+        video=video,
     )
     if stability:
         typer.echo(f"stability: scoring {len(REUPLOAD_NAMES)} re-upload views per image", err=True)

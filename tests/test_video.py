@@ -341,3 +341,62 @@ def test_a_run_closed_mid_video_stops_its_decoding_thread(
     assert any(t.name == "ufd-video-decode" for t in threading.enumerate())
     batches.close()  # as a --strict stop or an interrupted run does
     assert not any(t.name == "ufd-video-decode" for t in threading.enumerate())
+
+
+@pytest.fixture(scope="module")
+def eval_root(tmp_path_factory: pytest.TempPathFactory, videos: Path) -> Path:
+    root = tmp_path_factory.mktemp("eval") / "sets" / "clips"
+    for sub in ("0_real", "1_fake"):
+        (root / sub).mkdir(parents=True)
+    for i, colour in enumerate([(10, 120, 30), (200, 180, 20)]):
+        Image.new("RGB", (64, 48), colour).save(root / "0_real" / f"still{i}.png")
+    Image.new("RGB", (64, 48), (90, 10, 200)).save(root / "1_fake" / "still.png")
+    (root / "0_real" / "clip.webm").write_bytes((videos / "clip.webm").read_bytes())
+    (root / "1_fake" / "clip.mp4").write_bytes((videos / "clip.mp4").read_bytes())
+    make_audio_only(root / "1_fake" / "audio.webm")
+    return root.parent
+
+
+def test_an_eval_set_scores_each_video_as_ufd_detect_does(
+    tiny_bundle: Path, eval_root: Path
+) -> None:
+    from ufd.runtime import Detector
+    from ufd.runtime.evaluation.evaluate import EvalOptions, discover_sets, score_set
+    from ufd.runtime.transforms import condition
+    from ufd.runtime.video.run import VideoRun
+
+    detector = Detector.open(tiny_bundle, precision="fp32")
+    (test_set,) = discover_sets(eval_root)
+    skipped: list[tuple[str, str]] = []
+    options = EvalOptions(video=VideoRun(VideoOptions(fps=2), "max"))
+    scored = score_set(
+        detector, test_set, options, condition(0.0, None), lambda p, why: skipped.append((p, why))
+    )
+    names = [Path(p).name for p in scored.paths]
+    assert names == ["still0.png", "still1.png", "still.png", "clip.webm", "clip.mp4"]
+    assert list(scored.labels) == [False, False, True, False, True]
+    assert [Path(p).name for p, _ in skipped] == ["audio.webm"]
+    for path in scored.paths[3:]:
+        (record,) = detect(tiny_bundle, path, "--precision", "fp32", "--fps", "2",
+                           "--video-rule", "max")  # fmt: skip
+        index = scored.paths.index(path)
+        assert scored.scores["linear"][index] == pytest.approx(record["prob"], abs=1e-12)
+        assert scored.predictions["linear"][index] == (record["label"] == "fake")
+        assert scored.timelines[path]["timeline"] == record["timeline"]
+
+
+def test_ufd_eval_counts_videos_and_plots_them(
+    tiny_bundle: Path, eval_root: Path, tmp_path: Path
+) -> None:
+    from ufd.cli.eval import app as eval_app
+
+    out = tmp_path / "out"
+    args = [str(tiny_bundle), str(eval_root), "--out", str(out), "--no-cache", "--jpeg", "75"]
+    result = CliRunner().invoke(eval_app, args)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    row = next(iter(results["conditions"].values()))["sets"]["clips"]["linear"]
+    assert (row["n_real"], row["n_fake"]) == (3, 2)
+    assert any(path.endswith("audio.webm") for path, _ in results["skipped"])
+    report = (out / "report.html").read_text()
+    assert report.count("alt='videos over time'") == 1  # the first condition only

@@ -24,6 +24,8 @@ import numpy as np
 
 from ufd.runtime.detector import Detector
 from ufd.runtime.errors import UfdError
+from ufd.runtime.evaluation.scores import SetScores
+from ufd.runtime.evaluation.videos import add_videos, score_videos
 from ufd.runtime.features.cache import (
     EncodedBatch,
     FeatureCache,
@@ -32,11 +34,12 @@ from ufd.runtime.features.cache import (
     encoded_batches,
 )
 from ufd.runtime.io.decode import ImageSource
-from ufd.runtime.io.inputs import InputItem, is_image_name
+from ufd.runtime.io.inputs import InputItem, is_image_name, is_video_name
 from ufd.runtime.methods import ScoreOptions
 from ufd.runtime.metrics import set_metrics
 from ufd.runtime.pipeline import Pixels
 from ufd.runtime.transforms import View, condition
+from ufd.runtime.video.run import VideoRun
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,12 @@ class TestSet:
 
 
 def _images(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and is_image_name(p.name))
+    """Images and videos under ``folder`` (by extension), sorted."""
+    return sorted(
+        str(p)
+        for p in folder.rglob("*")
+        if p.is_file() and (is_image_name(p.name) or is_video_name(p.name))
+    )
 
 
 def _collect(folder: Path) -> tuple[list[str], list[str]]:
@@ -121,21 +129,8 @@ class EvalOptions:
     seed: int = 0
     batch_size: int | None = None
     cache_root: Path | None = None
-
-
-@dataclass
-class SetScores:
-    """Labels (1 fake) and per-method scores of one set under one condition."""
-
-    labels: np.ndarray
-    scores: dict[str, np.ndarray] = field(default_factory=dict)
-    predictions: dict[str, np.ndarray] = field(default_factory=dict)
-    unsure: dict[str, np.ndarray] = field(default_factory=dict)
-    """Per method with an unsure band: which images it called ``unsure``."""
-    sources: list[str] = field(default_factory=list)
-    """``nn_source`` per image, when ``nn`` ran."""
-    paths: list[str] = field(default_factory=list)
-    """The images scored, in the order of every array here (unreadable ones left out)."""
+    video: VideoRun = field(default_factory=VideoRun)
+    """How videos in the sets are sampled and decided."""
 
 
 def evaluate(
@@ -196,7 +191,9 @@ def score_set(
         encoder_sha = manifest.files[manifest.encoder(detector.precision).file].sha256
         key = cache_key(encoder_sha, detector.preprocess_config, view.name)
         cache = FeatureCache(options.cache_root, key)
-    items = [InputItem(p) for p in (*test_set.real, *test_set.fake)]
+    everything = (*test_set.real, *test_set.fake)
+    videos = [p for p in everything if is_video_name(p)]
+    items = [InputItem(p) for p in everything if not is_video_name(p)]
     fake_paths = set(test_set.fake)
     prepare = view_preparer(detector, view)
 
@@ -205,10 +202,20 @@ def score_set(
 
     paths, features = cached_features(items, cache, encode, on_skip)
     scored = SetScores(labels=np.array([p in fake_paths for p in paths], dtype=bool), paths=paths)
-    if not len(features):
-        for method in options.methods:
-            scored.scores[method], scored.predictions[method] = np.zeros(0), np.zeros(0, bool)
-        return scored
+    for method in options.methods:
+        scored.scores[method], scored.predictions[method] = np.zeros(0), np.zeros(0, bool)
+    if len(features):
+        _score_images(detector, scored, features, options)
+    if videos:
+        args = (ScoreOptions(options.k), prepare, options.video, options.batch_size, on_skip)
+        add_videos(detector, scored, score_videos(detector, videos, options.methods, *args))
+        scored.labels = np.array([p in fake_paths for p in scored.paths], dtype=bool)
+    return scored
+
+
+def _score_images(
+    detector: Detector, scored: SetScores, features: np.ndarray, options: EvalOptions
+) -> None:
     runs = detector.methods.run(options.methods, features, ScoreOptions(options.k))
     for method, result in runs.items():  # the score the threshold applies to, and the decision
         scored.scores[method], scored.predictions[method] = result.measured.score, result.is_fake
@@ -216,7 +223,6 @@ def score_set(
             scored.unsure[method] = result.unsure
         if method == "nn":
             scored.sources = list(result.columns["nn_source"])
-    return scored
 
 
 def _unsure_rates(scored: SetScores, method: str) -> dict[str, Any]:

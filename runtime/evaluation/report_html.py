@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from ufd.runtime.evaluation.evaluate import SetScores
 from ufd.runtime.evaluation.report import (
     attribution_rows,
     paper_rows,
@@ -27,6 +26,7 @@ from ufd.runtime.evaluation.report import (
     stability_rows,
     view_rows,
 )
+from ufd.runtime.evaluation.scores import SetScores
 from ufd.runtime.methods import method_class
 from ufd.runtime.metrics import roc_curve
 
@@ -80,10 +80,12 @@ def write_html(
     parts.append("<h2>figures</h2>")
     if plt is None:
         parts.append("<p>figures need matplotlib: pip install 'ufd[eval]'</p>")
-    for condition, sets in scores.items() if plt is not None else ():
+    for index, (condition, sets) in enumerate(scores.items() if plt is not None else ()):
         for name, scored in sets.items():
             parts.append(f"<h3>{html.escape(condition)}: {html.escape(name)}</h3>")
             parts.append(_figure(plt, scored))
+            if scored.timelines and index == 0:  # videos: over time, in the first condition
+                parts.append(_timelines(plt, scored))
     path.write_text("\n".join(parts) + "\n</html>\n", encoding="utf-8")
     return plt is not None
 
@@ -146,6 +148,28 @@ def _figure(plt: Any, scored: SetScores) -> str:
             ax.legend(fontsize=7)
     fig.tight_layout()
     return _png(plt, fig, "curves")
+
+
+TIMELINES_SHOWN = 8
+"""Videos per set whose timeline the report draws (the first, in path order)."""
+
+
+def _timelines(plt: Any, scored: SetScores) -> str:
+    """p(generated) (the first method's score) over time for a set's videos."""
+    shown = sorted(scored.timelines.items())[:TIMELINES_SHOWN]
+    fig, ax = plt.subplots(figsize=(13, 3.2))
+    for path, video in shown:
+        points = [p for p in video["timeline"] if p.get("t") is not None]
+        times = [p["t"] for p in points]
+        values = [p[video["field"]] for p in points]
+        ax.plot(times, values, marker=".", label=f"{Path(path).name}: {video['label']}")
+    ax.set(title="videos: score per frame over time (label by the video rule)", xlabel="s")
+    ax.set(ylabel=shown[0][1]["field"] if shown else "score")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    more = len(scored.timelines) - len(shown)
+    note = f"<p>{more} more videos not drawn</p>" if more > 0 else ""
+    return _png(plt, fig, "videos over time") + note
 
 
 def _stability_figure(plt: Any, block: dict[str, Any]) -> str:

@@ -19,12 +19,12 @@ from typing import Any
 from ufd.runtime.detector import Detector
 from ufd.runtime.evaluation.evaluate import (
     EvalOptions,
-    SetScores,
     TestSet,
     discover_sets,
     evaluate,
     limit_per_class,
 )
+from ufd.runtime.evaluation.scores import SetScores
 
 Condition = tuple[float, int | None]
 """(blur sigma, JPEG quality): 0 and ``None`` leave the image as it is."""

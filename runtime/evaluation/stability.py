@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ufd.runtime.detector import Detector
-from ufd.runtime.evaluation.evaluate import EvalOptions, SetScores, TestSet, score_set
+from ufd.runtime.evaluation.evaluate import EvalOptions, TestSet, score_set
+from ufd.runtime.evaluation.scores import SetScores
 from ufd.runtime.transforms import REUPLOADS, View
 
 STABILITY_KEYS = ("flip_rate", "images_flipped", "mean_abs_delta", "p95_abs_delta")
