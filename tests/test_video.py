@@ -400,3 +400,20 @@ def test_ufd_eval_counts_videos_and_plots_them(
     assert any(path.endswith("audio.webm") for path, _ in results["skipped"])
     report = (out / "report.html").read_text()
     assert report.count("alt='videos over time'") == 1  # the first condition only
+
+
+def test_frames_that_claim_a_huge_size_are_an_error_not_an_allocation(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    import struct
+
+    data = bytearray(make_video(tmp_path / "small.avi", seconds=1, size=(64, 48)).read_bytes())
+    start, patched = 0, 0
+    while (start := data.find(b"\xff\xc0", start) + 1) > 0:  # each MJPEG frame's SOF0
+        if struct.unpack(">HH", data[start + 4 : start + 8]) == (48, 64):
+            data[start + 4 : start + 8] = struct.pack(">HH", 12000, 12000)  # 144 MP
+            patched += 1
+    assert patched == 10
+    (tmp_path / "huge.avi").write_bytes(data)
+    (record,) = detect(tiny_bundle, tmp_path / "huge.avi")
+    assert record["error"] and "no frame of the video could be decoded" in record["error"]
