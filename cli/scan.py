@@ -20,7 +20,10 @@ from ufd.cli.common import (
 )
 from ufd.cli.options import (
     PRECISION_NAMES,
+    Fps,
     K,
+    Keyframes,
+    MaxFrames,
     MaxPixels,
     Method,
     Progress,
@@ -28,6 +31,8 @@ from ufd.cli.options import (
     Threads,
     TrustKeys,
     Verbose,
+    VideoRule,
+    VideoTimeout,
     Views,
 )
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
@@ -89,6 +94,20 @@ def scan(
         float, typer.Option(min=0.001, help="Refuse remote objects larger than this (URIs).")
     ] = 256,
     progress: Progress = None,
+    videos: Annotated[
+        bool,
+        typer.Option(
+            "--videos",
+            help="Videos are inputs too (folders take .mp4 .mov .webm .mkv .avi): one row each, "
+            "scored from its sampled frames as ufd-detect does, with the video fields "
+            "(frames, prob_mean, ..., timeline as JSON text). Needs pip install 'ufd[video]'.",
+        ),
+    ] = False,
+    fps: Fps = 1.0,
+    max_frames: MaxFrames = 32,
+    keyframes: Keyframes = False,
+    video_rule: VideoRule = "mean",
+    video_timeout: VideoTimeout = 600.0,
     trust_key: TrustKeys = None,
     verbose: Verbose = 0,
 ) -> None:
@@ -101,6 +120,8 @@ def scan(
     from ufd.runtime.scan.run import plan_scan, run_scan
     from ufd.runtime.scan.sources import read_list
     from ufd.runtime.scan.stages import ScanSettings
+    from ufd.runtime.video.frames import VideoOptions
+    from ufd.runtime.video.run import VideoRun
 
     if not out:
         raise fail("give the output dataset folder with --out DIR")
@@ -119,6 +140,12 @@ def scan(
         max_bytes=int(max_image_mb * 2**20),
         batch_size=batch_size,
         views=views,
+        video=VideoRun(
+            VideoOptions(fps, max_frames, keyframes, timeout=video_timeout, max_pixels=max_pixels),
+            video_rule,
+        )
+        if videos
+        else None,
     )
     plan = plan_scan(settings, engine, gpus_per_worker)
     bar = tqdm(

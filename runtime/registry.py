@@ -30,6 +30,14 @@ BUILTIN_PACKAGE = "ufd.runtime.methods"
 
 PROVENANCE = "provenance"
 """The record field of what the file says about itself (``--provenance``)."""
+VIDEO_FIELDS = {
+    "frames": "int",
+    "frame_errors": "int",
+    "frame_error": "string",
+    "video_rule": "string",
+    "timeline": "json",
+}
+"""The fields every video record has (:mod:`ufd.runtime.video.records`) and their types."""
 INPUT_NOTE = "input"
 """The record field of what was done to an image to fit the encoder (``whole`` bundles:
 the input cap's centre crop); ``None`` when nothing was."""
@@ -196,6 +204,8 @@ def declared_type(field: str) -> str | None:
         return "string"
     if field == PROVENANCE:
         return "json"
+    if field in VIDEO_FIELDS:
+        return VIDEO_FIELDS[field]
     for cls in registered().values():
         if field in cls.field_types:
             return str(cls.field_types[field])

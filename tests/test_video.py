@@ -417,3 +417,38 @@ def test_frames_that_claim_a_huge_size_are_an_error_not_an_allocation(
     (tmp_path / "huge.avi").write_bytes(data)
     (record,) = detect(tiny_bundle, tmp_path / "huge.avi")
     assert record["error"] and "no frame of the video could be decoded" in record["error"]
+
+
+def test_ufd_scan_videos_rows_equal_ufd_detect(
+    full_bundle: Path, videos: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("pyarrow", reason="ufd-scan needs pip install 'ufd[scale]'")
+    import pyarrow.dataset as ds
+
+    from ufd.cli.scan import app as scan_app
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a.mkv").write_bytes((videos / "clip.mkv").read_bytes())
+    Image.new("RGB", (70, 50), (40, 90, 160)).save(folder / "b.png")
+    make_audio_only(folder / "c.webm")
+    args = ["--method", "all", "--fps", "2", "--video-rule", "share"]
+    expected = {r["path"]: r for r in detect(full_bundle, folder, *args)}
+    out = tmp_path / "scan"
+    result = CliRunner().invoke(
+        scan_app, [str(full_bundle), str(folder), "--out", str(out), "--videos", *args]
+    )
+    assert result.exit_code in (0, 1), result.output
+    table = ds.dataset(out, format="parquet").to_table().to_pylist()
+    assert sorted(r["path"] for r in table) == sorted(expected)
+    for row in table:
+        want = expected[row["path"]]
+        assert (row["graph_precision"] is None) == (want["error"] is not None)
+        got = {k: v for k, v in row.items() if not k.startswith("graph_")}
+        got["timeline"] = json.loads(got["timeline"]) if got["timeline"] else None
+        got["nn_source_share"] = dict(got["nn_source_share"] or []) or None
+        assert got == want, row["path"]
+    plain = CliRunner().invoke(
+        scan_app, [str(full_bundle), str(folder), "--out", str(tmp_path / "p")]
+    )
+    assert "2 skipped" in plain.output or "skipped" in plain.output  # without --videos: not taken

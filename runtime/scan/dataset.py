@@ -188,6 +188,15 @@ def scan_settings_record(
     record["precision"] = settings.precision or "auto"
     if getattr(settings, "views", 0):  # absent without views: older datasets still resume
         record["views"] = settings.views
+    video = getattr(settings, "video", None)
+    if video is not None:  # absent without --videos, as views
+        sampling = video.options
+        record["video"] = {
+            "fps": sampling.fps,
+            "max_frames": sampling.max_frames,
+            "keyframes": sampling.keyframes,
+            "rule": video.rule,
+        }
     return record | {"methods": list(methods), "encoder_sha256": encoder_sha}
 
 

@@ -170,7 +170,8 @@ def run_scan(
     plan = continued(plan, out, resume)
     run, done = prepare_output(out, plan.record, resume, overwrite)
     skipped = Skipped()
-    items = _unique(expand_sources(inputs, listed, skipped), done)
+    videos = plan.settings.video is not None
+    items = _unique(expand_sources(inputs, listed, skipped, videos), done)
     totals = ScanTotals(len(items), len(done), skipped=skipped, graph=plan.graph)
     on_start(totals)
 

@@ -14,7 +14,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ufd.runtime.errors import UsageError
-from ufd.runtime.io.inputs import NOT_AN_IMAGE, InputItem, Skipped, expand_inputs, is_image_name
+from ufd.runtime.io.inputs import (
+    NOT_AN_IMAGE,
+    InputItem,
+    Skipped,
+    expand_inputs,
+    is_image_name,
+    is_video_name,
+)
 from ufd.runtime.io.policy import NO_SUCH_FILE
 
 _GLOB = frozenset("*?[")
@@ -26,27 +33,32 @@ def is_uri(path: str) -> bool:
 
 
 def expand_sources(
-    inputs: Iterable[str], listed: Iterable[str] = (), skipped: Skipped | None = None
+    inputs: Iterable[str],
+    listed: Iterable[str] = (),
+    skipped: Skipped | None = None,
+    videos: bool = False,
 ) -> Iterator[InputItem]:
     """Inputs in order: local ones as ``ufd-detect`` expands them, URIs through pyarrow.
 
     What folders, prefixes and globs held but were not taken goes to ``skipped``,
-    by the same rules as ``ufd-detect``'s.
+    by the same rules as ``ufd-detect``'s; with ``videos`` they take videos too.
     """
     local: list[str] = []
     for raw in inputs:
         if is_uri(raw):
-            yield from expand_inputs(local, skipped)
+            yield from expand_inputs(local, skipped, videos)
             local = []
-            yield from _expand_uri(raw, skipped)
+            yield from _expand_uri(raw, skipped, videos)
         else:
             local.append(raw)
-    yield from expand_inputs(local, skipped)
+    yield from expand_inputs(local, skipped, videos)
     for entry in listed:
         yield InputItem(entry)
 
 
-def _expand_uri(uri: str, skipped: Skipped | None = None) -> Iterator[InputItem]:
+def _expand_uri(
+    uri: str, skipped: Skipped | None = None, videos: bool = False
+) -> Iterator[InputItem]:
     from pyarrow import fs as pafs
 
     pattern = None
@@ -72,13 +84,14 @@ def _expand_uri(uri: str, skipped: Skipped | None = None) -> Iterator[InputItem]
         return
     scheme = base[: base.index("://") + 3]
     names = [scheme + p if not p.startswith(scheme) else p for p in found]
+    takes = (lambda n: is_image_name(n) or is_video_name(n)) if videos else is_image_name
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     else:
         for name in names:
-            if not is_image_name(name) and skipped is not None:
+            if not takes(name) and skipped is not None:
                 skipped.add(NOT_AN_IMAGE, name)
-        names = [n for n in names if is_image_name(n)]
+        names = [n for n in names if takes(n)]
     if not names:
         yield InputItem(uri, "matched no image files")
     for name in names:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +26,16 @@ from ufd.runtime.io.inputs import InputItem
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS, unreadable
 from ufd.runtime.methods import open_bundle
 from ufd.runtime.pipeline import Prepared, Preparer, prepare_item
+from ufd.runtime.records import Record
 from ufd.runtime.registry import field_kind
 from ufd.runtime.scan.sources import is_uri, read_bytes
 from ufd.runtime.transforms import reupload_views
+from ufd.runtime.video.records import video_fields
+from ufd.runtime.video.run import VideoRun
 
 FEATURE = "feature"
+VIDEO_ROW = "\x00video"
+"""A :func:`crop_batch` row the :class:`Scorer` scores as a video (never written)."""
 GRAPH_COLUMNS = ("graph_precision", "graph_sha256")
 """Which encoder graph scored a row (``None`` in error rows: no graph scored them)."""
 
@@ -51,6 +57,8 @@ class ScanSettings:
     batch_size: int | None = None
     views: int = 0
     """Re-upload views scored with each image (``--views``)."""
+    video: VideoRun | None = None
+    """``--videos``: videos are inputs too (one row each, from its sampled frames)."""
 
 
 def crop_batch(batch: dict[str, Any], settings: ScanSettings) -> dict[str, Any]:
@@ -64,8 +72,13 @@ def crop_batch(batch: dict[str, Any], settings: ScanSettings) -> dict[str, Any]:
     preparer = _preparer(settings.bundle, settings.max_pixels)
     items = [_item(str(p), e, settings) for p, e in zip(batch["path"], batch["error"], strict=True)]
     views = reupload_views(settings.views)
+    crop = functools.partial(preparer.crops, views=views)
+    video = settings.video
     prepared = [
-        prepare_item(item, functools.partial(preparer.crops, views=views)) for item in items
+        Prepared(item, error=VIDEO_ROW)
+        if video is not None and video.claims(item)
+        else prepare_item(item, crop)
+        for item in items
     ]
     errors = [p.error for p in prepared]
     if preparer.units is not None:
@@ -119,6 +132,9 @@ class Scorer:
             settings.method, settings.k, settings.exact, settings.views
         )
         self.fields = self.detector.fields(self.methods, settings.views)
+        self.loaded = [self.detector.methods.get(m) for m in self.methods]
+        if settings.video is not None:
+            self.fields = (*self.fields[:-1], *video_fields(self.loaded), "error")
         self.schema = output_schema(
             self.fields,
             self.detector.bundle.manifest.model.feature_dim if settings.features else None,
@@ -141,13 +157,34 @@ class Scorer:
         ]
         _, features, failure = self.detector.encode(prepared)
         records = self.detector.records(prepared, features, failure, self.methods, self.options)
+        records = [
+            self._video(path) if p.error == VIDEO_ROW else r
+            for path, p, r in zip(batch["path"], prepared, records, strict=True)
+        ]
         rows = [r.to_dict(self.fields) for r in records]
-        columns = {name: [row[name] for row in rows] for name in self.fields}
+        columns = {name: [_cell(name, row[name]) for row in rows] for name in self.fields}
         for name, value in zip(GRAPH_COLUMNS, self.graph, strict=True):
             columns[name] = [None if row["error"] else value for row in rows]
         if FEATURE in self.schema.names:
             columns[FEATURE] = _feature_column(prepared, features, failure)
         return pa.table(columns, schema=self.schema)
+
+    def _video(self, path: str) -> Record:
+        """The row of a video: its frames through this worker's detector, as ufd-detect does."""
+        video = self.settings.video
+        assert video is not None  # only --videos makes video rows
+        item = _item(path, None, self.settings)
+        batches = self.detector.planned_batches(
+            [item], self.methods, self.options, self.settings.batch_size, video
+        )
+        return list(batches)[-1][-1]
+
+
+def _cell(name: str, value: Any) -> Any:
+    """A record value as its column holds it (JSON text for ``json`` fields)."""
+    if value is not None and field_kind(name) == "json":
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return value
 
 
 def _feature_column(

@@ -29,10 +29,11 @@ import numpy as np
 
 from ufd.runtime.methods.base import UNSURE, Measured, Method
 from ufd.runtime.records import Record
+from ufd.runtime.registry import VIDEO_FIELDS
 
 VIDEO_RULES = ("mean", "max", "share")
 NO_FRAMES = "no frame of the video could be decoded"
-COMMON_FIELDS = ("frames", "frame_errors", "frame_error", "video_rule", "timeline")
+COMMON_FIELDS = tuple(VIDEO_FIELDS)
 FRAME_MARK = "#t="
 """Between a video's path and a frame's time stamp in frame records (``clip.mp4#t=12``)."""
 
