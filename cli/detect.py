@@ -31,6 +31,7 @@ from ufd.cli.options import (
     BatchSize,
     Fps,
     Frames,
+    GifAsVideo,
     K,
     Keyframes,
     MaxFrames,
@@ -151,6 +152,7 @@ def detect(
     video_rule: VideoRule = "mean",
     frames: Frames = False,
     video_timeout: VideoTimeout = 600.0,
+    gif_as_video: GifAsVideo = False,
     server: Annotated[
         str | None,
         typer.Option(
@@ -200,6 +202,7 @@ def detect(
         VideoOptions(fps, max_frames, keyframes, timeout=video_timeout, max_pixels=max_pixels),
         video_rule,
         frames,
+        gifs=gif_as_video,
     )
 
     detector = Detector.open(

@@ -178,3 +178,11 @@ VideoTimeout = Annotated[
         "frames so far are kept).",
     ),
 ]
+GifAsVideo = Annotated[
+    bool,
+    typer.Option(
+        "--gif-as-video",
+        help="Videos: score animated GIFs as videos (their frames over time) instead of "
+        "their first frame.",
+    ),
+]

@@ -21,6 +21,7 @@ from ufd.cli.common import (
 from ufd.cli.options import (
     PRECISION_NAMES,
     Fps,
+    GifAsVideo,
     K,
     Keyframes,
     MaxFrames,
@@ -108,6 +109,7 @@ def scan(
     keyframes: Keyframes = False,
     video_rule: VideoRule = "mean",
     video_timeout: VideoTimeout = 600.0,
+    gif_as_video: GifAsVideo = False,
     trust_key: TrustKeys = None,
     verbose: Verbose = 0,
 ) -> None:
@@ -143,6 +145,7 @@ def scan(
         video=VideoRun(
             VideoOptions(fps, max_frames, keyframes, timeout=video_timeout, max_pixels=max_pixels),
             video_rule,
+            gifs=gif_as_video,
         )
         if videos
         else None,

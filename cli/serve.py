@@ -14,6 +14,7 @@ from ufd.cli.common import handle_errors, run, setup_logging, trust
 from ufd.cli.options import (
     BundleDir,
     Fps,
+    GifAsVideo,
     Keyframes,
     MaxFrames,
     MaxPixels,
@@ -157,6 +158,7 @@ def serve(
     keyframes: Keyframes = False,
     video_rule: VideoRule = "mean",
     video_timeout: VideoTimeout = 600.0,
+    gif_as_video: GifAsVideo = False,
     trust_key: TrustKeys = None,
     verbose: Verbose = 0,
 ) -> None:
@@ -194,7 +196,7 @@ def serve(
         drain_timeout=drain_timeout,
         cors_origins=list(cors_origin or []),
         provenance=provenance,
-        video=VideoRun(sampling, video_rule),
+        video=VideoRun(sampling, video_rule, gifs=gif_as_video),
     )
     say = lambda line: typer.echo(line, err=True)  # noqa: E731
     if protocol is Protocol.ufd and replicas is not None:

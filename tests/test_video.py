@@ -452,3 +452,16 @@ def test_ufd_scan_videos_rows_equal_ufd_detect(
         scan_app, [str(full_bundle), str(folder), "--out", str(tmp_path / "p")]
     )
     assert "2 skipped" in plain.output or "skipped" in plain.output  # without --videos: not taken
+
+
+def test_gif_as_video_scores_an_animation_over_time(tiny_bundle: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    frames = [Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)) for _ in range(6)]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=500, loop=0)
+    (still,) = detect(tiny_bundle, gif)  # as before: the first frame, an image
+    assert "frames" not in still and still["error"] is None
+    *per_frame, whole = detect(tiny_bundle, gif, "--gif-as-video", "--frames")
+    assert [f["path"].rsplit("#t=", 1)[1] for f in per_frame] == ["0", "1", "2"]
+    assert whole["frames"] == 3 and whole["error"] is None
+    assert per_frame[0]["logit"] == pytest.approx(still["logit"], abs=1e-6)  # same first frame

@@ -35,27 +35,38 @@ def video_container(head: bytes) -> str | None:
     return "MOV" if box in _QUICKTIME_ATOMS else None
 
 
+def is_gif_header(head: bytes) -> bool:
+    """True for a GIF (``GIF87a``/``GIF89a``): a video only when a run says so."""
+    return head[:6] in (b"GIF87a", b"GIF89a")
+
+
 def is_video_header(head: bytes) -> bool:
     """True when a file's first :data:`HEADER_BYTES` bytes open a video container."""
     return video_container(head) is not None
 
 
-def looks_like_video(source: Any) -> bool:
+def looks_like_video(source: Any, gifs: bool = False) -> bool:
     """Whether ``source`` (a path, bytes or a seekable file object) holds a video.
 
-    Unreadable sources are not videos: the image decoder then reports why.
+    With ``gifs``, a GIF counts as one (``--gif-as-video``). Unreadable sources are
+    not videos: the image decoder then reports why.
     """
+    head = _head(source)
+    return is_video_header(head) or (gifs and is_gif_header(head))
+
+
+def _head(source: Any) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return is_video_header(bytes(source[:HEADER_BYTES]))
+        return bytes(source[:HEADER_BYTES])
     if isinstance(source, (str, os.PathLike)):
         try:
             with open(source, "rb") as f:
-                return is_video_header(f.read(HEADER_BYTES))
+                return f.read(HEADER_BYTES)
         except OSError:
-            return False
+            return b""
     if hasattr(source, "read") and hasattr(source, "seek") and hasattr(source, "tell"):
         start = source.tell()
         head = source.read(HEADER_BYTES)
         source.seek(start)
-        return isinstance(head, bytes) and is_video_header(head)
-    return False
+        return head if isinstance(head, bytes) else b""
+    return b""

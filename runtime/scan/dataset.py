@@ -196,6 +196,7 @@ def scan_settings_record(
             "max_frames": sampling.max_frames,
             "keyframes": sampling.keyframes,
             "rule": video.rule,
+            "gifs": video.gifs,
         }
     return record | {"methods": list(methods), "encoder_sha256": encoder_sha}
 

@@ -33,6 +33,8 @@ class VideoRun:
     options: VideoOptions = field(default_factory=VideoOptions)
     rule: str = "mean"
     frames: bool = False
+    gifs: bool = False
+    """``--gif-as-video``: GIFs are videos (all their frames' timing), not first frames."""
     _seen: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -46,9 +48,9 @@ class VideoRun:
         if item.error is not None:
             return False
         if item.data is not None:
-            return looks_like_video(item.data)
+            return looks_like_video(item.data, self.gifs)
         if item.path not in self._seen:
-            self._seen[item.path] = looks_like_video(item.path)
+            self._seen[item.path] = looks_like_video(item.path, self.gifs)
         return self._seen[item.path]
 
     def batches(
