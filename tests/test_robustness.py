@@ -178,7 +178,21 @@ def _detect_process(
         "fp32",
         *extra,
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_interruptible,
+    )
+
+
+def _interruptible() -> None:
+    """Ctrl-C as a terminal gives it: a suite started in the background (``make test &``,
+    ``nohup``) hands its children SIGINT ignored, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
@@ -218,10 +232,12 @@ def test_ctrl_c_stops_cleanly_with_a_summary(
 ) -> None:
     output = tmp_path / "out.jsonl"
     proc = _detect_process(tiny_bundle, many_images, output, pause_after=3)
-    _wait_for_lines(output, 3)
-    proc.send_signal(signal.SIGINT)
-
-    _, err = proc.communicate(timeout=60)
+    try:
+        _wait_for_lines(output, 3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # never left paused behind a failed test
     assert proc.returncode == 130
     assert "interrupted:" in err and "--resume" in err and "Traceback" not in err
     lines = output.read_text().splitlines()
