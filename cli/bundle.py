@@ -17,7 +17,8 @@ from ufd.cli.common import (
     setup_logging,
     trust,
 )
-from ufd.cli.options import BundleDir, Provider, TrustKeys, Verbose
+from ufd.cli.options import BundleDir, MaxPixels, Provider, TrustKeys, Verbose
+from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(
     add_completion=False,
@@ -209,6 +210,86 @@ def sign(
     open_bundle(bundle)  # a bundle, whole enough to read
     path = write_signature(bundle, key, certificate, chain or [])
     typer.echo(f"signed {bundle}: {path.name} (covers manifest.json, which pins every file)")
+
+
+@app.command(
+    help="Write BUNDLE as a static web page that scores images in the browser: images "
+    "never leave the device. OUT gets index.html, the page's scripts, the graphs a browser "
+    "runs (each checked by sha256 on load), the parity probes and onnxruntime-web (from the "
+    "npm registry at build time, pinned and checked; its licence and sha256 in "
+    "ort/SOURCE.json). On first load the page measures each graph on the probes and takes "
+    "the first that keeps the bundle's tolerance (int8, then fp32). Any static host works; "
+    "WebAssembly threads need the headers Cross-Origin-Opener-Policy: same-origin and "
+    "Cross-Origin-Embedder-Policy: require-corp, which --serve sends."
+)
+@handle_errors
+def web(
+    bundle: BundleDir,
+    out: Annotated[
+        Path, typer.Argument(help="Folder for the site (new, empty, or a page built before).")
+    ],
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="Graphs the page may run, comma-separated, tried fastest first: int8, "
+            "int8-portable, fp32. Fewer graphs, lighter page."
+        ),
+    ] = "int8,fp32",
+    ort_tarball: Annotated[
+        Path | None,
+        typer.Option(
+            help="onnxruntime-web's npm tarball (npm pack onnxruntime-web@VERSION), for "
+            "machines without npm. Default: npm pack, cached in ufd's cache folder."
+        ),
+    ] = None,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    webgpu: Annotated[
+        bool,
+        typer.Option(
+            "--webgpu",
+            help="Also ship onnxruntime-web's WebGPU build (about 29 MB more): browsers with "
+            "WebGPU run the fp32 graph on the GPU; int8 stays on WebAssembly.",
+        ),
+    ] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Then serve OUT on 127.0.0.1 with those headers until Ctrl-C."
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port for --serve.")] = 8000,
+    trust_key: TrustKeys = None,
+    verbose: Verbose = 0,
+) -> None:
+    """Web (see the command help)."""
+    setup_logging(verbose)
+    trust(trust_key)
+    from ufd.runtime.web.site import WebOptions, build_site, page_weight
+
+    wanted = tuple(p.strip() for p in precision.split(",") if p.strip())
+    options = WebOptions(bundle, out, wanted, ort_tarball, max_pixels, webgpu)
+    site = build_site(options)
+    graphs = ", ".join(g["precision"] for g in site["graphs"])
+    first, total = page_weight(out, site)
+    typer.echo(
+        f"wrote {out}: {site['detector']} page with {graphs}; onnxruntime-web "
+        f"{site['ort']['version']} (MIT); a visit downloads {first / 1e6:.1f} MB "
+        f"({total / 1e6:.1f} MB if it needs every graph)"
+    )
+    if site["methods_not_in_browser"]:
+        others = ", ".join(site["methods_not_in_browser"])
+        typer.echo(f"note: the page scores with linear only; {others} need ufd-detect")
+    if serve:
+        from ufd.runtime.web.static_server import make_server
+
+        server = make_server(out, "127.0.0.1", port)
+        typer.echo(f"serving http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            typer.echo("stopped")
+        finally:
+            server.server_close()
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""A bundle as a static web page that scores images in the browser (``ufd-bundle web``)."""

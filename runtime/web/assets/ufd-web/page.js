@@ -1,0 +1,141 @@
+// The page: drop or pick images, one card each (thumbnail, verdict, p(generated) bar with
+// the threshold and the unsure band), records as JSON lines. For automation:
+// `window.ufdState` ('loading', 'ready', 'failed'), `window.ufdParity` (each graph
+// measured here), `window.ufdRecords` (one per image, ufd-detect's jsonl fields),
+// `window.ufdBusy` (images still queued) and `window.ufd` (the engine).
+import { Engine } from './engine.js';
+
+const $ = (id) => document.getElementById(id);
+const records = [];
+const queue = [];
+let engine = null, running = false, scoredMs = [];
+window.ufdRecords = records;
+window.ufdState = 'loading';
+window.ufdBusy = 0;
+
+const VERDICT = { fake: 'Looks generated', real: 'Looks real', unsure: 'Unsure' };
+
+function percent(x) { return `${(100 * x).toFixed(1)}%`; }
+
+function card(file, record) {
+  const div = document.createElement('div');
+  div.className = `card ${record.error ? 'error' : record.label}`;
+  div.setAttribute('role', 'article');
+  if (!record.error) {
+    const img = document.createElement('img');
+    img.alt = file.name;
+    img.src = URL.createObjectURL(file);
+    div.append(img);
+  }
+  const verdict = document.createElement('div');
+  verdict.className = 'verdict';
+  verdict.textContent = record.error ? 'Could not score' : VERDICT[record.label];
+  const name = document.createElement('div');
+  name.className = 'muted';
+  name.textContent = file.name;
+  div.append(verdict, name);
+  if (record.error) {
+    const why = document.createElement('div');
+    why.className = 'why';
+    why.textContent = record.error;
+    div.append(why);
+    return div;
+  }
+  const { threshold, real_below: realBelow } = engine.site.method;
+  const bar = document.createElement('div');
+  bar.className = 'bar';
+  bar.setAttribute('role', 'meter');
+  bar.setAttribute('aria-label', `p(generated) ${percent(record.prob)}`);
+  if (realBelow !== null) {
+    const band = document.createElement('div');
+    band.className = 'band';
+    band.style.left = percent(realBelow);
+    band.style.width = percent(threshold - realBelow);
+    bar.append(band);
+  }
+  const fill = document.createElement('span');
+  fill.style.width = percent(record.prob);
+  const mark = document.createElement('i');
+  mark.style.left = percent(threshold);
+  bar.append(fill, mark);
+  const numbers = document.createElement('div');
+  numbers.className = 'muted';
+  numbers.textContent = `p(generated) ${record.prob.toFixed(3)} · logit ${record.logit.toFixed(3)}`;
+  div.append(bar, numbers);
+  if (record.input) {
+    const note = document.createElement('div');
+    note.className = 'muted';
+    note.textContent = record.input;
+    div.append(note);
+  }
+  return div;
+}
+
+async function drain() {
+  if (running) return;
+  running = true;
+  while (queue.length) {
+    const file = queue.shift();
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const { record, ms } = await engine.score(file.name, bytes);
+    records.push(record);
+    if (!record.error) scoredMs.push(ms);
+    $('cards').append(card(file, record));
+    window.ufdBusy = queue.length;
+    const mean = scoredMs.reduce((a, b) => a + b, 0) / Math.max(scoredMs.length, 1);
+    if (scoredMs.length) $('speed').textContent = ` · ${mean.toFixed(0)} ms per image (${scoredMs.length} scored)`;
+    $('download').disabled = false;
+    await new Promise((resolve) => setTimeout(resolve, 0)); // let the page paint between images
+  }
+  running = false;
+}
+
+function add(files) {
+  if (!engine || window.ufdState !== 'ready') return;
+  queue.push(...files);
+  window.ufdBusy = queue.length;
+  drain();
+}
+
+function download() {
+  const text = records.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text], { type: 'application/x-ndjson' }));
+  a.download = 'ufd-records.jsonl';
+  a.click();
+}
+
+function describe(m) {
+  const t = m.tolerance;
+  const logit = t.max_abs_logit === null ? '' : `, |Δlogit| ${m.max_abs_logit.toFixed(4)} (≤ ${t.max_abs_logit})`;
+  return `${m.precision}: cosine ${m.min_feature_cosine.toFixed(6)} (≥ ${t.min_feature_cosine})${logit}`;
+}
+
+async function main() {
+  const site = await (await fetch('web.json')).json();
+  $('detector').textContent = `${site.detector} (${site.model})`;
+  const t = site.method;
+  $('threshold').textContent = `fake above p = ${t.threshold}` + (t.real_below === null ? '' : `, unsure above ${t.real_below}`);
+  engine = new Engine(site);
+  window.ufd = engine;
+  const took = await engine.open((text) => { $('parity').textContent = text; });
+  window.ufdParity = engine.parity;
+  const threads = self.crossOriginIsolated ? 'threads on' : 'one thread: serve with COOP/COEP headers for more';
+  $('parity').textContent = `took the ${took.precision} graph: ${engine.parity.map(describe).join('; ')} on ${took.n_probes} probes (${threads}).`;
+  for (const el of [$('files')]) el.disabled = false;
+  $('drop').setAttribute('aria-disabled', 'false');
+  window.ufdState = 'ready';
+}
+
+$('files').addEventListener('change', (e) => { add([...e.target.files]); e.target.value = ''; });
+$('download').addEventListener('click', download);
+const drop = $('drop');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); add([...e.dataTransfer.files]); });
+main().catch((e) => {
+  console.error(e);
+  window.ufdState = 'failed';
+  window.ufdError = String(e.message || e);
+  $('parity').textContent = `cannot run here: ${window.ufdError}`;
+});

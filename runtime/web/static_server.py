@@ -1,0 +1,62 @@
+"""``ufd-bundle web --serve``: the site on loopback, with the headers WebAssembly threads need.
+
+A page gets ``SharedArrayBuffer`` (and so onnxruntime-web's threads) only when it is
+cross-origin isolated: served with ``Cross-Origin-Opener-Policy: same-origin`` and
+``Cross-Origin-Embedder-Policy: require-corp``. Any static host that sends those two
+headers (and ``application/wasm`` for ``.wasm``) serves the site as well.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+from typing import Any
+
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+class SiteHandler(http.server.SimpleHTTPRequestHandler):
+    """Files of the site only (no listings), with the isolation headers."""
+
+    extensions_map = {  # noqa: RUF012 - the base class declares it as a class attribute
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".mjs": "text/javascript",
+        ".js": "text/javascript",
+        ".wasm": "application/wasm",
+        ".onnx": "application/octet-stream",
+        ".bin": "application/octet-stream",
+        ".json": "application/json",
+    }
+
+    def end_headers(self) -> None:
+        """Add the isolation headers to every answer."""
+        for name, value in ISOLATION_HEADERS.items():
+            self.send_header(name, value)
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def list_directory(self, path: Any) -> None:
+        """No folder listings."""
+        self.send_error(404, "no listing")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: a page load is dozens of requests."""
+
+
+def make_server(site: Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.HTTPServer:
+    """A threading HTTP server for ``site`` (not started)."""
+    handler = functools.partial(SiteHandler, directory=str(site))
+    return http.server.ThreadingHTTPServer((host, port), handler)
+
+
+def serve_in_background(site: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
+    """Start serving ``site`` on a thread; (server, its URL). ``server.shutdown()`` stops it."""
+    server = make_server(site, host, port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://{host}:{server.server_address[1]}/"
