@@ -22,7 +22,7 @@ import numpy as np
 
 from ufd.runtime.bundle import Bundle
 from ufd.runtime.errors import BundleError, UsageError
-from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS
+from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS, EMPTY_FILE, NOT_AN_IMAGE_FORMAT
 from ufd.runtime.methods import open_bundle
 from ufd.runtime.parity import load_probes, promised_tolerance
 from ufd.runtime.registry import INPUT_NOTE
@@ -142,6 +142,7 @@ def _describe(bundle: Bundle, graphs: list[dict[str, Any]], options: WebOptions)
         | {"real_below": linear.real_below},
         "methods_not_in_browser": others,
         "fields": [*fields, "error"],
+        "reasons": {"empty": EMPTY_FILE, "not_an_image": NOT_AN_IMAGE_FORMAT},
         "probes": {"tolerance": asdict(promised_tolerance(manifest))},
     }
 

@@ -12,7 +12,16 @@ import { decodePng } from './png.js';
 
 export class ImageError extends Error {}
 
-export const NOT_AN_IMAGE = 'not an image format this page reads (PNG, JPEG, WebP, GIF, BMP)';
+const ELSEWHERE = [
+  ['TIFF', [0x49, 0x49, 0x2a, 0x00], 0], ['TIFF', [0x4d, 0x4d, 0x00, 0x2a], 0],
+  ['HEIC/AVIF', [0x66, 0x74, 0x79, 0x70], 4], ['JPEG XL', [0xff, 0x0a], 0],
+];
+
+/** The name of an image format ufd-detect reads and this page does not, or null. */
+function elsewhere(bytes) {
+  const hit = ELSEWHERE.find(([, sig, at]) => sig.every((b, i) => bytes[at + i] === b));
+  return hit ? hit[0] : null;
+}
 
 /** The container of `bytes` by its signature: png, gif, jpeg, webp, bmp, or null. */
 export function sniff(bytes) {
@@ -112,7 +121,25 @@ function patchOrientation(bytes, tiff) {
   return bytes;
 }
 
+/** A browser shows what arrived of a cut file; Pillow refuses it. So refuse what is cut. */
+function checkWhole(bytes, kind) {
+  const u32le = (i) => (i32le(bytes, i) >>> 0);
+  let cut = false;
+  if (kind === 'bmp' && i32le(bytes, 14) >= 40 && [0, 3].includes(u32le(30))) {
+    const { width, height } = dimensions(bytes, kind), bits = u16le(bytes, 28);
+    cut = bytes.length < u32le(10) + Math.floor((bits * width + 31) / 32) * 4 * height;
+  }
+  if (kind === 'webp') cut = bytes.length < u32le(4) + 8;
+  if (kind === 'jpeg') {
+    let end = bytes.length - 1;
+    while (end > 1 && bytes[end] !== 0xd9) end--;
+    cut = end <= 1 || bytes[end - 1] !== 0xff;
+  }
+  if (cut) throw new ImageError(`damaged image data: truncated ${kind.toUpperCase()} file`);
+}
+
 async function decodeNative(bytes, kind, exifTranspose) {
+  checkWhole(bytes, kind);
   const data = kind === 'jpeg' && !exifTranspose ? withoutJpegOrientation(bytes) : bytes;
   let bitmap;
   try {
@@ -140,17 +167,23 @@ async function decodeNative(bytes, kind, exifTranspose) {
 /**
  * Decode `bytes` to {width, height, rgb} (RGB, uint8, row by row).
  * @param {Uint8Array} bytes the file
- * @param {{maxPixels: number, exifTranspose: boolean}} policy the bundle's decode policy
+ * @param {{maxPixels: number, exifTranspose: boolean, reasons: object}} policy the page's
+ *   decode policy; `reasons` holds ufd's stable words (runtime/io/policy.py)
  */
 export async function decodeImage(bytes, policy) {
-  if (bytes.length === 0) throw new ImageError('empty file');
+  if (bytes.length === 0) throw new ImageError(policy.reasons.empty);
   const kind = sniff(bytes);
-  if (kind === null) throw new ImageError(NOT_AN_IMAGE);
+  if (kind === null) {
+    const other = elsewhere(bytes);
+    if (other) throw new ImageError(`${other} is not read in the browser: score this file with ufd-detect`);
+    throw new ImageError(policy.reasons.not_an_image);
+  }
   const { width, height } = dimensions(bytes, kind);
   if (width * height > policy.maxPixels) {
     const n = (x) => x.toLocaleString('en-US');
     throw new ImageError(
-      `image is ${width}x${height} = ${n(width * height)} pixels, over the cap of ${n(policy.maxPixels)}`,
+      `image is ${width}x${height} = ${n(width * height)} pixels, over the cap of ${n(policy.maxPixels)} ` +
+        '(raise it with ufd-bundle web --max-pixels)',
     );
   }
   if (width === 0 || height === 0) throw new ImageError('damaged image data: zero-sized image');

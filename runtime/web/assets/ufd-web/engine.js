@@ -133,7 +133,8 @@ export class Engine {
   /** Decode and preprocess a file: {units, note}. */
   async unitsOf(bytes) {
     const p = this.site.preprocess;
-    const image = await decodeImage(bytes, { maxPixels: this.site.max_pixels, exifTranspose: p.exif_transpose });
+    const policy = { maxPixels: this.site.max_pixels, exifTranspose: p.exif_transpose, reasons: this.site.reasons };
+    const image = await decodeImage(bytes, policy);
     return unitsOf(image, p);
   }
 

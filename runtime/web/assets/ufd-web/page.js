@@ -2,7 +2,8 @@
 // the threshold and the unsure band), records as JSON lines. For automation:
 // `window.ufdState` ('loading', 'ready', 'failed'), `window.ufdParity` (each graph
 // measured here), `window.ufdRecords` (one per image, ufd-detect's jsonl fields),
-// `window.ufdBusy` (images still queued) and `window.ufd` (the engine).
+// `window.ufdJsonl()` (them as JSON lines), `window.ufdBusy` (images still queued) and
+// `window.ufd` (the engine).
 import { Engine } from './engine.js';
 
 const $ = (id) => document.getElementById(id);
@@ -13,7 +14,7 @@ window.ufdRecords = records;
 window.ufdState = 'loading';
 window.ufdBusy = 0;
 
-const VERDICT = { fake: 'Looks generated', real: 'Looks real', unsure: 'Unsure' };
+const VERDICT = { fake: 'Likely generated', real: 'Likely camera-made', unsure: 'Unsure' }; // ufd-serve's words
 
 function percent(x) { return `${(100 * x).toFixed(1)}%`; }
 
@@ -97,8 +98,14 @@ function add(files) {
   drain();
 }
 
+/** The records as ufd-detect --format jsonl writes them (fields in its order). */
+function jsonl() {
+  return records.map((r) => JSON.stringify(r)).join('\n') + '\n';
+}
+window.ufdJsonl = jsonl;
+
 function download() {
-  const text = records.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  const text = jsonl();
   const a = document.createElement('a');
   a.href = URL.createObjectURL(new Blob([text], { type: 'application/x-ndjson' }));
   a.download = 'ufd-records.jsonl';

@@ -130,6 +130,14 @@ function resizeNearest(image, outW, outH) {
   return { width: outW, height: outH, rgb: out };
 }
 
+function resizeCenterCrop(image, p) {
+  const { width, height } = image, wide = width > height;
+  const short = wide ? height : width, long = wide ? width : height;
+  const newLong = Math.trunc((p.resize_size * long) / short);
+  const [w, h] = wide ? [newLong, p.resize_size] : [p.resize_size, newLong];
+  return centerCrop(resize(image, w, h, p.resize_interpolation), p.crop_size);
+}
+
 /** The image's units ({units: [{width, height, rgb}], note}) for preprocess config `p`. */
 export function unitsOf(image, p) {
   if (p.mode === 'center_crop') return { units: [centerCrop(image, p.crop_size)], note: null };

@@ -1,0 +1,72 @@
+"""Every detector ufd exports, as a web page: each with its own preprocessing (centre crop,
+resize + crop, whole image, B-Free's five crops, SPAI's tiles and aggregator), scored in
+headless Chromium and compared with ufd-detect on the same graph."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import random_image
+from test_detectors import c2p_clip, commfor, rine, tiny_clip  # noqa: F401 - their bundles
+from test_web_page import detect_records, ort_tarball, upload, wait_ready  # noqa: F401
+
+pytestmark = pytest.mark.slow
+KINDS = {
+    "univfd": "tiny_bundle",
+    "rine": "rine",
+    "c2p-clip": "c2p_clip",
+    "commfor": "commfor",
+    "dda": "dda_bundle",
+    "aligned": "aligned_bundle",
+    "bfree": "bfree_bundle",
+    "spai": "spai_bundle",
+}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, sample_dir: Path) -> list[Path]:
+    """Photos of many sizes and modes (one over AlignedForensics' cap), a strip, a bad file."""
+    folder = tmp_path_factory.mktemp("web-kinds")
+    names = ("astronaut.png", "chelsea_large.JPG", "coffee_gray.png", "coffee_small_120x90.jpg")
+    for name in names:
+        shutil.copy(sample_dir / name, folder / name)
+    random_image(folder / "strip.png", (600, 9), seed=3)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return sorted(folder.iterdir())
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_each_detector_scores_in_the_browser_as_ufd_detect(
+    kind: str, request, browser, tmp_path: Path, ort_tarball: Path, images: list[Path]
+) -> None:
+    from ufd.runtime.web.site import WebOptions, build_site
+    from ufd.runtime.web.static_server import serve_in_background
+
+    made = request.getfixturevalue(KINDS[kind])
+    bundle = made if isinstance(made, Path) else made[0]
+    site = build_site(WebOptions(bundle=bundle, out=tmp_path / "site", ort_tarball=ort_tarball))
+    assert site["detector"] == kind
+    server, url = serve_in_background(tmp_path / "site")
+    try:
+        browser.set_script_timeout(120)
+        browser.get(url)
+        wait_ready(browser, timeout=300)
+        took = next(p for p in browser.execute_script("return window.ufdParity") if p["ok"])
+        records = {r["path"]: r for r in upload(browser, images)}
+    finally:
+        server.shutdown()
+        server.server_close()
+    wanted = detect_records(bundle, images, took["precision"])
+    limit = site["probes"]["tolerance"]["max_abs_logit"] or 0.05
+    for image in images:
+        got, want = records[image.name], wanted[image.name]
+        assert list(got) == list(want), image.name
+        assert (got["error"] is None) == (want["error"] is None), (image.name, got, want)
+        if want["error"] is None:
+            assert got["label"] == want["label"], (image.name, got, want)
+            assert abs(got["logit"] - want["logit"]) <= limit, (image.name, got, want)
+            assert got.get("input") == want.get("input"), image.name
+    print(kind, took["precision"], json.dumps({k: r["logit"] for k, r in records.items()}))

@@ -1,0 +1,289 @@
+"""``ufd-bundle web``: the page in a real headless Chromium, against ufd-detect.
+
+The site is built from the test bundle, served on loopback with the isolation headers,
+and fed every image flavour of :mod:`web_images`; each record must be ufd-detect's
+(same fields, same label, logit within the bundle's tolerance, the same errors), and
+the pixels the page feeds its encoder must be Pillow's. Needs chromium (``make test``
+installs it) and npm (onnxruntime-web comes from the npm registry); without them these
+tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+from web_images import web_corpus
+
+from ufd.cli.detect import app as detect_app
+from ufd.runtime.bundle import PreprocessConfig
+from ufd.runtime.io.decode import decode_image
+from ufd.runtime.preprocess import build_preprocessor
+from ufd.runtime.units import UNIT_PREPROCESSORS
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+EXACT = (".png", ".gif", ".bmp", ".webp")
+"""Formats whose pixels the page must give exactly as Pillow (lossy WebP included: one libwebp)."""
+JPEG_LEVELS = 2
+"""What two libjpeg-turbo builds may differ by, per channel level (measured here: 0)."""
+
+
+@pytest.fixture(scope="session")
+def ort_tarball() -> Path:
+    """onnxruntime-web's pinned tarball: the user's cached one, else npm pack (once a run)."""
+    from conftest import USER_CACHE
+
+    from ufd.runtime.web import ort_package
+
+    cached = USER_CACHE / "web" / ort_package.TARBALL
+    if cached.is_file():
+        return cached
+    if shutil.which("npm") is None:
+        pytest.skip(f"npm not installed, so no onnxruntime-web: {ort_package.NO_NPM}")
+    return ort_package.tarball()
+
+
+@pytest.fixture(scope="session")
+def tiny_site(tmp_path_factory, tiny_bundle: Path, ort_tarball: Path) -> Path:
+    from ufd.runtime.web.site import WebOptions, build_site
+
+    out = tmp_path_factory.mktemp("web") / "site"
+    build_site(WebOptions(bundle=tiny_bundle, out=out, ort_tarball=ort_tarball))
+    return out
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> tuple[Path, dict[str, str | None]]:
+    root = tmp_path_factory.mktemp("web-images")
+    return root, web_corpus(root)
+
+
+@pytest.fixture
+def page(browser, tiny_site: Path):
+    """The page loaded from a loopback server, its graph chosen."""
+    from ufd.runtime.web.static_server import serve_in_background
+
+    server, url = serve_in_background(tiny_site)
+    try:
+        browser.set_script_timeout(120)
+        browser.set_window_size(1280, 1400)
+        browser.get(url)
+        wait_ready(browser)
+        yield browser
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def wait_ready(browser, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while browser.execute_script("return window.ufdState") == "loading":
+        assert time.monotonic() < deadline, "the page did not load its model"
+        time.sleep(0.1)
+    state = browser.execute_script("return [window.ufdState, window.ufdError]")
+    assert state[0] == "ready", f"the page failed: {state[1]}"
+
+
+def upload(browser, files: list[Path], timeout: float = 300) -> list[dict]:
+    """Pick ``files`` in the page's file input; wait for one record each."""
+    from selenium.webdriver.common.by import By
+
+    before = browser.execute_script("return window.ufdRecords.length")
+    browser.find_element(By.ID, "files").send_keys("\n".join(str(f) for f in files))
+    deadline = time.monotonic() + timeout
+    while browser.execute_script("return window.ufdRecords.length") < before + len(files):
+        assert time.monotonic() < deadline, "the page stopped scoring (a frozen tab?)"
+        time.sleep(0.1)
+    lines = browser.execute_script("return window.ufdJsonl()").splitlines()
+    return [json.loads(line) for line in lines[before:]]  # in the page's field order
+
+
+def detect_records(bundle: Path, files: list[Path], precision: str) -> dict[str, dict]:
+    args = [str(bundle), *map(str, files), "--format", "jsonl", "--precision", precision]
+    result = runner.invoke(detect_app, args)
+    assert result.exit_code in (0, 1), result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    return {Path(row["path"]).name: row for row in rows}
+
+
+UNITS_JS = """
+const [b64, config, reasons, done] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+Promise.all([import('./ufd-web/decode.js'), import('./ufd-web/preprocess.js')]).then(async ([d, p]) => {
+  try {
+    const image = await d.decodeImage(bytes, {maxPixels: 64e6, exifTranspose: false, reasons});
+    const {units, note} = p.unitsOf(image, config);
+    const b64 = (u) => { let s = ''; for (let i = 0; i < u.rgb.length; i += 0x8000)
+      s += String.fromCharCode(...u.rgb.subarray(i, i + 0x8000)); return btoa(s); };
+    done({units: units.map((u) => [u.height, u.width, b64(u)]), note});
+  } catch (e) { done({error: String(e.message || e)}); }
+});
+"""
+
+
+def page_units(browser, path: Path, config: PreprocessConfig, site: dict) -> dict:
+    """The uint8 units the page's decode + preprocessing make of ``path`` under ``config``."""
+    from dataclasses import asdict
+
+    data = base64.b64encode(path.read_bytes()).decode()
+    got = browser.execute_async_script(UNITS_JS, data, asdict(config), site["reasons"])
+    if "error" in got:
+        return got
+    units = [
+        np.frombuffer(base64.b64decode(b), np.uint8).reshape(h, w, 3) for h, w, b in got["units"]
+    ]
+    return {"units": np.stack(units), "note": got["note"]}
+
+
+def python_units(path: Path, config: PreprocessConfig) -> tuple[np.ndarray, str | None]:
+    image = decode_image(path)
+    if config.units_per_image:
+        return UNIT_PREPROCESSORS[config.mode](config).units(image)
+    return build_preprocessor(config).crop(image)[None], None
+
+
+def test_every_record_is_ufd_detects(page, tiny_site: Path, tiny_bundle: Path, corpus) -> None:
+    root, expect = corpus
+    files = sorted(root / name for name in expect)
+    site = json.loads((tiny_site / "web.json").read_text())
+    parity = page.execute_script("return window.ufdParity")
+    took = next(p for p in parity if p["ok"])
+    records = {r["path"]: r for r in upload(page, files)}
+    assert len(records) == len(files)
+    wanted = detect_records(tiny_bundle, files, took["precision"])
+    limit = site["probes"]["tolerance"]["max_abs_logit"]
+    for name, reason in expect.items():
+        got, want = records[name], wanted[name]
+        assert list(got) == list(want) == site["fields"], name
+        if reason is not None:
+            assert reason in (got["error"] or ""), (name, got["error"])
+            assert reason in (want["error"] or ""), (name, want["error"])
+            continue
+        assert got["error"] is None and want["error"] is None, (name, got["error"], want["error"])
+        assert got["label"] == want["label"], name
+        assert abs(got["logit"] - want["logit"]) <= limit, (name, got["logit"], want["logit"])
+        assert abs(got["prob"] - want["prob"]) <= limit / 4, name
+
+
+def test_the_page_feeds_the_encoder_pillows_pixels(page, tiny_site: Path, corpus) -> None:
+    root, expect = corpus
+    site = json.loads((tiny_site / "web.json").read_text())
+    config = PreprocessConfig(**{**site["preprocess"], "mean": (0, 0, 0), "std": (1, 1, 1)})
+    for name, reason in expect.items():
+        if reason is not None:
+            continue
+        got = page_units(page, root / name, config, site)
+        assert "error" not in got, (name, got)
+        want, _ = python_units(root / name, config)
+        diff = np.abs(got["units"].astype(int) - want.astype(int)).max()
+        assert diff <= (0 if name.endswith(EXACT) else JPEG_LEVELS), (name, diff)
+
+
+MODES = [
+    PreprocessConfig(mode="resize_center_crop", resize_size=256, resize_interpolation="bilinear"),
+    PreprocessConfig(
+        mode="resize_center_crop", crop_size=384, resize_size=384, resize_interpolation="bicubic"
+    ),
+    PreprocessConfig(mode="resize", crop_size=224, resize_interpolation="bicubic"),
+    PreprocessConfig(mode="resize", crop_size=224, resize_interpolation="nearest"),
+    PreprocessConfig(mode="whole", max_input_pixels=30_000),
+    PreprocessConfig(mode="five_crops", crop_size=504, grid=14),
+    PreprocessConfig(mode="tiles", crop_size=224, tile_stride=224, min_tiles=4),
+    PreprocessConfig(mode="tiles", crop_size=96, tile_stride=64, min_tiles=4),
+]
+
+
+@pytest.mark.parametrize(
+    "config", MODES, ids=lambda c: f"{c.mode}-{c.resize_interpolation}-{c.crop_size}"
+)
+def test_every_preprocessing_mode_gives_pythons_units(
+    page, tiny_site: Path, corpus, config
+) -> None:
+    root, expect = corpus
+    site = json.loads((tiny_site / "web.json").read_text())
+    names = [
+        "photo.png",
+        "small_90x60.png",
+        "odd_interlaced_13x7.png",
+        "palette.gif",
+        "large_1200x900.jpg",
+    ]
+    for name in names:
+        got = page_units(page, root / name, config, site)
+        try:
+            want, note = python_units(root / name, config)
+        except Exception as e:  # the image does not fit this mode: the page must say the same
+            assert got.get("error") == str(e), (name, got)
+            continue
+        assert "error" not in got, (name, got)
+        assert got["units"].shape == want.shape, name
+        assert np.array_equal(got["units"], want), (
+            name,
+            np.abs(got["units"].astype(int) - want).max(),
+        )
+        assert got["note"] == note, name
+
+
+def test_parity_is_measured_in_the_browser_and_shown(page) -> None:
+    from selenium.webdriver.common.by import By
+
+    parity = page.execute_script("return window.ufdParity")
+    assert parity[0]["precision"] == "int8" and parity[0]["n_probes"] == 8
+    took = next(p for p in parity if p["ok"])
+    assert took["min_feature_cosine"] >= took["tolerance"]["min_feature_cosine"]
+    text = page.find_element(By.ID, "parity").text
+    assert f"took the {took['precision']} graph" in text and "cosine" in text
+    assert page.execute_script("return self.crossOriginIsolated") is True  # threads on
+
+
+def test_result_cards_on_a_screenshot(page, corpus) -> None:
+    from selenium.webdriver.common.by import By
+
+    root, _ = corpus
+    records = upload(page, [root / "photo.png", root / "truncated.png", root / "grey.jpg"])
+    cards = page.find_elements(By.CSS_SELECTOR, "#cards .card")
+    assert len(cards) == 3
+    for card, record in zip(cards, records, strict=True):
+        shot = np.asarray(Image.open(io.BytesIO(card.screenshot_as_png)).convert("RGB"), np.int64)
+        if record["error"]:
+            assert "Could not score" in card.text and record["error"] in card.text
+            assert not card.find_elements(By.TAG_NAME, "img")
+            continue
+        colour = {"fake": (0xB3, 0x26, 0x1E), "real": (0x14, 0x6C, 0x2E)}[record["label"]]
+        bar = page.execute_script(
+            "return arguments[0].querySelector('.bar span').offsetWidth", card
+        )
+        track = page.execute_script("return arguments[0].querySelector('.bar').offsetWidth", card)
+        assert abs(bar / track - record["prob"]) < 0.02  # filled to p(generated)
+        painted = (np.abs(shot - colour).sum(axis=2) < 30).sum()
+        assert painted > 20, f"the {record['label']} bar colour is not on the card"
+        thumb = card.find_element(By.TAG_NAME, "img")
+        assert page.execute_script("return arguments[0].naturalWidth", thumb) == 320
+
+
+def test_bad_files_never_freeze_the_page(page, corpus) -> None:
+    root, expect = corpus
+    bad = [root / n for n, reason in expect.items() if reason is not None]
+    records = upload(page, bad)
+    assert all(r["error"] for r in records)
+    # still answering, and still scoring
+    assert page.execute_script("return 1 + 1") == 2
+    assert upload(page, [root / "photo.png"])[0]["error"] is None
+
+
+def test_the_site_loads_nothing_from_elsewhere(tiny_site: Path) -> None:
+    for path in [tiny_site / "index.html", *(tiny_site / "ufd-web").glob("*.js")]:
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, path
+    source = json.loads((tiny_site / "ort" / "SOURCE.json").read_text())
+    assert source["licence"] == "MIT" and len(source["tarball_sha256"]) == 64
+    assert (tiny_site / "ort" / "LICENSE").read_text().startswith("onnxruntime-web")
