@@ -268,3 +268,16 @@ def spai_bundle(tmp_path_factory: pytest.TempPathFactory):
     from detector_bundles import build_spai
 
     return build_spai(tmp_path_factory.mktemp("spai"))
+
+
+@pytest.fixture(scope="session")
+def ort_tarball() -> Path:
+    """onnxruntime-web's pinned tarball: the user's cached one, else npm pack (once a run)."""
+    from ufd.runtime.web import ort_package
+
+    cached = USER_CACHE / "web" / ort_package.TARBALL
+    if cached.is_file():
+        return cached
+    if shutil.which("npm") is None:
+        pytest.skip(f"npm not installed, so no onnxruntime-web: {ort_package.NO_NPM}")
+    return ort_package.tarball()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import random_image
 from test_detectors import c2p_clip, commfor, rine, tiny_clip  # noqa: F401 - their bundles
-from test_web_page import detect_records, ort_tarball, upload, wait_ready  # noqa: F401
+from web_helpers import detect_records, upload, wait_ready
 
 pytestmark = pytest.mark.slow
 KINDS = {

@@ -13,43 +13,22 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
+from web_helpers import detect_records, page_units, python_units, upload, wait_ready
 from web_images import web_corpus
 
-from ufd.cli.detect import app as detect_app
 from ufd.runtime.bundle import PreprocessConfig
-from ufd.runtime.io.decode import decode_image
-from ufd.runtime.preprocess import build_preprocessor
-from ufd.runtime.units import UNIT_PREPROCESSORS
+from ufd.runtime.errors import ImageError
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
 EXACT = (".png", ".gif", ".bmp", ".webp")
 """Formats whose pixels the page must give exactly as Pillow (lossy WebP included: one libwebp)."""
 JPEG_LEVELS = 2
 """What two libjpeg-turbo builds may differ by, per channel level (measured here: 0)."""
-
-
-@pytest.fixture(scope="session")
-def ort_tarball() -> Path:
-    """onnxruntime-web's pinned tarball: the user's cached one, else npm pack (once a run)."""
-    from conftest import USER_CACHE
-
-    from ufd.runtime.web import ort_package
-
-    cached = USER_CACHE / "web" / ort_package.TARBALL
-    if cached.is_file():
-        return cached
-    if shutil.which("npm") is None:
-        pytest.skip(f"npm not installed, so no onnxruntime-web: {ort_package.NO_NPM}")
-    return ort_package.tarball()
 
 
 @pytest.fixture(scope="session")
@@ -82,73 +61,6 @@ def page(browser, tiny_site: Path):
     finally:
         server.shutdown()
         server.server_close()
-
-
-def wait_ready(browser, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while browser.execute_script("return window.ufdState") == "loading":
-        assert time.monotonic() < deadline, "the page did not load its model"
-        time.sleep(0.1)
-    state = browser.execute_script("return [window.ufdState, window.ufdError]")
-    assert state[0] == "ready", f"the page failed: {state[1]}"
-
-
-def upload(browser, files: list[Path], timeout: float = 300) -> list[dict]:
-    """Pick ``files`` in the page's file input; wait for one record each."""
-    from selenium.webdriver.common.by import By
-
-    before = browser.execute_script("return window.ufdRecords.length")
-    browser.find_element(By.ID, "files").send_keys("\n".join(str(f) for f in files))
-    deadline = time.monotonic() + timeout
-    while browser.execute_script("return window.ufdRecords.length") < before + len(files):
-        assert time.monotonic() < deadline, "the page stopped scoring (a frozen tab?)"
-        time.sleep(0.1)
-    lines = browser.execute_script("return window.ufdJsonl()").splitlines()
-    return [json.loads(line) for line in lines[before:]]  # in the page's field order
-
-
-def detect_records(bundle: Path, files: list[Path], precision: str) -> dict[str, dict]:
-    args = [str(bundle), *map(str, files), "--format", "jsonl", "--precision", precision]
-    result = runner.invoke(detect_app, args)
-    assert result.exit_code in (0, 1), result.output
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
-    return {Path(row["path"]).name: row for row in rows}
-
-
-UNITS_JS = """
-const [b64, config, reasons, done] = arguments;
-const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-Promise.all([import('./ufd-web/decode.js'), import('./ufd-web/preprocess.js')]).then(async ([d, p]) => {
-  try {
-    const image = await d.decodeImage(bytes, {maxPixels: 64e6, exifTranspose: false, reasons});
-    const {units, note} = p.unitsOf(image, config);
-    const b64 = (u) => { let s = ''; for (let i = 0; i < u.rgb.length; i += 0x8000)
-      s += String.fromCharCode(...u.rgb.subarray(i, i + 0x8000)); return btoa(s); };
-    done({units: units.map((u) => [u.height, u.width, b64(u)]), note});
-  } catch (e) { done({error: String(e.message || e)}); }
-});
-"""
-
-
-def page_units(browser, path: Path, config: PreprocessConfig, site: dict) -> dict:
-    """The uint8 units the page's decode + preprocessing make of ``path`` under ``config``."""
-    from dataclasses import asdict
-
-    data = base64.b64encode(path.read_bytes()).decode()
-    got = browser.execute_async_script(UNITS_JS, data, asdict(config), site["reasons"])
-    if "error" in got:
-        return got
-    units = [
-        np.frombuffer(base64.b64decode(b), np.uint8).reshape(h, w, 3) for h, w, b in got["units"]
-    ]
-    return {"units": np.stack(units), "note": got["note"]}
-
-
-def python_units(path: Path, config: PreprocessConfig) -> tuple[np.ndarray, str | None]:
-    image = decode_image(path)
-    if config.units_per_image:
-        return UNIT_PREPROCESSORS[config.mode](config).units(image)
-    return build_preprocessor(config).crop(image)[None], None
 
 
 def test_every_record_is_ufd_detects(page, tiny_site: Path, tiny_bundle: Path, corpus) -> None:
@@ -208,7 +120,7 @@ MODES = [
 def test_every_preprocessing_mode_gives_pythons_units(
     page, tiny_site: Path, corpus, config
 ) -> None:
-    root, expect = corpus
+    root, _ = corpus
     site = json.loads((tiny_site / "web.json").read_text())
     names = [
         "photo.png",
@@ -221,7 +133,7 @@ def test_every_preprocessing_mode_gives_pythons_units(
         got = page_units(page, root / name, config, site)
         try:
             want, note = python_units(root / name, config)
-        except Exception as e:  # the image does not fit this mode: the page must say the same
+        except ImageError as e:  # the image does not fit this mode: the page must say the same
             assert got.get("error") == str(e), (name, got)
             continue
         assert "error" not in got, (name, got)
@@ -287,3 +199,34 @@ def test_the_site_loads_nothing_from_elsewhere(tiny_site: Path) -> None:
     source = json.loads((tiny_site / "ort" / "SOURCE.json").read_text())
     assert source["licence"] == "MIT" and len(source["tarball_sha256"]) == 64
     assert (tiny_site / "ort" / "LICENSE").read_text().startswith("onnxruntime-web")
+
+
+RESIZE_JS = """
+const [b64, w, h, ow, oh, interpolation, done] = arguments;
+const rgb = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+import('./ufd-web/preprocess.js').then((p) => {
+  const out = p.resize({width: w, height: h, rgb}, ow, oh, interpolation).rgb;
+  let s = '';
+  for (let i = 0; i < out.length; i += 0x8000) {
+    s += String.fromCharCode(...out.subarray(i, i + 0x8000));
+  }
+  done(btoa(s));
+});
+"""
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+def test_resize_is_pillows_byte_for_byte(page, interpolation: str) -> None:
+    """Random sizes up and down, both pass orders of Pillow 13: the same bytes as Pillow."""
+    rng = np.random.default_rng(len(interpolation))
+    resample = getattr(Image.Resampling, interpolation.upper())
+    for _ in range(25):
+        (w, h), (ow, oh) = rng.integers(1, 300, 2), rng.integers(1, 260, 2)
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        data = base64.b64encode(pixels.tobytes()).decode()
+        got = page.execute_async_script(
+            RESIZE_JS, data, int(w), int(h), int(ow), int(oh), interpolation
+        )
+        js = np.frombuffer(base64.b64decode(got), np.uint8).reshape(oh, ow, 3)
+        want = np.asarray(Image.fromarray(pixels).resize((int(ow), int(oh)), resample))
+        assert np.array_equal(js, want), (w, h, ow, oh)
