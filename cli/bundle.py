@@ -232,7 +232,8 @@ def web(
         str,
         typer.Option(
             help="Graphs the page may run, comma-separated, tried fastest first: int8, "
-            "int8-portable, fp32. Fewer graphs, lighter page."
+            "int8-portable, fp32 (and fp16, on WebGPU only, with --webgpu). Fewer graphs, "
+            "lighter page."
         ),
     ] = "int8,fp32",
     ort_tarball: Annotated[
@@ -247,8 +248,9 @@ def web(
         bool,
         typer.Option(
             "--webgpu",
-            help="Also ship onnxruntime-web's WebGPU build (about 29 MB more): browsers with "
-            "WebGPU run the fp32 graph on the GPU; int8 stays on WebAssembly.",
+            help="Also ship onnxruntime-web's WebGPU build (about 29 MB more): where the "
+            "browser has a WebGPU adapter, the fp16/fp32 graphs are checked and run on the GPU "
+            "first; int8 stays on WebAssembly.",
         ),
     ] = False,
     serve: Annotated[
@@ -276,6 +278,8 @@ def web(
         f"{site['ort']['version']} (MIT); a visit downloads {first / 1e6:.1f} MB "
         f"({total / 1e6:.1f} MB if it needs every graph)"
     )
+    for note in site["notes"]:
+        typer.echo(f"note: {note}")
     if site["methods_not_in_browser"]:
         others = ", ".join(site["methods_not_in_browser"])
         typer.echo(f"note: the page scores with linear only; {others} need ufd-detect")

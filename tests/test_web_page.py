@@ -13,10 +13,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY_MODEL
 from PIL import Image
 from web_helpers import detect_records, page_units, python_units, upload, wait_ready
 from web_images import web_corpus
@@ -230,3 +233,104 @@ def test_resize_is_pillows_byte_for_byte(page, interpolation: str) -> None:
         js = np.frombuffer(base64.b64decode(got), np.uint8).reshape(oh, ow, 3)
         want = np.asarray(Image.fromarray(pixels).resize((int(ow), int(oh)), resample))
         assert np.array_equal(js, want), (w, h, ow, oh)
+
+
+@pytest.fixture
+def gpu_browser(tmp_path: Path):
+    """Headless Chromium with a WebGPU adapter: SwiftShader's, a GPU in software."""
+    from conftest import CHROMEDRIVER, CHROMIUM
+
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("chromium/chromedriver not installed: make test installs them (apt-get)")
+    os.environ["SE_OFFLINE"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--no-first-run",
+        "--enable-unsafe-webgpu",
+        "--use-webgpu-adapter=swiftshader",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(120)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="session")
+def webgpu_site(tmp_path_factory, head_file: Path, ort_tarball: Path) -> tuple[Path, Path]:
+    """(site, bundle): a --webgpu page of a tiny bundle in standard ONNX attention.
+
+    onnxruntime-web's WebGPU MultiHeadAttention (the fused graph) measured cosine 0.9895
+    here, outside any tolerance; the plain graph is exact there.
+    """
+    from ufd.export.graph.build import ExportOptions, export_bundle
+    from ufd.runtime.web.site import WebOptions, build_site
+
+    folder = tmp_path_factory.mktemp("webgpu")
+    bundle = folder / "bundle"
+    export_bundle(
+        ExportOptions(
+            out=bundle,
+            model=TINY_MODEL,
+            pretrained="none",
+            head=str(head_file),
+            precisions=("fp32", "fp16", "int8"),
+            fuse_attention=False,
+        )
+    )
+    options = WebOptions(
+        bundle, folder / "site", ("fp16", "int8", "fp32"), ort_tarball, webgpu=True
+    )
+    build_site(options)
+    return folder / "site", bundle
+
+
+def _load(browser, site: Path):
+    from ufd.runtime.web.static_server import serve_in_background
+
+    server, url = serve_in_background(site)
+    browser.set_script_timeout(120)
+    browser.get(url)
+    wait_ready(browser)
+    return server
+
+
+def test_webgpu_runs_the_float_graphs_on_the_gpu(gpu_browser, webgpu_site, corpus) -> None:
+    root, _ = corpus
+    site_dir, bundle = webgpu_site
+    server = _load(gpu_browser, site_dir)
+    try:
+        parity = gpu_browser.execute_script("return window.ufdParity")
+        files = [root / "photo.png", root / "grey.jpg", root / "palette.gif"]
+        records = {r["path"]: r for r in upload(gpu_browser, files)}
+    finally:
+        server.shutdown()
+        server.server_close()
+    took = next(p for p in parity if p["ok"])
+    assert parity[0]["ep"] == "webgpu" and parity[0]["precision"] == "fp16"
+    # SwiftShader has no shader-f16: fp16 says so and the page goes on; fp32 keeps it
+    assert took["ep"] == "webgpu" and took["precision"] in ("fp16", "fp32"), parity
+    site = json.loads((site_dir / "web.json").read_text())
+    limit = site["probes"]["tolerance"]["max_abs_logit"]
+    wanted = detect_records(bundle, files, "fp32")
+    for name, want in wanted.items():
+        assert records[name]["label"] == want["label"], name
+        assert abs(records[name]["logit"] - want["logit"]) <= limit, (name, records[name], want)
+
+
+def test_a_webgpu_page_without_a_gpu_runs_on_webassembly(browser, webgpu_site) -> None:
+    server = _load(browser, webgpu_site[0])  # --disable-gpu: no adapter
+    try:
+        parity = browser.execute_script("return window.ufdParity")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert all(p["ep"] == "wasm" for p in parity)
+    assert next(p for p in parity if p["ok"])["precision"] == "int8"

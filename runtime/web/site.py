@@ -29,7 +29,7 @@ from ufd.runtime.registry import INPUT_NOTE
 from ufd.runtime.web import ort_package
 
 BROWSER_ORDER = ("int8", "int8-portable", "fp32")
-"""The graphs a page tries, fastest in WebAssembly first (fp16 is for GPUs)."""
+"""The graphs a page tries on WebAssembly, fastest first."""
 DEFAULT_PRECISIONS = ("int8", "fp32")
 MARKER = "web.json"
 
@@ -54,7 +54,7 @@ def build_site(options: WebOptions) -> dict[str, Any]:
         UsageError: ``out`` holds something else, or onnxruntime-web cannot be had.
     """
     bundle = open_bundle(options.bundle)
-    graphs = _graphs(bundle, options.precisions)
+    graphs = _graphs(bundle, options.precisions, options.webgpu)
     ort_files = ort_package.unpack(ort_package.tarball(options.ort_tarball), options.webgpu)
     out = _fresh(options.out)
     model = out / "model"
@@ -65,20 +65,23 @@ def build_site(options: WebOptions) -> dict[str, Any]:
     if site["aggregator"] is not None:
         shutil.copyfile(bundle.graph_path(site["aggregator"]["file"]), model / "aggregator.onnx")
     site["probes"] |= _write_probes(bundle, model / "probes.bin")
+    site["notes"] = _notes(bundle, graphs, options)
     site["ort"] = ort_files.describe()
     _write_page(out, ort_files)
     (out / MARKER).write_text(json.dumps(site, indent=1), encoding="utf-8")
     return site
 
 
-def _graphs(bundle: Bundle, wanted: tuple[str, ...]) -> list[dict[str, Any]]:
+def _graphs(bundle: Bundle, wanted: tuple[str, ...], webgpu: bool) -> list[dict[str, Any]]:
     manifest = bundle.manifest
-    unknown = [p for p in wanted if p not in BROWSER_ORDER]
+    order = ("fp16", *BROWSER_ORDER) if webgpu else BROWSER_ORDER
+    unknown = [p for p in wanted if p not in order]
     if unknown:
         raise UsageError(
             f"--precision {','.join(unknown)}: a browser runs {', '.join(BROWSER_ORDER)}"
+            + ("" if webgpu else " (and fp16 on WebGPU, with --webgpu)")
         )
-    chosen = [p for p in BROWSER_ORDER if p in wanted and p in manifest.encoders]
+    chosen = [p for p in order if p in wanted and p in manifest.encoders]
     if not chosen:
         raise BundleError(
             f"this bundle has none of the graphs asked for ({', '.join(wanted)}); it has "
@@ -135,6 +138,7 @@ def _describe(bundle: Bundle, graphs: list[dict[str, Any]], options: WebOptions)
         "bundle_created_utc": manifest.created_utc,
         "preprocess": asdict(manifest.preprocess),
         "max_pixels": options.max_pixels,
+        "webgpu": options.webgpu,
         "graphs": graphs,
         "head": head,
         "aggregator": aggregator,
@@ -145,6 +149,23 @@ def _describe(bundle: Bundle, graphs: list[dict[str, Any]], options: WebOptions)
         "reasons": {"empty": EMPTY_FILE, "not_an_image": NOT_AN_IMAGE_FORMAT},
         "probes": {"tolerance": asdict(promised_tolerance(manifest))},
     }
+
+
+def _notes(bundle: Bundle, graphs: list[dict[str, Any]], options: WebOptions) -> list[str]:
+    """What the builder should know about how this page will run."""
+    fused = [
+        g["precision"]
+        for g in graphs
+        if g["precision"].startswith("fp")
+        and bundle.manifest.encoders[g["precision"]].attention == "fused"
+    ]
+    if not (options.webgpu and fused):
+        return []
+    return [
+        f"the {', '.join(fused)} graph uses onnxruntime's fused attention, which onnxruntime-web's "
+        "WebGPU computed outside the tolerance in our tests (the page checks it and falls back "
+        "to WebAssembly); for the GPU, export with ufd-export --no-fuse-attention"
+    ]
 
 
 def _graph_entry(bundle: Bundle, name: str) -> dict[str, Any]:

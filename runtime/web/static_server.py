@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,22 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         """Quiet: a page load is dozens of requests."""
 
 
-def make_server(site: Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.HTTPServer:
+class SiteServer(http.server.ThreadingHTTPServer):
+    """A threading server that says nothing when a browser drops a download midway."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore connections the browser closed; report anything else."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+def make_server(site: Path, host: str = "127.0.0.1", port: int = 8000) -> SiteServer:
     """A threading HTTP server for ``site`` (not started)."""
     handler = functools.partial(SiteHandler, directory=str(site))
-    return http.server.ThreadingHTTPServer((host, port), handler)
+    return SiteServer((host, port), handler)
 
 
 def serve_in_background(site: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:

@@ -2,7 +2,8 @@
 // makes them. On first load each graph is checked against the bundle's parity probes
 // (the features the torch fp32 model gave them at export) and the first one in the
 // page's order (fastest first) that keeps the bundle's tolerance is taken: `auto`'s rule.
-import * as ort from '../ort/ort.wasm.min.mjs';
+// Pages built with --webgpu try the fp16/fp32 graphs on the GPU first where the browser
+// has a WebGPU adapter; int8 always runs on WebAssembly (SIMD, threads when isolated).
 import { decodeImage, ImageError } from './decode.js';
 import { normalise, unitsOf } from './preprocess.js';
 
@@ -30,6 +31,18 @@ function cosine(a, b) {
   return dot / Math.max(Math.sqrt(na) * Math.sqrt(nb), Number.MIN_VALUE);
 }
 
+let ort = null;
+
+/** The graphs to try, in order: on the GPU first (WebGPU pages, where there is one). */
+async function candidates(site) {
+  let adapter = null;
+  if (site.webgpu && navigator.gpu) adapter = await navigator.gpu.requestAdapter().catch(() => null);
+  ort = await import(adapter ? '../ort/ort.webgpu.min.mjs' : '../ort/ort.wasm.min.mjs');
+  const onGpu = adapter ? site.graphs.filter((g) => g.precision.startsWith('fp')) : [];
+  const onCpu = site.graphs.filter((g) => g.precision !== 'fp16');
+  return [...onGpu.map((g) => ({ ...g, ep: 'webgpu' })), ...onCpu.map((g) => ({ ...g, ep: 'wasm' }))];
+}
+
 export class Engine {
   /** @param {object} site the page's web.json */
   constructor(site) {
@@ -38,23 +51,32 @@ export class Engine {
     this.encoder = null;
   }
 
-  async session(file, sha256) {
+  async session(file, sha256, ep = 'wasm') {
     const bytes = await fetchBytes(`model/${file}`, sha256);
-    return ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+    return ort.InferenceSession.create(bytes, { executionProviders: [ep], graphOptimizationLevel: 'all' });
   }
 
   /** Load the head (and aggregator), then the first graph that keeps the tolerance here. */
   async open(status) {
+    const graphs = await candidates(this.site);
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 1, 8) : 1;
     ort.env.wasm.wasmPaths = new URL('ort/', document.baseURI).href;
-    const { head, aggregator, graphs } = this.site;
+    const { head, aggregator } = this.site;
     this.head = await this.session(head.file, head.sha256);
     this.aggregator = aggregator ? await this.session(aggregator.file, aggregator.sha256) : null;
     const probes = await this.probes();
     for (const graph of graphs) {
-      status(`checking the ${graph.precision} graph (${(graph.size / 1e6).toFixed(1)} MB) on ${probes.crops.length} probes...`);
-      const encoder = await this.session(graph.file, graph.sha256);
-      const measured = await this.measure(encoder, graph, probes);
+      const mb = (graph.size / 1e6).toFixed(1);
+      status(`checking the ${graph.precision} graph (${mb} MB, ${graph.ep}) on ${probes.crops.length} probes...`);
+      let encoder;
+      try {
+        encoder = await this.session(graph.file, graph.sha256, graph.ep);
+      } catch (e) {
+        if (graph.ep === 'wasm') throw e;
+        this.parity.push({ precision: graph.precision, ep: graph.ep, ok: false, error: String(e.message || e) });
+        continue; // this GPU cannot run it: the next graph
+      }
+      const measured = { ...(await this.measure(encoder, graph, probes)), ep: graph.ep };
       this.parity.push(measured);
       if (measured.ok) { this.encoder = encoder; this.graph = graph; return measured; }
       await encoder.release();
@@ -138,14 +160,18 @@ export class Engine {
     return unitsOf(image, p);
   }
 
-  /** One record with the fields of `ufd-detect --format jsonl`, and how long it took. */
+  /** One record with the fields of `ufd-detect --format jsonl`, and where the time went (ms). */
   async score(name, bytes) {
     const record = { path: name };
     for (const field of this.site.fields.slice(1)) record[field] = null;
     const t0 = performance.now();
+    let t1 = t0, t2 = t0;
     try {
       const { units, note } = await this.unitsOf(bytes);
-      const logit = await this.logit(await this.feature(units));
+      t1 = performance.now();
+      const feature = await this.feature(units);
+      t2 = performance.now();
+      const logit = await this.logit(feature);
       const { threshold, real_below: realBelow } = this.site.method;
       const prob = sigmoid(logit);
       let label = prob > threshold ? 'fake' : 'real';
@@ -156,6 +182,7 @@ export class Engine {
       if (!(e instanceof ImageError)) console.error(e);
       record.error = e instanceof ImageError ? e.message : `inference failed: ${e.message || e}`;
     }
-    return { record, ms: performance.now() - t0 };
+    const ms = performance.now() - t0;
+    return { record, ms, timing: { total: ms, decode_preprocess: t1 - t0, encoder: t2 - t1 } };
   }
 }

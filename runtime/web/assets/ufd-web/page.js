@@ -13,8 +13,16 @@ let engine = null, running = false, scoredMs = [];
 window.ufdRecords = records;
 window.ufdState = 'loading';
 window.ufdBusy = 0;
+window.ufdTimings = []; // per scored image: total, decode_preprocess, encoder (ms)
 
 const VERDICT = { fake: 'Likely generated', real: 'Likely camera-made', unsure: 'Unsure' }; // ufd-serve's words
+
+/** "312 ms per image": the median after the first (which warms the graph up). */
+function speed(ms) {
+  const warm = (ms.length > 1 ? ms.slice(1) : ms).slice().sort((a, b) => a - b);
+  const median = warm[Math.floor(warm.length / 2)];
+  return `${median.toFixed(0)} ms per image (median of ${warm.length}${ms.length > 1 ? ' after the first' : ''})`;
+}
 
 function percent(x) { return `${(100 * x).toFixed(1)}%`; }
 
@@ -78,13 +86,15 @@ async function drain() {
   while (queue.length) {
     const file = queue.shift();
     const bytes = new Uint8Array(await file.arrayBuffer());
-    const { record, ms } = await engine.score(file.name, bytes);
+    const { record, ms, timing } = await engine.score(file.name, bytes);
     records.push(record);
-    if (!record.error) scoredMs.push(ms);
+    if (!record.error) {
+      scoredMs.push(ms);
+      window.ufdTimings.push(timing);
+    }
     $('cards').append(card(file, record));
     window.ufdBusy = queue.length;
-    const mean = scoredMs.reduce((a, b) => a + b, 0) / Math.max(scoredMs.length, 1);
-    if (scoredMs.length) $('speed').textContent = ` · ${mean.toFixed(0)} ms per image (${scoredMs.length} scored)`;
+    if (scoredMs.length) $('speed').textContent = ` · ${speed(scoredMs)}`;
     $('download').disabled = false;
     await new Promise((resolve) => setTimeout(resolve, 0)); // let the page paint between images
   }
@@ -113,9 +123,10 @@ function download() {
 }
 
 function describe(m) {
+  if (m.error) return `${m.precision} (${m.ep}): cannot run here`;
   const t = m.tolerance;
   const logit = t.max_abs_logit === null ? '' : `, |Δlogit| ${m.max_abs_logit.toFixed(4)} (≤ ${t.max_abs_logit})`;
-  return `${m.precision}: cosine ${m.min_feature_cosine.toFixed(6)} (≥ ${t.min_feature_cosine})${logit}`;
+  return `${m.precision} (${m.ep}): cosine ${m.min_feature_cosine.toFixed(6)} (≥ ${t.min_feature_cosine})${logit}`;
 }
 
 async function main() {
@@ -128,7 +139,7 @@ async function main() {
   const took = await engine.open((text) => { $('parity').textContent = text; });
   window.ufdParity = engine.parity;
   const threads = self.crossOriginIsolated ? 'threads on' : 'one thread: serve with COOP/COEP headers for more';
-  $('parity').textContent = `took the ${took.precision} graph: ${engine.parity.map(describe).join('; ')} on ${took.n_probes} probes (${threads}).`;
+  $('parity').textContent = `took the ${took.precision} graph on ${took.ep}: ${engine.parity.map(describe).join('; ')} on ${took.n_probes} probes (${threads}).`;
   for (const el of [$('files')]) el.disabled = false;
   $('drop').setAttribute('aria-disabled', 'false');
   window.ufdState = 'ready';
