@@ -22,12 +22,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ufd-demo --out demo-output $(DEMO_ARGS)
 
-# Debian packages the tests use: chromium + chromedriver (the page tests) and qemu-user
-# (an emulated AVX2 CPU for the device-parity test). Missing ones skip those tests, with why.
-APT_PACKAGES := chromium chromium-driver qemu-user
+# Debian packages the tests use: chromium + chromedriver (the page tests), npm (fetches
+# onnxruntime-web for ufd-bundle web) and qemu-user (an emulated AVX2 CPU for the
+# device-parity test). Missing ones skip those tests, with why.
+APT_PACKAGES := chromium chromium-driver qemu-user npm
 test-packages:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
-	  command -v qemu-x86_64 >/dev/null || \
+	  command -v qemu-x86_64 >/dev/null && command -v npm >/dev/null || \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES) >/dev/null 2>&1 || \
 	  { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES) >/dev/null; } || \

@@ -7,7 +7,9 @@ Per model (random-init, architecture-sized; int8 graphs), on one 1024x768 JPEG:
   of ``--runs`` after a warm-up; ``native encoder``: the encoder alone;
 * ``browser``: the ``ufd-bundle web`` page served on loopback with COOP/COEP (WASM SIMD
   + threads), the same image uploaded ``--runs`` + 1 times, median after the first;
-  its encoder and decode+preprocess shares; the parity it measured on first load
+  its encoder and decode+preprocess shares; the longest stall of the page's main
+  thread while scoring (inference runs in onnxruntime-web's proxy worker); the
+  parity it measured on first load
   and the graph it took; the load time (fetch, sha256, parity); the page weight.
 
 Models: ViT-S/16-384 (Community Forensics), ViT-B/16, ViT-L/14 (UnivFD).
@@ -67,7 +69,15 @@ def commfor_bundle(work: Path) -> Path:
     return bundle
 
 
-def bundle_for(model: str, work: Path) -> Path:
+FULLRES = ("dda", "bfree", "aligned", "spai")
+"""Today's detectors at their own sizes: bundles from benchmarks/fullres_models.py (--fullres)."""
+
+
+def bundle_for(model: str, work: Path, fullres: Path | None = None) -> Path:
+    if model in FULLRES:
+        if fullres is None:
+            raise SystemExit(f"{model}: give --fullres DIR (made by benchmarks/fullres_models.py)")
+        return fullres / model
     if model == "commfor-384":
         return commfor_bundle(work / model)
     from speed import prepare
@@ -79,18 +89,20 @@ def native(bundle: Path, image: Path, runs: int, threads: int) -> dict:
     detector = Detector.open(bundle, precision="int8", provider="cpu", threads=threads)
     detector.score_images([image])  # warm up
     times, encoder = [], []
-    pixels = np.asarray(detector.prepare(image))[None]
+    prepared = detector.prepare(image)
+    single = isinstance(prepared, np.ndarray)  # one crop (units: encoder timed in the record)
     for _ in range(runs):
         started = time.perf_counter()
         detector.score_images([image])
         times.append(1000 * (time.perf_counter() - started))
-        started = time.perf_counter()
-        detector.features(pixels)
-        encoder.append(1000 * (time.perf_counter() - started))
+        if single:
+            started = time.perf_counter()
+            detector.features(prepared[None])
+            encoder.append(1000 * (time.perf_counter() - started))
     record = detector.score_images([image])[0]
     return {
         "ms": statistics.median(times),
-        "encoder_ms": statistics.median(encoder),
+        "encoder_ms": statistics.median(encoder) if encoder else None,
         "logit": record.values["logit"],
     }
 
@@ -126,9 +138,11 @@ def in_browser(driver, site: Path, image: Path, runs: int) -> dict:
         assert driver.execute_script("return window.ufdState") == "ready"
         from selenium.webdriver.common.by import By
 
+        driver.execute_script(STALL_JS)
         driver.find_element(By.ID, "files").send_keys("\n".join(map(str, copies)))
         while driver.execute_script("return window.ufdRecords.length") < len(copies):
             time.sleep(0.05)
+        stall = driver.execute_script("clearInterval(window.__monitor); return window.__stall")
         timings = driver.execute_script("return window.ufdTimings")[1:]
         records = driver.execute_script("return window.ufdRecords")
         parity = driver.execute_script("return window.ufdParity")
@@ -145,9 +159,21 @@ def in_browser(driver, site: Path, image: Path, runs: int) -> dict:
         "parity": parity,
         "logit": records[-1]["logit"],
         "threads": threads,
+        "longest_main_thread_stall_ms": stall,
         "preprocessing": preprocessing,
     }
 
+
+STALL_JS = """
+window.__stall = 0;
+let last = performance.now();
+window.__monitor = setInterval(() => {
+  const now = performance.now();
+  window.__stall = Math.max(window.__stall, now - last - 20);
+  last = now;
+}, 20);
+"""
+"""The page's main thread's longest stall while scoring: what a person would feel."""
 
 PREPROCESS_JS = """
 const [name, done] = arguments;
@@ -256,6 +282,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/ufd-speed"))
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--fullres", type=Path, help="Folder of dda/bfree/aligned/spai bundles.")
+    parser.add_argument("--name", default="browser-speed", help="Results file name.")
     args = parser.parse_args()
     image = photo(args.work / "browser-1024x768.jpg")
     driver = browser_driver()
@@ -264,7 +292,7 @@ def main() -> None:
     rows = {}
     try:
         for model in args.models.split(","):
-            bundle = bundle_for(model, args.work)
+            bundle = bundle_for(model, args.work, args.fullres)
             site_dir = args.work / "web" / model
             site = build_site(WebOptions(bundle=bundle, out=site_dir))
             extras = site_dir / "uploads-bench"
@@ -285,9 +313,13 @@ def main() -> None:
         driver.quit()
     meta = {"chromium": version, "cpu_count": os.cpu_count(), "threads": threads, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "browser-speed.json").write_text(json.dumps(meta, indent=2) + "\n")
-    (args.out / "browser-speed.md").write_text(markdown(meta))
+    (args.out / f"{args.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (args.out / f"{args.name}.md").write_text(markdown(meta))
     print(markdown(meta))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def markdown(meta: dict) -> str:
@@ -303,7 +335,7 @@ def markdown(meta: dict) -> str:
         took = next(p for p in r["browser"]["parity"] if p["ok"])
         lines.append(
             f"| {model} | {r['native']['ms']:.0f} | {r['browser']['ms']:.0f} | {r['ratio']:.2f}x "
-            f"| {r['native']['encoder_ms']:.0f} / {r['browser']['encoder_ms']:.0f} "
+            f"| {_ms(r['native']['encoder_ms'])} / {r['browser']['encoder_ms']:.0f} "
             f"| {took['precision']}: cosine {took['min_feature_cosine']:.6f}, "
             f"|Δlogit| {took['max_abs_logit']:.4f} | {r['browser']['load_s']:.1f} "
             f"| {r['page_mb']:.0f} |"

@@ -61,6 +61,7 @@ export class Engine {
     const graphs = await candidates(this.site);
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 1, 8) : 1;
     ort.env.wasm.wasmPaths = new URL('ort/', document.baseURI).href;
+    ort.env.wasm.proxy = !graphs.some((g) => g.ep === 'webgpu'); // inference off the page's thread
     const { head, aggregator } = this.site;
     this.head = await this.session(head.file, head.sha256);
     this.aggregator = aggregator ? await this.session(aggregator.file, aggregator.sha256) : null;
@@ -105,7 +106,8 @@ export class Engine {
     return this.logit(this.site.preprocess.mode === 'tiles' ? await this.aggregate([feature]) : feature);
   }
 
-  async logit(f) {
+  async logit(feature) {
+    const f = new Float32Array(feature); // a copy: a proxied run takes its input's buffer
     const out = await this.head.run({ [this.site.head.input]: new ort.Tensor('float32', f, [1, f.length]) });
     return out[this.site.head.output].data[0];
   }
