@@ -121,6 +121,7 @@ def web_corpus(root: Path) -> dict[str, str | None]:
     save("interlaced.gif", palette, interlace=True)
     frames = [Image.fromarray(np.roll(rgb, 40 * i, axis=1)).convert("P") for i in range(3)]
     save("animated.gif", frames[0], save_all=True, append_images=frames[1:], duration=50)
+    save("rotated_exif.webp", Image.fromarray(rgb), exif=exif.tobytes(), lossless=True)
     save("lossy.webp", Image.fromarray(rgb), quality=80)
     save("lossless.webp", Image.fromarray(rgb), lossless=True)
     save("photo.bmp", Image.fromarray(rgb))
