@@ -193,6 +193,10 @@ def test_bad_files_never_freeze_the_page(page, corpus) -> None:
     # still answering, and still scoring
     assert page.execute_script("return 1 + 1") == 2
     assert upload(page, [root / "photo.png"])[0]["error"] is None
+    from selenium.webdriver.common.by import By
+
+    status = page.find_element(By.ID, "progress").text
+    assert status == f"{len(bad) + 1} images: 1 scored, {len(bad)} could not be", status
 
 
 def test_the_site_loads_nothing_from_elsewhere(tiny_site: Path) -> None:

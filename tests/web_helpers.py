@@ -37,7 +37,8 @@ def upload(browser, files: list[Path], timeout: float = 300) -> list[dict]:
     before = browser.execute_script("return window.ufdRecords.length")
     browser.find_element(By.ID, "files").send_keys("\n".join(str(f) for f in files))
     deadline = time.monotonic() + timeout
-    while browser.execute_script("return window.ufdRecords.length") < before + len(files):
+    done = "return window.ufdIdle && window.ufdRecords.length"
+    while (browser.execute_script(done) or 0) < before + len(files):
         assert time.monotonic() < deadline, "the page stopped scoring (a frozen tab?)"
         time.sleep(0.1)
     lines = browser.execute_script("return window.ufdJsonl()").splitlines()

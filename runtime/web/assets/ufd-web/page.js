@@ -2,7 +2,8 @@
 // the threshold and the unsure band), records as JSON lines. For automation:
 // `window.ufdState` ('loading', 'ready', 'failed'), `window.ufdParity` (each graph
 // measured here), `window.ufdRecords` (one per image, ufd-detect's jsonl fields),
-// `window.ufdJsonl()` (them as JSON lines), `window.ufdBusy` (images still queued) and
+// `window.ufdJsonl()` (them as JSON lines), `window.ufdBusy` (images still queued),
+// `window.ufdIdle` (every image picked so far has its card and the status says so) and
 // `window.ufd` (the engine).
 import { Engine } from './engine.js';
 
@@ -13,6 +14,7 @@ let engine = null, running = false, scoredMs = [];
 window.ufdRecords = records;
 window.ufdState = 'loading';
 window.ufdBusy = 0;
+window.ufdIdle = true; // false from a pick or drop until its last card and status are shown
 window.ufdTimings = []; // per scored image: total, decode_preprocess, encoder (ms)
 
 const VERDICT = { fake: 'Likely generated', real: 'Likely camera-made', unsure: 'Unsure' }; // ufd-serve's words
@@ -80,10 +82,19 @@ function card(file, record) {
   return div;
 }
 
+function progress() {
+  const failed = records.filter((r) => r.error).length, done = records.length;
+  const total = done + queue.length + (running ? 1 : 0);
+  const summary = `${done} image${done === 1 ? '' : 's'}: ${done - failed} scored` + (failed ? `, ${failed} could not be` : '');
+  $('progress').textContent = running ? `scoring ${done + 1} of ${total}…` : summary;
+  $('cards').setAttribute('aria-busy', String(running));
+}
+
 async function drain() {
   if (running) return;
   running = true;
   while (queue.length) {
+    progress();
     const file = queue.shift();
     const bytes = new Uint8Array(await file.arrayBuffer());
     const { record, ms, timing } = await engine.score(file.name, bytes);
@@ -99,10 +110,13 @@ async function drain() {
     await new Promise((resolve) => setTimeout(resolve, 0)); // let the page paint between images
   }
   running = false;
+  progress();
+  window.ufdIdle = true;
 }
 
 function add(files) {
   if (!engine || window.ufdState !== 'ready') return;
+  window.ufdIdle = false;
   queue.push(...files);
   window.ufdBusy = queue.length;
   drain();
@@ -147,6 +161,9 @@ async function main() {
 
 $('files').addEventListener('change', (e) => { add([...e.target.files]); e.target.value = ''; });
 $('download').addEventListener('click', download);
+$('pick').addEventListener('keydown', (e) => { // the hidden input, by keyboard
+  if ((e.key === 'Enter' || e.key === ' ') && !$('files').disabled) { e.preventDefault(); $('files').click(); }
+});
 const drop = $('drop');
 drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
