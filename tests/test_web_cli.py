@@ -84,6 +84,7 @@ def test_a_bundle_without_a_linear_head_is_refused(
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     result = web(bundle, tmp_path / "site", "--ort-tarball", ort_tarball)
     assert result.exit_code == 2 and "linear head" in result.stderr
+    assert not (tmp_path / "site").exists()  # refused before anything was written
 
 
 def test_a_precision_a_browser_does_not_run_is_refused(

@@ -338,3 +338,38 @@ def test_a_webgpu_page_without_a_gpu_runs_on_webassembly(browser, webgpu_site) -
         server.server_close()
     assert all(p["ep"] == "wasm" for p in parity)
     assert next(p for p in parity if p["ok"])["precision"] == "int8"
+
+
+def test_a_calibrated_threshold_and_unsure_band_label_as_ufd_detect(
+    browser, tiny_bundle: Path, ort_tarball: Path, corpus, tmp_path: Path
+) -> None:
+    """The bundle's own threshold and unsure band: fake, unsure and real, as ufd-detect says."""
+    from ufd.runtime.web.site import WebOptions, build_site
+
+    root, expect = corpus
+    files = sorted(root / n for n, reason in expect.items() if reason is None)
+    probs = sorted(r["prob"] for r in detect_records(tiny_bundle, files, "int8").values())
+    bundle = tmp_path / "calibrated"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    low, high = probs[len(probs) // 3], probs[2 * len(probs) // 3]  # a third in each band
+    manifest["methods"]["linear"] |= {"threshold": high, "real_below": low}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    build_site(WebOptions(bundle=bundle, out=tmp_path / "site", ort_tarball=ort_tarball))
+    server = _load(browser, tmp_path / "site")
+    try:
+        records = {r["path"]: r for r in upload(browser, files)}
+    finally:
+        server.shutdown()
+        server.server_close()
+    wanted = detect_records(bundle, files, "int8")
+    labels = {name: r["label"] for name, r in wanted.items()}
+    assert set(labels.values()) == {"fake", "unsure", "real"}, labels
+    margin = json.loads((tmp_path / "site" / "web.json").read_text())["probes"]["tolerance"]
+    checked = 0
+    for name, want in wanted.items():
+        near = min(abs(want["prob"] - low), abs(want["prob"] - high)) < margin["max_abs_logit"] / 4
+        if not near:  # an image on a band's edge may fall either side within the tolerance
+            assert records[name]["label"] == want["label"], (name, records[name], want)
+            checked += 1
+    assert checked >= len(files) - 4, checked

@@ -25,7 +25,7 @@ from ufd.runtime.errors import BundleError, UsageError
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS, EMPTY_FILE, NOT_AN_IMAGE_FORMAT
 from ufd.runtime.methods import open_bundle
 from ufd.runtime.parity import load_probes, promised_tolerance
-from ufd.runtime.registry import INPUT_NOTE
+from ufd.runtime.registry import INPUT_NOTE, registered
 from ufd.runtime.web import ort_package
 
 BROWSER_ORDER = ("int8", "int8-portable", "fp32")
@@ -55,12 +55,13 @@ def build_site(options: WebOptions) -> dict[str, Any]:
     """
     bundle = open_bundle(options.bundle)
     graphs = _graphs(bundle, options.precisions, options.webgpu)
+    site = _describe(bundle, graphs, options)  # refuses before anything is written
     ort_files = ort_package.unpack(ort_package.tarball(options.ort_tarball), options.webgpu)
     out = _fresh(options.out)
     model = out / "model"
     model.mkdir(parents=True)
-    site = _describe(bundle, graphs, options)
     for name in {g["file"] for g in graphs} | {site["head"]["file"]}:
+        (model / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(bundle.graph_path(name), model / name)
     if site["aggregator"] is not None:
         shutil.copyfile(bundle.graph_path(site["aggregator"]["file"]), model / "aggregator.onnx")
@@ -142,13 +143,21 @@ def _describe(bundle: Bundle, graphs: list[dict[str, Any]], options: WebOptions)
         "graphs": graphs,
         "head": head,
         "aggregator": aggregator,
-        "method": {"name": "linear", "threshold": linear.threshold or 0.5}
+        "method": {"name": "linear", "threshold": _threshold(linear.threshold)}
         | {"real_below": linear.real_below},
         "methods_not_in_browser": others,
         "fields": [*fields, "error"],
         "reasons": {"empty": EMPTY_FILE, "not_an_image": NOT_AN_IMAGE_FORMAT},
         "probes": {"tolerance": asdict(promised_tolerance(manifest))},
     }
+
+
+def _threshold(stored: float | None) -> float:
+    """The linear head's threshold: the bundle's (calibrated), else the method's default."""
+    if stored is not None:
+        return stored
+    default = registered()["linear"].default_threshold
+    return 0.5 if default is None else default
 
 
 def _notes(bundle: Bundle, graphs: list[dict[str, Any]], options: WebOptions) -> list[str]:
