@@ -69,6 +69,7 @@ def test_a_folder_holding_other_things_is_refused(
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
+    (out / "web.json").write_text('{"someone": "else"}')  # another tool's web.json
     result = web(tiny_bundle, out, "--ort-tarball", ort_tarball)
     assert result.exit_code == 2 and "not a page ufd built" in result.stderr
     assert (out / "notes.txt").read_text() == "keep me"

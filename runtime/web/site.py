@@ -213,13 +213,22 @@ def _fresh(out: Path) -> Path:
         if not out.is_dir():
             raise UsageError(f"{out} is a file; give a folder for the site")
         if any(out.iterdir()):
-            if not (out / MARKER).is_file():
+            if not _built_by_ufd(out):
                 raise UsageError(
                     f"{out} is not empty and not a page ufd built; give a new or empty folder"
                 )
             shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _built_by_ufd(out: Path) -> bool:
+    """Whether ``out`` is a page this command wrote (its web.json says so)."""
+    try:
+        site = json.loads((out / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(site, dict) and {"format", "graphs", "ort"} <= set(site)
 
 
 def _write_page(out: Path, ort_files: ort_package.OrtFiles) -> None:
