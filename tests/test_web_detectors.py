@@ -23,7 +23,38 @@ KINDS = {
     "aligned": "aligned_bundle",
     "bfree": "bfree_bundle",
     "spai": "spai_bundle",
+    "probe": "probe_bundle",
 }
+
+
+@pytest.fixture(scope="module")
+def probe_bundle(tmp_path_factory) -> Path:
+    """A timm ViT probe (timm's own resize + crop) with a head from ufd-train."""
+    from typer.testing import CliRunner
+
+    from ufd.cli.train import app as train_app
+    from ufd.export.graph.build import ExportOptions, export_bundle
+
+    root = tmp_path_factory.mktemp("probe")
+    for cls, mode in (("real", "RGB"), ("fake", "L")):
+        (root / cls).mkdir()
+        for i in range(8):
+            random_image(root / cls / f"{i}.png", (300, 260), mode, seed=i + 50 * (mode == "L"))
+    bundle = root / "bundle"
+    export_bundle(
+        ExportOptions(
+            out=bundle,
+            detector="probe",
+            model="timm:vit_tiny_patch16_224",
+            pretrained="none",
+            precisions=("fp32", "int8"),
+        )
+    )
+    args = [str(bundle), "--real", str(root / "real"), "--fake", str(root / "fake")]
+    args += ["--val-split", "0.25", "--epochs", "3", "--precision", "fp32", "--no-cache"]
+    result = CliRunner().invoke(train_app, args)
+    assert result.exit_code == 0, result.output
+    return bundle
 
 
 @pytest.fixture(scope="module")
