@@ -160,6 +160,21 @@ def test_parity_is_measured_in_the_browser_and_shown(page) -> None:
     assert page.execute_script("return self.crossOriginIsolated") is True  # threads on
 
 
+def test_parity_is_measured_once_per_browser(page) -> None:
+    """A second visit takes the graph its first visit measured (localStorage), and says so."""
+    from selenium.webdriver.common.by import By
+
+    first = page.execute_script("return window.ufdParity")
+    assert not any(p.get("cached") for p in first)
+    page.refresh()
+    wait_ready(page)
+    again = page.execute_script("return window.ufdParity")
+    assert [p["precision"] for p in again] == [p["precision"] for p in first]
+    assert all(p["cached"] for p in again)
+    assert again[0]["min_feature_cosine"] == first[0]["min_feature_cosine"]
+    assert "measured in this browser on" in page.find_element(By.ID, "parity").text
+
+
 def test_result_cards_on_a_screenshot(page, corpus) -> None:
     from selenium.webdriver.common.by import By
 

@@ -33,6 +33,36 @@ function cosine(a, b) {
 
 let ort = null;
 
+/**
+ * Where a graph's parity measurement is kept in this browser (localStorage): the graph,
+ * the probes, the head and aggregator, onnxruntime-web's version and the browser. WebAssembly
+ * arithmetic is the same on every CPU, so nothing else changes the numbers; GPU
+ * measurements are not kept (a driver update may change them).
+ */
+function parityKey(site, graph) {
+  if (graph.ep !== 'wasm') return null;
+  const parts = [graph.sha256, site.probes.sha256, site.head.sha256, site.aggregator?.sha256 ?? '',
+    ort.env.versions.web, navigator.userAgent];
+  return `ufd-parity:${parts.join('|')}`;
+}
+
+function remembered(site, graph) {
+  const key = parityKey(site, graph);
+  try {
+    const found = key && JSON.parse(localStorage.getItem(key));
+    return found ? { ...found, cached: true } : null;
+  } catch (e) {
+    return null; // storage off (a private window): measure again
+  }
+}
+
+function remember(site, graph, measured) {
+  const key = parityKey(site, graph);
+  try {
+    if (key) localStorage.setItem(key, JSON.stringify({ ...measured, measured_utc: new Date().toISOString() }));
+  } catch (e) { /* storage full or off: measured again next time */ }
+}
+
 /** The graphs to try, in order: on the GPU first (WebGPU pages, where there is one). */
 async function candidates(site) {
   let adapter = null;
@@ -65,10 +95,14 @@ export class Engine {
     const { head, aggregator } = this.site;
     this.head = await this.session(head.file, head.sha256);
     this.aggregator = aggregator ? await this.session(aggregator.file, aggregator.sha256) : null;
-    const probes = await this.probes();
+    let probes = null;
     for (const graph of graphs) {
+      const known = remembered(this.site, graph);
+      if (known && !known.ok) { this.parity.push(known); continue; } // measured before: skip it
       const mb = (graph.size / 1e6).toFixed(1);
-      status(`checking the ${graph.precision} graph (${mb} MB, ${graph.ep}) on ${probes.crops.length} probes...`);
+      probes = known ? probes : probes ?? (await this.probes());
+      status(known ? `loading the ${graph.precision} graph (${mb} MB, ${graph.ep})...`
+        : `checking the ${graph.precision} graph (${mb} MB, ${graph.ep}) on ${probes.crops.length} probes...`);
       let encoder;
       try {
         encoder = await this.session(graph.file, graph.sha256, graph.ep);
@@ -77,7 +111,8 @@ export class Engine {
         this.parity.push({ precision: graph.precision, ep: graph.ep, ok: false, error: String(e.message || e) });
         continue; // this GPU cannot run it: the next graph
       }
-      const measured = { ...(await this.measure(encoder, graph, probes)), ep: graph.ep };
+      const measured = known ?? { ...(await this.measure(encoder, graph, probes)), ep: graph.ep };
+      if (!known) remember(this.site, graph, measured);
       this.parity.push(measured);
       if (measured.ok) { this.encoder = encoder; this.graph = graph; return measured; }
       await encoder.release();

@@ -140,7 +140,8 @@ function describe(m) {
   if (m.error) return `${m.precision} (${m.ep}): cannot run here`;
   const t = m.tolerance;
   const logit = t.max_abs_logit === null ? '' : `, |Δlogit| ${m.max_abs_logit.toFixed(4)} (≤ ${t.max_abs_logit})`;
-  return `${m.precision} (${m.ep}): cosine ${m.min_feature_cosine.toFixed(6)} (≥ ${t.min_feature_cosine})${logit}`;
+  const when = m.cached ? ` (measured in this browser on ${m.measured_utc.slice(0, 10)})` : '';
+  return `${m.precision} (${m.ep}): cosine ${m.min_feature_cosine.toFixed(6)} (≥ ${t.min_feature_cosine})${logit}${when}`;
 }
 
 async function main() {
