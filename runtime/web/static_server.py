@@ -35,9 +35,12 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
         ".json": "application/json",
     }
 
+    isolated = True
+    """Send the isolation headers (off: what a static host that cannot set headers serves)."""
+
     def end_headers(self) -> None:
         """Add the isolation headers to every answer."""
-        for name, value in ISOLATION_HEADERS.items():
+        for name, value in ISOLATION_HEADERS.items() if self.isolated else ():
             self.send_header(name, value)
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
@@ -48,6 +51,12 @@ class SiteHandler(http.server.SimpleHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: a page load is dozens of requests."""
+
+
+class PlainSiteHandler(SiteHandler):
+    """The site without the isolation headers: the page runs on one thread."""
+
+    isolated = False
 
 
 class SiteServer(http.server.ThreadingHTTPServer):
@@ -62,14 +71,18 @@ class SiteServer(http.server.ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def make_server(site: Path, host: str = "127.0.0.1", port: int = 8000) -> SiteServer:
+def make_server(
+    site: Path, host: str = "127.0.0.1", port: int = 8000, isolated: bool = True
+) -> SiteServer:
     """A threading HTTP server for ``site`` (not started)."""
-    handler = functools.partial(SiteHandler, directory=str(site))
+    handler = functools.partial(SiteHandler if isolated else PlainSiteHandler, directory=str(site))
     return SiteServer((host, port), handler)
 
 
-def serve_in_background(site: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[Any, str]:
+def serve_in_background(
+    site: Path, host: str = "127.0.0.1", port: int = 0, isolated: bool = True
+) -> tuple[Any, str]:
     """Start serving ``site`` on a thread; (server, its URL). ``server.shutdown()`` stops it."""
-    server = make_server(site, host, port)
+    server = make_server(site, host, port, isolated)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://{host}:{server.server_address[1]}/"

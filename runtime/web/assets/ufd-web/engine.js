@@ -91,7 +91,8 @@ export class Engine {
     const graphs = await candidates(this.site);
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 1, 8) : 1;
     ort.env.wasm.wasmPaths = new URL('ort/', document.baseURI).href;
-    ort.env.wasm.proxy = !graphs.some((g) => g.ep === 'webgpu'); // inference off the page's thread
+    // inference off the page's thread (`?proxy=0`: on it, for measuring what the worker costs)
+    ort.env.wasm.proxy = !graphs.some((g) => g.ep === 'webgpu') && new URLSearchParams(location.search).get('proxy') !== '0';
     const { head, aggregator } = this.site;
     this.head = await this.session(head.file, head.sha256);
     this.aggregator = aggregator ? await this.session(aggregator.file, aggregator.sha256) : null;
