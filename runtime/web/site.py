@@ -25,7 +25,9 @@ from ufd.runtime.errors import BundleError, UsageError
 from ufd.runtime.io.policy import DEFAULT_MAX_PIXELS, EMPTY_FILE, NOT_AN_IMAGE_FORMAT
 from ufd.runtime.methods import open_bundle
 from ufd.runtime.parity import load_probes, promised_tolerance
+from ufd.runtime.providers import PROVIDERS
 from ufd.runtime.registry import INPUT_NOTE, registered
+from ufd.runtime.sessions import HeadSession
 from ufd.runtime.web import ort_package
 
 BROWSER_ORDER = ("int8", "int8-portable", "fp32")
@@ -178,17 +180,13 @@ def _notes(bundle: Bundle, graphs: list[dict[str, Any]], options: WebOptions) ->
 
 
 def _graph_entry(bundle: Bundle, name: str) -> dict[str, Any]:
-    """A small graph's file, sha256 and its input and output names."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(
-        str(bundle.graph_path(name)), providers=["CPUExecutionProvider"]
-    )
+    """A small graph's file, sha256 and input and output names (loaded as its method loads it)."""
+    head = HeadSession(bundle.graph_path(name), PROVIDERS["cpu"], 1)
     return {
         "file": name,
         "sha256": bundle.manifest.files[name].sha256,
-        "input": session.get_inputs()[0].name,
-        "output": session.get_outputs()[0].name,
+        "input": head.input_name,
+        "output": head.output_name,
     }
 
 

@@ -39,6 +39,7 @@ const u16le = (b, i) => b[i] | (b[i + 1] << 8);
 const u24le = (b, i) => b[i] | (b[i + 1] << 8) | (b[i + 2] << 16);
 const u32be = (b, i) => ((b[i] << 24) >>> 0) + ((b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]);
 const i32le = (b, i) => b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24);
+const u32le = (b, i) => i32le(b, i) >>> 0;
 
 /** {width, height} from the header alone; an ImageError when it is not there. */
 export function dimensions(bytes, kind) {
@@ -67,7 +68,7 @@ function webpSize(bytes, need) {
   const chunk = String.fromCharCode(...bytes.subarray(12, 16));
   if (chunk === 'VP8 ') return { width: u16le(bytes, 26) & 0x3fff, height: u16le(bytes, 28) & 0x3fff };
   if (chunk === 'VP8L') {
-    const bits = (bytes[21] | (bytes[22] << 8) | (bytes[23] << 16) | (bytes[24] << 24)) >>> 0;
+    const bits = u32le(bytes, 21);
     return { width: 1 + (bits & 0x3fff), height: 1 + ((bits >>> 14) & 0x3fff) };
   }
   if (chunk === 'VP8X') return { width: 1 + u24le(bytes, 24), height: 1 + u24le(bytes, 27) };
@@ -104,7 +105,7 @@ export function withoutJpegOrientation(bytes) {
 function patchOrientation(bytes, tiff) {
   const little = bytes[tiff] === 0x49;
   const u16 = (i) => (little ? u16le(bytes, i) : u16be(bytes, i));
-  const u32 = (i) => (little ? (i32le(bytes, i) >>> 0) : u32be(bytes, i));
+  const u32 = (i) => (little ? u32le(bytes, i) : u32be(bytes, i));
   if (tiff + 8 > bytes.length) return bytes;
   const ifd = tiff + u32(tiff + 4);
   if (ifd + 2 > bytes.length) return bytes;
@@ -123,13 +124,12 @@ function patchOrientation(bytes, tiff) {
 
 /** A browser shows what arrived of a cut file; Pillow refuses it. So refuse what is cut. */
 function checkWhole(bytes, kind) {
-  const u32le = (i) => (i32le(bytes, i) >>> 0);
   let cut = false;
-  if (kind === 'bmp' && i32le(bytes, 14) >= 40 && [0, 3].includes(u32le(30))) {
+  if (kind === 'bmp' && i32le(bytes, 14) >= 40 && [0, 3].includes(u32le(bytes, 30))) {
     const { width, height } = dimensions(bytes, kind), bits = u16le(bytes, 28);
-    cut = bytes.length < u32le(10) + Math.floor((bits * width + 31) / 32) * 4 * height;
+    cut = bytes.length < u32le(bytes, 10) + Math.floor((bits * width + 31) / 32) * 4 * height;
   }
-  if (kind === 'webp') cut = bytes.length < u32le(4) + 8;
+  if (kind === 'webp') cut = bytes.length < u32le(bytes, 4) + 8;
   if (kind === 'jpeg') {
     let end = bytes.length - 1;
     while (end > 1 && bytes[end] !== 0xd9) end--;

@@ -101,7 +101,7 @@ export class Engine {
       const known = remembered(this.site, graph);
       if (known && !known.ok) { this.parity.push(known); continue; } // measured before: skip it
       const mb = (graph.size / 1e6).toFixed(1);
-      probes = known ? probes : probes ?? (await this.probes());
+      if (!known) probes ??= await this.probes(); // fetched once, and only to measure
       status(known ? `loading the ${graph.precision} graph (${mb} MB, ${graph.ep})...`
         : `checking the ${graph.precision} graph (${mb} MB, ${graph.ep}) on ${probes.crops.length} probes...`);
       let encoder;

@@ -28,57 +28,45 @@ function speed(ms) {
 
 function percent(x) { return `${(100 * x).toFixed(1)}%`; }
 
+/** An element with a class (and text): the pieces of a card. */
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
 function card(file, record) {
-  const div = document.createElement('div');
-  div.className = `card ${record.error ? 'error' : record.label}`;
+  const div = el('div', `card ${record.error ? 'error' : record.label}`);
   div.setAttribute('role', 'article');
   if (!record.error) {
-    const img = document.createElement('img');
+    const img = el('img');
     img.alt = file.name;
     img.src = URL.createObjectURL(file);
     div.append(img);
   }
-  const verdict = document.createElement('div');
-  verdict.className = 'verdict';
-  verdict.textContent = record.error ? 'Could not score' : VERDICT[record.label];
-  const name = document.createElement('div');
-  name.className = 'muted';
-  name.textContent = file.name;
-  div.append(verdict, name);
+  div.append(el('div', 'verdict', record.error ? 'Could not score' : VERDICT[record.label]), el('div', 'muted', file.name));
   if (record.error) {
-    const why = document.createElement('div');
-    why.className = 'why';
-    why.textContent = record.error;
-    div.append(why);
+    div.append(el('div', 'why', record.error));
     return div;
   }
   const { threshold, real_below: realBelow } = engine.site.method;
-  const bar = document.createElement('div');
-  bar.className = 'bar';
+  const bar = el('div', 'bar');
   bar.setAttribute('role', 'meter');
   bar.setAttribute('aria-label', `p(generated) ${percent(record.prob)}`);
   if (realBelow !== null) {
-    const band = document.createElement('div');
-    band.className = 'band';
+    const band = el('div', 'band');
     band.style.left = percent(realBelow);
     band.style.width = percent(threshold - realBelow);
     bar.append(band);
   }
-  const fill = document.createElement('span');
+  const fill = el('span');
   fill.style.width = percent(record.prob);
-  const mark = document.createElement('i');
+  const mark = el('i');
   mark.style.left = percent(threshold);
   bar.append(fill, mark);
-  const numbers = document.createElement('div');
-  numbers.className = 'muted';
-  numbers.textContent = `p(generated) ${record.prob.toFixed(3)} · logit ${record.logit.toFixed(3)}`;
-  div.append(bar, numbers);
-  if (record.input) {
-    const note = document.createElement('div');
-    note.className = 'muted';
-    note.textContent = record.input;
-    div.append(note);
-  }
+  div.append(bar, el('div', 'muted', `p(generated) ${record.prob.toFixed(3)} · logit ${record.logit.toFixed(3)}`));
+  if (record.input) div.append(el('div', 'muted', record.input));
   return div;
 }
 
