@@ -198,9 +198,15 @@ def full_bundle(
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
-@pytest.fixture
-def browser(tmp_path: Path):
-    """Headless Debian chromium driven by selenium (``make test`` installs both)."""
+SOFTWARE_WEBGPU = ("--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader")
+"""Chromium flags for a WebGPU adapter without a GPU: SwiftShader's, in software."""
+
+
+def launch_chromium(profile: Path, gpu_flags: tuple[str, ...] = ()):
+    """Headless Debian chromium driven by selenium; skips when it is not installed.
+
+    Without ``gpu_flags`` the GPU is off (no WebGPU adapter); with them, they say which.
+    """
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.skip("chromium/chromedriver not installed: make test installs them (apt-get)")
     os.environ["SE_OFFLINE"] = "true"  # selenium must not look for drivers online
@@ -212,16 +218,22 @@ def browser(tmp_path: Path):
     for flag in (
         "--headless=new",
         "--no-sandbox",
-        "--disable-gpu",
+        *(gpu_flags or ("--disable-gpu",)),
         "--disable-quic",
         "--no-first-run",
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    """Headless Debian chromium driven by selenium (``make test`` installs both)."""
+    driver = launch_chromium(tmp_path / "profile")
     yield driver
     driver.quit()
 

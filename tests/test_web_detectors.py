@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import random_image
 from test_detectors import c2p_clip, commfor, rine, tiny_clip  # noqa: F401 - their bundles
-from web_helpers import detect_records, upload, wait_ready
+from web_helpers import detect_records, opened, upload
 
 pytestmark = pytest.mark.slow
 KINDS = {
@@ -74,22 +74,14 @@ def test_each_detector_scores_in_the_browser_as_ufd_detect(
     kind: str, request, browser, tmp_path: Path, ort_tarball: Path, images: list[Path]
 ) -> None:
     from ufd.runtime.web.site import WebOptions, build_site
-    from ufd.runtime.web.static_server import serve_in_background
 
     made = request.getfixturevalue(KINDS[kind])
     bundle = made if isinstance(made, Path) else made[0]
     site = build_site(WebOptions(bundle=bundle, out=tmp_path / "site", ort_tarball=ort_tarball))
     assert site["detector"] == kind
-    server, url = serve_in_background(tmp_path / "site")
-    try:
-        browser.set_script_timeout(120)
-        browser.get(url)
-        wait_ready(browser, timeout=300)
+    with opened(browser, tmp_path / "site", timeout=300):
         took = next(p for p in browser.execute_script("return window.ufdParity") if p["ok"])
         records = {r["path"]: r for r in upload(browser, images)}
-    finally:
-        server.shutdown()
-        server.server_close()
     wanted = detect_records(bundle, images, took["precision"])
     limit = site["probes"]["tolerance"]["max_abs_logit"] or 0.05
     for image in images:

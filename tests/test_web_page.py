@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 from helpers import TINY_MODEL
 from PIL import Image
-from web_helpers import detect_records, page_units, python_units, upload, wait_ready
+from web_helpers import detect_records, opened, page_units, python_units, upload, wait_ready
 from web_images import web_corpus
 
 from ufd.runtime.bundle import PreprocessConfig
@@ -52,18 +51,9 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str | None]]:
 @pytest.fixture
 def page(browser, tiny_site: Path):
     """The page loaded from a loopback server, its graph chosen."""
-    from ufd.runtime.web.static_server import serve_in_background
-
-    server, url = serve_in_background(tiny_site)
-    try:
-        browser.set_script_timeout(120)
-        browser.set_window_size(1280, 1400)
-        browser.get(url)
-        wait_ready(browser)
+    browser.set_window_size(1280, 1400)
+    with opened(browser, tiny_site):
         yield browser
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_every_record_is_ufd_detects(page, tiny_site: Path, tiny_bundle: Path, corpus) -> None:
@@ -257,27 +247,9 @@ def test_resize_is_pillows_byte_for_byte(page, interpolation: str) -> None:
 @pytest.fixture
 def gpu_browser(tmp_path: Path):
     """Headless Chromium with a WebGPU adapter: SwiftShader's, a GPU in software."""
-    from conftest import CHROMEDRIVER, CHROMIUM
+    from conftest import SOFTWARE_WEBGPU, launch_chromium
 
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("chromium/chromedriver not installed: make test installs them (apt-get)")
-    os.environ["SE_OFFLINE"] = "true"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--no-first-run",
-        "--enable-unsafe-webgpu",
-        "--use-webgpu-adapter=swiftshader",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_script_timeout(120)
+    driver = launch_chromium(tmp_path / "profile", SOFTWARE_WEBGPU)
     yield driver
     driver.quit()
 
@@ -311,27 +283,13 @@ def webgpu_site(tmp_path_factory, head_file: Path, ort_tarball: Path) -> tuple[P
     return folder / "site", bundle
 
 
-def _load(browser, site: Path):
-    from ufd.runtime.web.static_server import serve_in_background
-
-    server, url = serve_in_background(site)
-    browser.set_script_timeout(120)
-    browser.get(url)
-    wait_ready(browser)
-    return server
-
-
 def test_webgpu_runs_the_float_graphs_on_the_gpu(gpu_browser, webgpu_site, corpus) -> None:
     root, _ = corpus
     site_dir, bundle = webgpu_site
-    server = _load(gpu_browser, site_dir)
-    try:
+    with opened(gpu_browser, site_dir):
         parity = gpu_browser.execute_script("return window.ufdParity")
         files = [root / "photo.png", root / "grey.jpg", root / "palette.gif"]
         records = {r["path"]: r for r in upload(gpu_browser, files)}
-    finally:
-        server.shutdown()
-        server.server_close()
     took = next(p for p in parity if p["ok"])
     assert parity[0]["ep"] == "webgpu" and parity[0]["precision"] == "fp16"
     # SwiftShader has no shader-f16: fp16 says so and the page goes on; fp32 keeps it
@@ -345,12 +303,8 @@ def test_webgpu_runs_the_float_graphs_on_the_gpu(gpu_browser, webgpu_site, corpu
 
 
 def test_a_webgpu_page_without_a_gpu_runs_on_webassembly(browser, webgpu_site) -> None:
-    server = _load(browser, webgpu_site[0])  # --disable-gpu: no adapter
-    try:
+    with opened(browser, webgpu_site[0]):  # --disable-gpu: no adapter
         parity = browser.execute_script("return window.ufdParity")
-    finally:
-        server.shutdown()
-        server.server_close()
     assert all(p["ep"] == "wasm" for p in parity)
     assert next(p for p in parity if p["ok"])["precision"] == "int8"
 
@@ -376,12 +330,8 @@ def test_a_calibrated_threshold_and_unsure_band_label_as_ufd_detect(
     manifest["methods"]["linear"] |= {"threshold": high, "real_below": low}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     build_site(WebOptions(bundle=bundle, out=tmp_path / "site", ort_tarball=ort_tarball))
-    server = _load(browser, tmp_path / "site")
-    try:
+    with opened(browser, tmp_path / "site"):
         records = {r["path"]: r for r in upload(browser, files)}
-    finally:
-        server.shutdown()
-        server.server_close()
     wanted = detect_records(bundle, files, "int8")
     labels = {name: r["label"] for name, r in wanted.items()}
     assert set(labels.values()) == {"fake", "unsure", "real"}, labels

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +21,22 @@ from ufd.runtime.preprocess import build_preprocessor
 from ufd.runtime.units import UNIT_PREPROCESSORS
 
 runner = CliRunner()
+
+
+@contextmanager
+def opened(browser, site: Path, timeout: float = 120) -> Iterator[None]:
+    """``site`` served on loopback and loaded in ``browser``, its graph chosen; then stopped."""
+    from ufd.runtime.web.static_server import serve_in_background
+
+    server, url = serve_in_background(site)
+    try:
+        browser.set_script_timeout(120)
+        browser.get(url)
+        wait_ready(browser, timeout)
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_ready(browser, timeout: float = 120) -> None:

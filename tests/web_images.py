@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from helpers import png_bomb
+from helpers import PNG_SIGNATURE, png_bomb, png_chunk
 from PIL import Image
 
 ADAM7 = (
@@ -42,18 +42,14 @@ def write_png(path: Path, pixels: np.ndarray, interlace: bool = False) -> Path:
     else:
         raw = rows(big)
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
     header = struct.pack(
         ">IIBBBBB", width, height, depth, COLOUR_TYPE[channels], 0, 0, int(interlace)
     )
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
     )
     return path
 
