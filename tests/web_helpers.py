@@ -41,7 +41,7 @@ def opened(browser, site: Path, timeout: float = 120) -> Iterator[None]:
 
 def wait_ready(browser, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while browser.execute_script("return window.ufdState") == "loading":
+    while browser.execute_script("return window.ufdState") in (None, "loading"):
         assert time.monotonic() < deadline, "the page did not load its model"
         time.sleep(0.1)
     state = browser.execute_script("return [window.ufdState, window.ufdError]")
